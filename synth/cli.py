@@ -1,0 +1,33 @@
+"""The `synth` command line: one command per stage, errors as one line with an exit code."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from synth.errors import SynthError
+
+app = typer.Typer(
+    name="synth",
+    help="Manufacture training data for text-embedding models: ingest, synthesise with LLMs, mine, filter, export.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Registration order is the order `synth --help` lists the commands in.
+from synth.commands import ingest, inspect  # noqa: E402
+
+for module in (ingest, inspect):
+    module.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app; a SynthError becomes one line on stderr and its exit code."""
+    try:
+        app()
+    except SynthError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
