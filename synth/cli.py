@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 
 import typer
 from rich.console import Console
@@ -17,11 +18,12 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Registration order is the order `synth --help` lists the commands in.
-from synth.commands import ingest, inspect  # noqa: E402
+# One line per command module; registration order is the order `synth --help` lists them in.
+COMMAND_MODULES: list[str] = [
+]
 
-for module in (ingest, inspect):
-    module.register(app)
+for _name in COMMAND_MODULES:
+    import_module(f"synth.commands.{_name}").register(app)
 
 
 def main() -> None:
