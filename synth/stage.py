@@ -17,8 +17,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from synth.errors import InputFileError
-from synth.store import Manifest, PartRef, config_hash, file_fingerprint, list_parts, part_name, read_part
-from synth.store import write_part, write_rejects
+from synth.store import (
+    Manifest,
+    PartRef,
+    config_hash,
+    file_fingerprint,
+    list_parts,
+    part_name,
+    read_part,
+    write_part,
+    write_rejects,
+)
 
 console = Console(stderr=True)
 
