@@ -14,7 +14,8 @@ from tests.embed_fixtures import CountingEmbedder, minilm_path
 
 
 def test_query_format_follows_qzhou_and_documents_get_none():
-    assert format_query("what is rust", "Given a query", QZHOU_QUERY_FORMAT) == "Instruct: Given a query\nQuery:what is rust"
+    expected = "Instruct: Given a query\nQuery:what is rust"
+    assert format_query("what is rust", "Given a query", QZHOU_QUERY_FORMAT) == expected
     assert format_query("what is rust", "", QZHOU_QUERY_FORMAT) == "what is rust"
     assert format_query("q", "task", "{query}") == "q"
     with pytest.raises(ConfigError, match="must contain"):
