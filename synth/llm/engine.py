@@ -1,0 +1,442 @@
+"""The LLM engine every stage shares: concurrency, budgets, retries, structured output, journal and accounting.
+
+Usage::
+
+    from synth.llm import ChatRequest, LLMEngine, LLMSettings
+
+    settings = LLMSettings.from_options(options)   # stage options; None -> OPENAI_BASE_URL / OPENAI_API_KEY
+    with LLMEngine(settings, journal=out / "_journal.sqlite", stage="paraphrase") as engine:
+        results = engine.chat_many([ChatRequest(messages=[{"role": "user", "content": "..."}],
+                                                response_model=Paraphrases, params={"seed": 3})])
+        for result in results:            # same order as the requests
+            if result.ok:
+                use(result.parsed)        # a validated Paraphrases (result.content holds the raw text)
+            else:
+                record_failure(result.error)   # a reason; the request is asked again on the next run
+        vectors = engine.post_json_many("/embeddings", [{"model": "m", "input": ["a", "b"]}])
+        totals = engine.stats()           # requests, tokens, retries, failures, cost_usd ...
+        # per part: before = engine.stats(); ...; PartResult(stats=engine.stats(since=before))
+
+Answered requests are journaled at once; a rerun reads them back instead of sending them. A 400/401/403/404
+raises `FatalAPIError` (the key is never in its message). `achat_many` / `apost_json_many` serve callers already
+inside an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from synth.errors import ConfigError, FatalAPIError
+from synth.llm.accounting import Accounting
+from synth.llm.journal import Journal, request_key
+from synth.llm.ratelimit import RateLimiter
+from synth.llm.retry import with_retries
+from synth.llm.settings import LLMSettings, redact_url
+from synth.llm.structured import (
+    FormChooser,
+    InvalidAnswer,
+    parse_answer,
+    reask_messages,
+    response_format,
+    schema_of,
+    structured_messages,
+)
+from synth.llm.tokens import TokenEstimator, estimate_message_tokens, estimate_text_tokens
+from synth.llm.transport import APIRefusal, TransientError, Transport
+from synth.progress import RequestProgress
+
+T = TypeVar("T")
+_STOP_REASONS = {"length": "answer cut at max_tokens (finish_reason=length)",
+                 "content_filter": "answer blocked by the content filter (finish_reason=content_filter)"}
+# Forms chosen by `auto` per endpoint, shared by every engine of the process (the journal keeps it across runs).
+_REMEMBERED_FORMS: dict[str, str] = {}
+
+
+@dataclass
+class ChatRequest:
+    """One chat completion to make; `params` override the engine's (temperature, seed, max_tokens, stop, ...)."""
+
+    messages: list[dict[str, Any]]
+    response_model: type[BaseModel] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatResult:
+    """The outcome of one request: `ok` with `content` (and `parsed` when a model was asked for), or an `error`."""
+
+    ok: bool
+    content: str | None = None
+    parsed: BaseModel | None = None
+    error: str | None = None
+    from_journal: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class JsonResult:
+    """The outcome of one raw JSON POST (for example `/embeddings`): `data` is the decoded answer."""
+
+    ok: bool
+    data: Any = None
+    error: str | None = None
+    from_journal: bool = False
+
+
+class RequestFailed(Exception):
+    """A request that ends as a failed row (after retries, or cut short); the reason goes into the result."""
+
+
+class FormRefused(Exception):
+    """The server refused the structured-output form; the request is sent again in the form chosen next."""
+
+
+class LLMEngine:
+    """Push many requests through one OpenAI-compatible endpoint as fast as its limits allow, losing nothing."""
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        journal: Path | str | None = None,
+        stage: str = "llm",
+        progress: bool = True,
+    ):
+        if not settings.base_url:
+            raise ConfigError(
+                "no LLM endpoint configured: pass --base-url (or set OPENAI_BASE_URL) and --api-key "
+                "(or OPENAI_API_KEY), or install synth[llm-local] for the bundled demo model"
+            )
+        self.settings = settings
+        self.stage = stage
+        self.show_progress = progress
+        self.journal = Journal(journal, stage) if journal else None
+        self.accounting = Accounting()
+        self.limiter = RateLimiter(settings.rpm, settings.tpm)
+        self.estimator = TokenEstimator()
+        self._model = settings.model
+        self._forms: FormChooser | None = None
+        self._transports: dict[asyncio.AbstractEventLoop, Transport] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._schemas: dict[type[BaseModel], dict[str, Any]] = {}
+        self._base_params = {"temperature": settings.temperature, "max_tokens": settings.max_tokens,
+                             "seed": settings.seed}
+        self._base_params = {k: v for k, v in self._base_params.items() if v is not None}
+
+    # ----- public API -------------------------------------------------------------------------------------------
+
+    def chat_many(self, requests: Iterable[ChatRequest]) -> list[ChatResult]:
+        """Answer every request (order preserved); blocks until all are answered or failed."""
+        return self._run_sync(self.achat_many(list(requests)))
+
+    def post_json_many(self, path: str, bodies: Iterable[dict[str, Any]], journal: bool = True) -> list[JsonResult]:
+        """POST each body to `path` (for example "/embeddings") with the same limits, retries and journal."""
+        return self._run_sync(self.apost_json_many(path, list(bodies), journal=journal))
+
+    async def achat_many(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        """`chat_many` for callers already inside an event loop."""
+        model = await self._resolve_model()
+        keyed = [(self._chat_key(model, req), req) for req in requests]
+        return await self._many(keyed, self._chat_from_journal, self._chat_one, "requests")
+
+    async def apost_json_many(self, path: str, bodies: list[dict[str, Any]], journal: bool = True) -> list[JsonResult]:
+        """`post_json_many` for callers already inside an event loop."""
+        keyed = [(request_key("post", path, body) if journal else f"nojournal:{i}", (path, body, journal))
+                 for i, body in enumerate(bodies)]
+        return await self._many(keyed, self._json_from_journal, self._post_one, "posts")
+
+    def stats(self, since: dict[str, int | float] | None = None) -> dict[str, int | float]:
+        """Counters (requests, journal hits, tokens, retries, failures, cost in USD) since the engine started, or
+        since an earlier `stats()` snapshot: per-part numbers for `PartResult.stats`."""
+        return self.accounting.since(since) if since else self.accounting.as_dict()
+
+    def close(self) -> None:
+        """Close HTTP sessions and the journal (the engine cannot be used afterwards)."""
+        if self._loop is not None:
+            for loop, transport in list(self._transports.items()):
+                if loop is self._loop:
+                    self._loop.run_until_complete(transport.close())
+                    del self._transports[loop]
+            self._loop.close()
+            self._loop = None
+        if self.journal:
+            self.journal.close()
+
+    async def aclose(self) -> None:
+        """Close the session of the running loop (for callers using the async API)."""
+        transport = self._transports.pop(asyncio.get_running_loop(), None)
+        if transport:
+            await transport.close()
+
+    def __enter__(self) -> LLMEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- scheduling -------------------------------------------------------------------------------------------
+
+    def _run_sync(self, work: Awaitable[T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("chat_many/post_json_many called inside an event loop: use achat_many/apost_json_many")
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(work)
+
+    async def _many(
+        self,
+        keyed: list[tuple[str, Any]],
+        from_journal: Callable[[Any, Any], Any],
+        send: Callable[[str, Any], Awaitable[Any]],
+        unit: str,
+    ) -> list[Any]:
+        """Journal hits first, then each distinct pending request once, by `concurrency` workers."""
+        results: list[Any] = [None] * len(keyed)
+        saved = self.journal.get_many([k for k, _ in keyed]) if self.journal else {}
+        pending: dict[str, list[int]] = {}
+        for index, (key, item) in enumerate(keyed):
+            hit = saved.get(key)
+            result = from_journal(item, hit) if hit is not None else None
+            if result is not None:
+                results[index] = result
+                self.accounting.from_journal += 1
+            else:
+                pending.setdefault(key, []).append(index)
+        queue = list(pending.items())
+        queue.reverse()  # pop() from the end keeps the requests' order
+        with RequestProgress(self.stage, unit, len(queue), enabled=self.show_progress) as progress:
+
+            async def worker() -> None:
+                while queue:
+                    key, indices = queue.pop()
+                    result = await send(key, keyed[indices[0]][1])
+                    for index in indices:
+                        results[index] = result
+                    progress.advance(self.accounting)
+
+            workers = [asyncio.ensure_future(worker()) for _ in range(min(self.settings.concurrency, len(queue)))]
+            if workers:
+                await _first_error(workers)
+        return results
+
+    # ----- chat -------------------------------------------------------------------------------------------------
+
+    def _chat_key(self, model: str, req: ChatRequest) -> str:
+        schema = self._schema(req.response_model) if req.response_model else None
+        params = {**self._base_params, **self.settings.extra_body, **req.params}
+        return request_key("chat", model, req.messages, params, schema)
+
+    def _schema(self, model: type[BaseModel]) -> dict[str, Any]:
+        schema = self._schemas.get(model)
+        if schema is None:
+            schema = self._schemas[model] = schema_of(model)
+        return schema
+
+    def _chat_from_journal(self, req: ChatRequest, saved: dict[str, Any]) -> ChatResult | None:
+        try:
+            parsed = parse_answer(saved["content"], req.response_model)
+        except InvalidAnswer:
+            return None
+        return ChatResult(True, saved["content"], parsed, from_journal=True)
+
+    async def _chat_one(self, key: str, req: ChatRequest) -> ChatResult:
+        """Ask, validate, re-ask once with the validation error, journal the valid answer."""
+        messages = req.messages
+        prompt_total = completion_total = 0
+        for asking in (1, 2):
+            try:
+                content, prompt_tokens, completion_tokens = await self._complete(messages, req)
+            except RequestFailed as exc:
+                self.accounting.failures += 1
+                return ChatResult(False, error=str(exc), prompt_tokens=prompt_total, completion_tokens=completion_total)
+            prompt_total += prompt_tokens
+            completion_total += completion_tokens
+            try:
+                parsed = parse_answer(content, req.response_model)
+            except InvalidAnswer as exc:
+                if asking == 2:
+                    self.accounting.failures += 1
+                    return ChatResult(False, content, error=str(exc), prompt_tokens=prompt_total,
+                                      completion_tokens=completion_total)
+                self.accounting.reasks += 1
+                # A text answer that came back empty is asked again as is; a structured one is shown its error.
+                if req.response_model and content:
+                    messages = reask_messages(req.messages, content, str(exc))
+                continue
+            if self.journal:
+                self.journal.put(key, {"content": content, "prompt_tokens": prompt_total,
+                                       "completion_tokens": completion_total})
+            return ChatResult(True, content, parsed, prompt_tokens=prompt_total, completion_tokens=completion_total)
+        raise AssertionError("unreachable: the loop returns on its second pass")
+
+    async def _complete(self, messages: list[dict[str, Any]], req: ChatRequest) -> tuple[str, int, int]:
+        """One chat completion with retries and structured-form fallback; returns (content, prompt, completion)."""
+        raw_estimate = estimate_message_tokens(messages)
+        model_cls = req.response_model
+        params = {**self._base_params, **self.settings.extra_body, **req.params}
+        while True:
+            form = self._form_chooser().current if model_cls else None
+            body: dict[str, Any] = {"model": self._model, **params}
+            if model_cls and form:
+                schema = self._schema(model_cls)
+                body["messages"] = structured_messages(form, messages, schema)
+                fmt = response_format(form, model_cls, schema)
+                if fmt:
+                    body["response_format"] = fmt
+            else:
+                body["messages"] = messages
+            try:
+                data = await self._send("/chat/completions", body, raw_estimate, params.get("max_tokens"), form)
+            except FormRefused:
+                continue
+            except APIRefusal as exc:
+                raise self._fatal(exc) from None
+            except TransientError as exc:
+                raise RequestFailed(f"gave up after {self.settings.max_attempts} attempts: {exc.reason}") from None
+            if form and self._form_chooser().accepted(form):
+                self._remember_form(form)
+            return self._read_choice(data, raw_estimate)
+
+    def _read_choice(self, data: Any, raw_estimate: int) -> tuple[str, int, int]:
+        try:
+            choice = data["choices"][0]
+            content = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise RequestFailed("answer without choices[0].message") from None
+        usage = data.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        self.estimator.observe(raw_estimate, prompt_tokens)
+        reason = choice.get("finish_reason")
+        if reason in _STOP_REASONS:
+            raise RequestFailed(_STOP_REASONS[reason])
+        return content, prompt_tokens, completion_tokens
+
+    # ----- raw JSON posts ---------------------------------------------------------------------------------------
+
+    def _json_from_journal(self, item: tuple[str, dict[str, Any], bool], saved: Any) -> JsonResult:
+        return JsonResult(True, saved, from_journal=True)
+
+    async def _post_one(self, key: str, item: tuple[str, dict[str, Any], bool]) -> JsonResult:
+        path, body, journal = item
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
+        raw_estimate = sum(estimate_text_tokens(t) for t in texts if isinstance(t, str)) or 1
+        try:
+            data = await self._send(path, body, raw_estimate, None)
+        except APIRefusal as exc:
+            raise self._fatal(exc) from None
+        except TransientError as exc:
+            self.accounting.failures += 1
+            return JsonResult(False, error=f"gave up after {self.settings.max_attempts} attempts: {exc.reason}")
+        if self.journal and journal:
+            self.journal.put(key, data)
+        return JsonResult(True, data)
+
+    # ----- one HTTP exchange ------------------------------------------------------------------------------------
+
+    async def _send(
+        self, path: str, body: dict[str, Any], raw_estimate: int, max_tokens: int | None, form: str | None = None
+    ) -> Any:
+        """POST with budgets and retries; accounts usage and follows the server's rate-limit headers.
+
+        A refusal of the structured-output `form` (4xx, or a repeated 5xx) raises FormRefused instead of retrying.
+        """
+        transport = self._transport()
+        reserved = self.estimator.scaled(raw_estimate) + (max_tokens or 0)
+
+        async def attempt() -> Any:
+            await self.limiter.acquire(reserved)
+            self.accounting.requests += 1
+            try:
+                return await transport.request("POST", path, body)
+            except TransientError as exc:
+                if exc.status == 429:
+                    self.accounting.rate_limited += 1
+                    self.limiter.on_429(exc.headers, fallback_seconds=1.0)
+                elif form and (exc.status or 0) >= 500 and self._form_chooser().refused(form, exc.status or 500):
+                    raise FormRefused from None
+                raise
+            except APIRefusal as exc:
+                if form and self._form_chooser().refused(form, exc.status):
+                    raise FormRefused from None
+                raise
+
+        data, headers = await with_retries(attempt, self.settings.max_attempts, self._count_retry)
+        self.limiter.follow(headers)
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if isinstance(usage, dict):
+            prompt = int(usage.get("prompt_tokens") or 0)
+            completion = int(usage.get("completion_tokens") or 0)
+            self.accounting.add_usage(prompt, completion, self.settings.prices.get(self._model or ""))
+            self.limiter.tokens.adjust(prompt + completion - reserved)
+        return data
+
+    def _count_retry(self, error: TransientError) -> None:
+        self.accounting.retries += 1
+
+    def _transport(self) -> Transport:
+        loop = asyncio.get_running_loop()
+        transport = self._transports.get(loop)
+        if transport is None:
+            transport = self._transports[loop] = Transport(self.settings)
+        return transport
+
+    def _fatal(self, exc: APIRefusal) -> FatalAPIError:
+        return FatalAPIError(f"{redact_url(self.settings.base_url)} refused the request: {exc}")
+
+    async def _resolve_model(self) -> str:
+        """The configured model, or the one the endpoint serves when none is configured."""
+        if self._model:
+            return self._model
+        try:
+            data, _ = await with_retries(lambda: self._transport().request("GET", "/models"),
+                                         self.settings.max_attempts, self._count_retry)
+        except APIRefusal as exc:
+            raise self._fatal(exc) from None
+        except TransientError as exc:
+            raise FatalAPIError(f"cannot list models at {redact_url(self.settings.base_url)}: {exc.reason}") from None
+        models = [m.get("id") for m in (data.get("data") or []) if isinstance(m, dict) and m.get("id")]
+        if not models:
+            raise ConfigError(f"no --model given and {redact_url(self.settings.base_url)} lists no models")
+        self._model = models[0]
+        return self._model
+
+    # ----- structured-form memory -------------------------------------------------------------------------------
+
+    def _endpoint_name(self) -> str:
+        return f"structured_form:{redact_url(self.settings.base_url)}:{self._model}"
+
+    def _form_chooser(self) -> FormChooser:
+        if self._forms is None:
+            name = self._endpoint_name()
+            remembered = _REMEMBERED_FORMS.get(name) or (self.journal.fact(name) if self.journal else None)
+            self._forms = FormChooser(self.settings.structured, remembered)
+        return self._forms
+
+    def _remember_form(self, form: str) -> None:
+        name = self._endpoint_name()
+        _REMEMBERED_FORMS[name] = form
+        if self.journal:
+            self.journal.set_fact(name, form)
+
+
+async def _first_error(tasks: list[asyncio.Future[None]]) -> None:
+    """Wait for all tasks; on the first exception cancel the rest and raise it (a fatal error stops at once)."""
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    failed = [t for t in done if t.exception() is not None]
+    if failed:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise failed[0].exception()  # type: ignore[misc]

@@ -1,0 +1,83 @@
+"""The response journal: every answered request is committed at once to SQLite (WAL), keyed by a request hash.
+
+A run killed with `kill -9` loses nothing that was answered; a rerun reads answers back instead of re-sending.
+WAL mode with a busy timeout lets two processes share one journal without corrupting it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from synth.errors import ConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY, stage TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoint_facts (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_LOOKUP_CHUNK = 500
+
+
+def request_key(*parts: Any) -> str:
+    """Stable hash of what decides an answer (model, messages, parameters, output schema); never the key or headers."""
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Journal:
+    """Answers by request key, committed one by one so a crash loses at most the request in flight."""
+
+    def __init__(self, path: Path | str, stage: str = ""):
+        self.path = Path(path)
+        self.stage = stage
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process, fsyncs less
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"journal {self.path} cannot be opened: {exc}") from exc
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """The journaled answers among `keys`."""
+        found: dict[str, Any] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk)
+            found.update((key, json.loads(value)) for key, value in rows)
+        return found
+
+    def put(self, key: str, value: Any) -> None:
+        """Commit one answer now (its own transaction)."""
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        self._db.execute(
+            "INSERT OR REPLACE INTO responses (key, stage, value, created) VALUES (?, ?, ?, ?)",
+            (key, self.stage, text, time.time()),
+        )
+
+    def delete(self, key: str) -> None:
+        """Forget an answer that turned out unusable, so the next run asks again."""
+        self._db.execute("DELETE FROM responses WHERE key = ?", (key,))
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def fact(self, name: str) -> str | None:
+        """A remembered fact about an endpoint (for example which structured-output form it accepts)."""
+        row = self._db.execute("SELECT value FROM endpoint_facts WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_fact(self, name: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO endpoint_facts (name, value) VALUES (?, ?)", (name, value))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,108 @@
+"""Resolved LLM endpoint settings: one frozen object built from stage options and the usual environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from synth.errors import ConfigError
+
+OPENAI_URL = "https://api.openai.com/v1"
+STRUCTURED_MODES = ("auto", "json_schema", "json_object_schema", "json_object", "prompt")
+"""How a pydantic output model is asked for; `auto` tries them in this order and remembers what the server accepts."""
+
+LLM_OPTION_DEFAULTS: dict[str, Any] = {
+    "model": None,
+    "base_url": None,
+    "api_key": None,
+    "concurrency": 64,
+    "rpm": None,
+    "tpm": None,
+    "temperature": 0.7,
+    "max_tokens": 1024,
+    "timeout": 120.0,
+    "max_attempts": 6,
+    "structured": "auto",
+    "seed": None,
+    "extra_headers": {},
+    "extra_body": {},
+    "prices": {},
+}
+"""Every engine option with its default; `None` means "from the environment or the server"."""
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without user:password, so it can be logged and written to a manifest."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """Where and how to call the LLM; `api_key` is kept out of repr and of `public()`."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    concurrency: int = 64
+    rpm: float | None = None
+    tpm: float | None = None
+    temperature: float | None = 0.7
+    max_tokens: int | None = 1024
+    timeout: float = 120.0
+    max_attempts: int = 6
+    structured: str = "auto"
+    seed: int | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> LLMSettings:
+        """Settings from a stage's resolved options; unset endpoint and key come from OPENAI_BASE_URL/OPENAI_API_KEY."""
+        known = {k: options[k] for k in LLM_OPTION_DEFAULTS if options.get(k) is not None}
+        api_key = known.get("api_key") or os.environ.get("OPENAI_API_KEY") or None
+        base_url = known.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
+        if base_url is None and api_key:
+            base_url = OPENAI_URL  # a key alone means the user expects OpenAI itself
+        known.update(api_key=api_key, base_url=base_url.rstrip("/") if base_url else None)
+        settings = cls(**{**{k: v for k, v in LLM_OPTION_DEFAULTS.items() if v is not None}, **known})
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse values that cannot work, naming the option."""
+        if self.structured not in STRUCTURED_MODES:
+            raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, got {self.structured!r}")
+        for name in ("concurrency", "max_attempts"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("rpm", "tpm", "timeout"):
+            value = getattr(self, name)
+            if value is not None and float(value) <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if self.base_url and urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ConfigError(f"base_url must start with http:// or https://, got {redact_url(self.base_url)!r}")
+        for model, price in self.prices.items():
+            if not isinstance(price, dict) or not set(price) <= {"input", "output"}:
+                raise ConfigError(f"prices.{model} must be a table with keys input and output (USD per 1M tokens)")
+
+    def output_config(self) -> dict[str, Any]:
+        """The settings that change what the model answers: what a stage's `config()` should include."""
+        return {k: getattr(self, k) for k in ("model", "temperature", "max_tokens", "seed", "extra_body")}
+
+    def public(self) -> dict[str, Any]:
+        """What may be written to a manifest or a log: everything but the key and extra headers."""
+        data = asdict(self)
+        data.pop("api_key")
+        data["extra_headers"] = sorted(self.extra_headers)
+        data["base_url"] = redact_url(self.base_url)
+        return data
