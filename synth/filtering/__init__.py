@@ -1,0 +1,1 @@
+"""Quality filters: each rule is a small pure function; `synth.filtering.stage` combines them into a stage."""

@@ -1,0 +1,64 @@
+"""The optional LLM judge: does the positive answer the query? A yes/no with a reason, as JSON, on the engine."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.prompts import PromptLibrary
+
+TECHNIQUE = "judge"
+
+
+class JudgeAnswer(BaseModel):
+    """What the judge answers for one (query, positive) pair."""
+
+    answers: bool = Field(description="true when the passage answers the query")
+    reason: str = Field(description="one sentence explaining the decision")
+
+
+@dataclass
+class Verdict:
+    """Keep, drop (with the judge's reason) or failed (the request kept failing: the row is retried next run)."""
+
+    keep: bool
+    reason: str = ""
+    failed: bool = False
+
+
+class LLMJudge:
+    """Judges retrieval rows through the shared engine; answers are journaled, so a rerun re-sends nothing."""
+
+    def __init__(self, options: dict[str, Any]):
+        self.library = PromptLibrary(options.get("prompts"))
+        schema = json.dumps(JudgeAnswer.model_json_schema(), ensure_ascii=False)
+        self.schema = schema
+        self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "positive": "p", "output_schema": schema})
+        settings = LLMSettings.from_options({**options, "temperature": 0.0})
+        self.engine = LLMEngine(settings, journal=Path(options["out"]) / "_journal.sqlite", stage="filter")
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[Verdict]:
+        requests = [
+            ChatRequest(
+                messages=[{"role": "user", "content": self.library.for_lang(TECHNIQUE, row["lang"]).render(
+                    query=row["query"], positive=row["positive"], output_schema=self.schema)}],
+                response_model=JudgeAnswer,
+            )
+            for row in rows
+        ]
+        verdicts = []
+        for result in self.engine.chat_many(requests):
+            if not result.ok or not isinstance(result.parsed, JudgeAnswer):
+                verdicts.append(Verdict(keep=False, reason=result.error or "no answer", failed=True))
+            else:
+                verdicts.append(Verdict(keep=result.parsed.answers, reason=f"judge: {result.parsed.reason}"))
+        return verdicts
+
+    def usage(self) -> dict[str, int | float]:
+        """The engine's running counters (requests, tokens, cost), for per-part stats."""
+        return self.engine.stats()

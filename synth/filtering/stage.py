@@ -1,0 +1,349 @@
+"""The filter stage: global decisions (scores, percentiles, duplicates) once in `prepare`, then part by part.
+
+Order per record: length, language, query-positive score, then duplicates among the records that passed (first
+occurrence in input order wins), then the optional LLM judge; negatives of kept records then go through length,
+language, the false-negative rule and the LLM-negative margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from synth.errors import ConfigError
+from synth.filtering.dedup import NearDuplicateIndex, exact_key
+from synth.filtering.distributions import summarise
+from synth.filtering.fields import DEDUP_KEYS
+from synth.filtering.judge import LLMJudge, Verdict
+from synth.filtering.language import lang_mismatch
+from synth.filtering.negatives import false_negative, over_relative_margin
+from synth.filtering.record_rules import language_violation, length_violation, too_long
+from synth.filtering.settings import setting_for
+from synth.filtering.thresholds import below_threshold, resolve_threshold
+from synth.schema import Task
+from synth.stage import PartResult, Stage
+from synth.store import Manifest, PartRef, iter_rows, read_part, reject
+
+PairScorer = Callable[[list[dict[str, Any]]], list[tuple[float, list[float]]]]
+"""Scores of retrieval rows: (query-positive cosine, query-negative cosines) for each row, via the embedder."""
+
+
+VectorFn = Callable[[list[str]], np.ndarray]
+"""Unit vectors of texts, for embedding-based near-duplicate detection."""
+
+DEDUP_METHODS = ("exact", "minhash", "embedding", "off")
+
+
+@dataclass
+class FilterState:
+    """What `prepare` decided for the whole dataset, keyed by (part key, row index)."""
+
+    scores: dict[str, list[tuple[float | None, list[float] | None]]] = field(default_factory=dict)
+    drops: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    before: dict[str, list[float]] = field(default_factory=lambda: {"positive": [], "negative": []})
+
+
+def needs_scores(row: dict[str, Any]) -> bool:
+    negatives = row.get("negatives") or []
+    scores = row.get("negative_scores")
+    return row.get("positive_score") is None or (bool(negatives) and (scores is None or len(scores) != len(negatives)))
+
+
+class FilterStage(Stage):
+    """Drop records and negatives that fail the configured rules; every drop goes to `_rejects/` with its rule."""
+
+    name = "filter"
+
+    def __init__(
+        self, options: dict[str, Any], scorer: PairScorer | None = None, judge: LLMJudge | None = None,
+        vectors: VectorFn | None = None,
+    ):
+        self.options = options
+        self.scorer = scorer
+        self.judge = judge
+        self.vectors = vectors
+        self.state = FilterState()
+        self.prepared = False
+
+    def config(self) -> dict[str, Any]:
+        skip = {"inputs", "out", "api_key", "concurrency", "rpm", "tpm", "embed_batch_size", "embed_cache"}
+        return {k: v for k, v in sorted(self.options.items()) if k not in skip}
+
+    def setting(self, name: str, row: dict[str, Any]) -> Any:
+        return setting_for(self.options[name], row["task"], row["origin"])
+
+    def uses_scores(self, row: dict[str, Any]) -> bool:
+        return row["task"] == Task.RETRIEVAL and any(
+            self.setting(rule, row) is not None
+            for rule in ("min_score", "false_negative_margin", "llm_negative_ratio")
+        )
+
+    # -- global pass -----------------------------------------------------------------------------------------
+    def prepare(self, parts: list[PartRef]) -> None:
+        """Scores (computed where missing), percentile thresholds, then record verdicts and duplicates."""
+        self.state = FilterState()
+        for part in parts:
+            self.state.scores[part.key] = self.part_scores(read_part(part).to_pylist())
+        self.resolve_thresholds(parts)
+        dedup = DuplicateFinder(self.options, self.vectors)
+        for part in parts:
+            rows = read_part(part).to_pylist()
+            dedup.prefetch(rows)
+            for index, row in enumerate(rows):
+                row = self.with_scores(part.key, index, row)
+                verdict = self.record_verdict(row) or dedup.check(row, f"{part.key} row {index} id {row['id']}")
+                if verdict:
+                    self.state.drops[(part.key, index)] = verdict
+        self.prepared = True
+
+    def part_scores(self, rows: list[dict[str, Any]]) -> list[tuple[float | None, list[float] | None]]:
+        """Every row's scores, asking the scorer only for rows that need them and lack them."""
+        scores = [(row.get("positive_score"), row.get("negative_scores")) for row in rows]
+        missing = [i for i, row in enumerate(rows) if self.uses_scores(row) and needs_scores(row)]
+        if missing and self.scorer is not None:
+            for i, computed in zip(missing, self.scorer([rows[i] for i in missing]), strict=True):
+                scores[i] = computed
+        for (positive, negatives), row in zip(scores, rows, strict=True):
+            if row["task"] == Task.RETRIEVAL:
+                self.state.before["positive"].append(positive)
+                self.state.before["negative"].extend(negatives or [])
+        return scores
+
+    def with_scores(self, key: str, index: int, row: dict[str, Any]) -> dict[str, Any]:
+        if row["task"] == Task.RETRIEVAL:
+            positive, negatives = self.state.scores[key][index]
+            row = {**row, "positive_score": positive, "negative_scores": negatives}
+        return row
+
+    def resolve_thresholds(self, parts: list[PartRef]) -> None:
+        """Per origin, the cosine a `min_score` setting means (percentiles over that origin's own scores)."""
+        by_origin: dict[str, list[float]] = {}
+        for part in parts:
+            if part.task != Task.RETRIEVAL:
+                continue
+            origins = read_part(part).column("origin").to_pylist()
+            for origin, (positive, _) in zip(origins, self.state.scores[part.key], strict=True):
+                if positive is not None:
+                    by_origin.setdefault(origin, []).append(positive)
+        for origin, scores in by_origin.items():
+            value = setting_for(self.options["min_score"], Task.RETRIEVAL.value, origin)
+            if value is not None:
+                self.state.thresholds[origin] = resolve_threshold(value, scores)
+
+    def record_verdict(self, row: dict[str, Any]) -> tuple[str, str] | None:
+        """The first record-level rule `row` fails, as (rule, reason)."""
+        bounds = (self.setting("max_query_tokens", row), self.setting("max_passage_tokens", row))
+        reason = length_violation(row, *bounds)
+        if reason:
+            return "too_long", reason
+        if self.setting("check_lang", row):
+            reason = language_violation(row)
+            if reason:
+                return "lang_mismatch", reason
+        if row["task"] == Task.RETRIEVAL and row["origin"] in self.state.thresholds:
+            reason = below_threshold(row["positive_score"], self.state.thresholds[row["origin"]])
+            if reason:
+                return "min_score", reason
+        return None
+
+    # -- per part ---------------------------------------------------------------------------------------------
+    def process(self, part: PartRef, table: pa.Table) -> PartResult:
+        rows, rejects = [], []
+        survivors: list[tuple[int, dict[str, Any]]] = []
+        for index, row in enumerate(table.to_pylist()):
+            row = self.with_scores(part.key, index, row)
+            location = f"{part.path.name} row {index} id {row['id']}"
+            drop = self.state.drops.get((part.key, index))
+            if drop:
+                rejects.append(reject(self.name, location, drop[0], drop[1], row))
+            else:
+                survivors.append((index, row))
+        usage_before = self.judge.usage() if self.judge else {}
+        verdicts = self.judge_verdicts([row for _, row in survivors])
+        negatives_dropped = failed = 0
+        for (index, row), verdict in zip(survivors, verdicts, strict=True):
+            location = f"{part.path.name} row {index} id {row['id']}"
+            if verdict is not None and verdict.failed:
+                failed += 1
+                continue
+            if verdict is not None and not verdict.keep:
+                rejects.append(reject(self.name, location, "judge", verdict.reason, row))
+                continue
+            kept, dropped = self.filter_negatives(row, location)
+            rows.append(kept)
+            rejects += dropped
+            negatives_dropped += len(dropped)
+        stats: dict[str, Any] = {"records_kept": len(rows), "records_dropped": len(rejects) - negatives_dropped,
+                                 "negatives_dropped": negatives_dropped}
+        if self.judge:
+            stats.update({k: v - usage_before.get(k, 0) for k, v in self.judge.usage().items()})
+        return PartResult(rows=rows, rejects=rejects, stats=stats, failed=failed)
+
+    def judge_verdicts(self, rows: list[dict[str, Any]]) -> list[Verdict | None]:
+        """The judge's verdict for rows it is switched on for (None for the others)."""
+        judged = [i for i, row in enumerate(rows) if row["task"] == Task.RETRIEVAL and self.setting("judge", row)]
+        verdicts: list[Verdict | None] = [None] * len(rows)
+        if judged and self.judge is not None:
+            for i, verdict in zip(judged, self.judge([rows[i] for i in judged]), strict=True):
+                verdicts[i] = verdict
+        return verdicts
+
+    def filter_negatives(self, row: dict[str, Any], location: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The row with failing negatives removed (scores and origins kept aligned), and their rejects."""
+        negatives = row.get("negatives") or []
+        if row["task"] != Task.RETRIEVAL or not negatives:
+            return row, []
+        scores = row.get("negative_scores") or [None] * len(negatives)
+        origins = row.get("negative_origins") or ["mined"] * len(negatives)
+        keep, rejects = [], []
+        for i, (text, score, origin) in enumerate(zip(negatives, scores, origins, strict=True)):
+            failure = self.negative_failure(row, text, score, origin)
+            if failure:
+                record = {"id": row["id"], "query": row["query"], "negative": text, "score": score, "origin": origin}
+                rejects.append(reject(self.name, f"{location} negative {i}", failure[0], failure[1], record))
+            else:
+                keep.append(i)
+        kept = {
+            **row,
+            "negatives": [negatives[i] for i in keep],
+            "negative_scores": [scores[i] for i in keep] if row.get("negative_scores") is not None else None,
+            "negative_origins": [origins[i] for i in keep] if row.get("negative_origins") else [],
+        }
+        return kept, rejects
+
+    def negative_failure(
+        self, row: dict[str, Any], text: str, score: float | None, origin: str
+    ) -> tuple[str, str] | None:
+        reason = too_long(text, self.setting("max_passage_tokens", row))
+        if reason:
+            return "too_long", f"negative: {reason}"
+        if self.setting("check_lang", row):
+            reason = lang_mismatch(text, row["lang"])
+            if reason:
+                return "lang_mismatch", f"negative: {reason}"
+        margin = self.setting("false_negative_margin", row)
+        reason = false_negative(score, row["positive_score"], float(margin)) if margin is not None else None
+        if reason:
+            return "false_negative", reason
+        ratio = self.setting("llm_negative_ratio", row)
+        if origin == "llm" and ratio is not None:
+            reason = over_relative_margin(score, row["positive_score"], float(ratio))
+            if reason:
+                return "llm_negative_margin", reason
+        return None
+
+    def finish(self, manifest: Manifest) -> None:
+        """Score distributions before and after, and the resolved thresholds, beside the per-part entries."""
+        if self.judge:
+            self.judge.engine.close()
+        if not self.prepared:
+            return
+        after: dict[str, list[float]] = {"positive": [], "negative": []}
+        for row in iter_rows(manifest.directory, Task.RETRIEVAL):
+            after["positive"].append(row["positive_score"])
+            after["negative"].extend(row["negative_scores"] or [])
+        manifest.set("score_distributions", {
+            kind: {"before": summarise(self.state.before[kind]), "after": summarise(after[kind])}
+            for kind in ("positive", "negative")
+        })
+        manifest.set("thresholds", {k: round(v, 4) for k, v in sorted(self.state.thresholds.items())})
+
+
+class DuplicateFinder:
+    """Exact and near duplicates across the whole dataset, per the `dedup` and `dedup_on` settings."""
+
+    def __init__(self, options: dict[str, Any], vectors: VectorFn | None):
+        self.options = options
+        self.vectors = vectors
+        self.exact: dict[str, str] = {}
+        self.near: dict[tuple[str, str, str], NearDuplicateIndex | EmbeddingDuplicateIndex] = {}
+
+    def prefetch(self, rows: list[dict[str, Any]]) -> None:
+        """Embed a part's dedup texts in one batch when the embedding method is in use."""
+        wanted: dict[tuple[str, str, str], list[str]] = {}
+        for row in rows:
+            method, kinds = self.settings(row)
+            if method != "embedding":
+                continue
+            for kind in kinds:
+                fields = DEDUP_KEYS[Task(row["task"])].get(kind)
+                if fields:
+                    wanted.setdefault((row["task"], kind, method), []).append(" ".join(row[f] for f in fields))
+        for (task, kind, method), texts in wanted.items():
+            self.near_index(task, kind, method).prefetch(texts)
+
+    def settings(self, row: dict[str, Any]) -> tuple[str | None, list[str]]:
+        method = setting_for(self.options["dedup"], row["task"], row["origin"])
+        return method, list(setting_for(self.options["dedup_on"], row["task"], row["origin"]) or [])
+
+    def check(self, row: dict[str, Any], label: str) -> tuple[str, str] | None:
+        method, kinds = self.settings(row)
+        if method is None:
+            return None
+        task = Task(row["task"])
+        for kind in kinds:
+            fields = DEDUP_KEYS[task].get(kind)
+            if fields is None:
+                continue
+            texts = [row[f] for f in fields]
+            key = f"{task.value}/{kind}/{exact_key(*texts)}"
+            if key in self.exact:
+                return "duplicate", f"same {kind} as {self.exact[key]}"
+            if method in ("minhash", "embedding"):
+                found = self.near_index(task.value, kind, method).check_and_add(" ".join(texts), label)
+                if found:
+                    return "near_duplicate", f"{kind} {method} similarity {found[1]:.3f} to {found[0]}"
+            self.exact[key] = label
+        return None
+
+    def near_index(self, task: str, kind: str, method: str) -> NearDuplicateIndex | EmbeddingDuplicateIndex:
+        key = (task, kind, method)
+        if key not in self.near:
+            if method == "minhash":
+                self.near[key] = NearDuplicateIndex(float(self.options["near_dup_threshold"]))
+            elif self.vectors is None:
+                raise ConfigError("dedup = \"embedding\" needs an embedder (set embedder and embed_model)")
+            else:
+                self.near[key] = EmbeddingDuplicateIndex(float(self.options["embedding_dup_threshold"]), self.vectors)
+        return self.near[key]
+
+
+class EmbeddingDuplicateIndex:
+    """Near duplicates by cosine of embeddings: a text closer than the threshold to a kept text is a duplicate.
+
+    Exact search over the kept vectors (one matrix-vector product per text), fine up to a few hundred thousand
+    texts; `prefetch` embeds a part's texts in one batch so the per-text checks hit the memo.
+    """
+
+    def __init__(self, threshold: float, vectors: VectorFn):
+        self.threshold = threshold
+        self.vectors = vectors
+        self.memo: dict[str, np.ndarray] = {}
+        self.matrix = np.zeros((0, 0), dtype=np.float32)
+        self.size = 0
+        self.labels: list[str] = []
+
+    def prefetch(self, texts: list[str]) -> None:
+        unique = sorted(set(texts))
+        self.memo = dict(zip(unique, self.vectors(unique), strict=True)) if unique else {}
+
+    def check_and_add(self, text: str, label: str) -> tuple[str, float] | None:
+        vector = self.memo[text] if text in self.memo else self.vectors([text])[0]
+        if self.size:
+            similarities = self.matrix[: self.size] @ vector
+            best = int(np.argmax(similarities))
+            if similarities[best] >= self.threshold:
+                return self.labels[best], float(similarities[best])
+        if self.size == self.matrix.shape[0]:
+            grown = np.zeros((max(1024, 2 * self.size), vector.size), dtype=np.float32)
+            grown[: self.size] = self.matrix[: self.size]
+            self.matrix = grown
+        self.matrix[self.size] = vector
+        self.size += 1
+        self.labels.append(label)
+        return None

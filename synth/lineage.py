@@ -1,0 +1,51 @@
+"""Which stage directories produced a stage's data: follow each manifest's part inputs upstream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from synth.store import MANIFEST
+
+USAGE_KEYS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd")
+"""LLM engine counters that stages put in their per-part stats (see synth.llm.accounting)."""
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    path = Path(directory) / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def stage_dir_of(input_path: str) -> Path | None:
+    """The stage directory a part file belongs to (`STAGE/TASK/part-N.parquet`), or None for raw input files."""
+    candidate = Path(input_path).parent.parent
+    return candidate if (candidate / MANIFEST).is_file() else None
+
+
+def upstream_stages(directory: Path) -> list[Path]:
+    """`directory` and every stage directory upstream of it, each once, nearest first."""
+    seen: list[Path] = []
+    queue = [Path(directory).resolve()]
+    while queue:
+        current = queue.pop(0)
+        manifest = read_manifest(current)
+        if current in seen or manifest is None:
+            continue
+        seen.append(current)
+        for entry in manifest.get("parts", {}).values():
+            parent = stage_dir_of(entry.get("input", ""))
+            if parent is not None and parent.resolve() not in seen:
+                queue.append(parent.resolve())
+    return seen
+
+
+def stage_usage(manifest: dict[str, Any]) -> dict[str, float]:
+    """LLM requests, tokens and cost summed over a stage's parts."""
+    usage = dict.fromkeys(USAGE_KEYS, 0.0)
+    for entry in manifest.get("parts", {}).values():
+        for key in USAGE_KEYS:
+            value = entry.get("stats", {}).get(key, 0)
+            if isinstance(value, int | float):
+                usage[key] += value
+    return usage

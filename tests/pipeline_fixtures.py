@@ -1,0 +1,34 @@
+"""Hand-made records and stage directories for the filter, card, export and pipeline tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synth.schema import Task, validate_row
+from synth.store import write_part
+
+
+def retrieval(query: str, positive: str, **fields: Any) -> dict[str, Any]:
+    row = {"task": "retrieval", "instruction": "Given a query, retrieve passages that answer the query",
+           "lang": "en", "source": "hand", "origin": "source", "query": query, "positive": positive, **fields}
+    return validate_row(Task.RETRIEVAL, row)
+
+
+def sts(text_a: str, text_b: str, score: float, **fields: Any) -> dict[str, Any]:
+    row = {"task": "sts", "instruction": "Retrieve semantically similar text", "lang": "en", "source": "hand",
+           "origin": "source", "text_a": text_a, "text_b": text_b, "score": score, **fields}
+    return validate_row(Task.STS, row)
+
+
+def cls(text: str, label: str, **fields: Any) -> dict[str, Any]:
+    row = {"task": "cls", "instruction": "Classify the given text by its category", "lang": "en", "source": "hand",
+           "origin": "source", "text": text, "label": label, **fields}
+    return validate_row(Task.CLS, row)
+
+
+def write_stage(directory: Path, parts: list[list[dict[str, Any]]]) -> Path:
+    """A stage directory whose parts hold the given rows (each part one task)."""
+    for index, rows in enumerate(parts):
+        write_part(directory, rows[0]["task"], f"part-{index:05d}", rows)
+    return directory

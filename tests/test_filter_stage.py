@@ -1,0 +1,167 @@
+"""`synth filter` run the way a user runs it, on hand-made stage directories with real Parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from synth.cli import app
+from synth.store import iter_rejects, iter_rows
+from tests.pipeline_fixtures import cls, retrieval, sts, write_stage
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+runner = CliRunner()
+
+
+def run_filter(*args: str) -> None:
+    result = runner.invoke(app, ["filter", *args])
+    assert result.exit_code == 0, result.output
+
+
+def scored(query: str, positive: str, score: float, negatives: list[tuple[str, float, str]] = (), **fields):
+    return retrieval(query, positive, positive_score=score, negatives=[n for n, _, _ in negatives],
+                     negative_scores=[s for _, s, _ in negatives], negative_origins=[o for _, _, o in negatives],
+                     **fields)
+
+
+def rejects_by_rule(directory: Path) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for row in iter_rejects(directory):
+        found.setdefault(row["rule"], []).append(row)
+    return found
+
+
+def test_score_rules_apply_per_origin_and_drop_bad_negatives(tmp_path):
+    rows = [
+        scored("what is apt", "apt installs Debian packages", 0.5),  # source: threshold off by default
+        scored("what is dpkg", "dpkg is the low-level package tool", 0.5, origin="querygen"),  # synthetic, < 0.7
+        scored("what is aptitude", "aptitude is a text UI for apt", 0.8, origin="paraphrase", negatives=[
+            ("a false negative", 0.95, "mined"),  # > 0.8 + 0.1
+            ("an LLM negative too close", 0.78, "llm"),  # >= 0.95 x 0.8
+            ("a fine LLM negative", 0.70, "llm"),
+            ("a fine mined negative", 0.85, "mined"),  # mined negatives only face the +0.1 rule
+        ]),
+    ]
+    src = write_stage(tmp_path / "in", [rows])
+    run_filter(str(src), "--out", str(tmp_path / "final"), "--dedup", "off")
+    kept = list(iter_rows(tmp_path / "final"))
+    assert [r["query"] for r in kept] == ["what is apt", "what is aptitude"]
+    assert kept[1]["negatives"] == ["a fine LLM negative", "a fine mined negative"]
+    assert kept[1]["negative_scores"] == [0.70, 0.85]
+    assert kept[1]["negative_origins"] == ["llm", "mined"]
+    rules = rejects_by_rule(tmp_path / "final")
+    assert {k: len(v) for k, v in rules.items()} == {"min_score": 1, "false_negative": 1, "llm_negative_margin": 1}
+    assert json.loads(rules["false_negative"][0]["record"])["negative"] == "a false negative"
+    manifest = json.loads((tmp_path / "final" / "_manifest.json").read_text())
+    assert manifest["totals"]["rejects_by_rule"] == {"min_score": 1, "false_negative": 1, "llm_negative_margin": 1}
+    distributions = manifest["score_distributions"]
+    assert distributions["positive"]["before"]["count"] == 3 and distributions["positive"]["after"]["count"] == 2
+    assert distributions["negative"]["before"]["count"] == 4 and distributions["negative"]["after"]["count"] == 2
+
+
+def test_percentile_threshold_uses_the_origins_own_scores(tmp_path):
+    rows = [scored(f"query number {i}", f"passage number {i}", round(0.1 * i, 2), origin="querygen") for i in range(10)]
+    src = write_stage(tmp_path / "in", [rows])
+    run_filter(str(src), "--out", str(tmp_path / "final"), "--min-score", "querygen=p50", "--dedup", "off")
+    kept = sorted(r["positive_score"] for r in iter_rows(tmp_path / "final"))
+    assert kept == [0.5, 0.6, 0.7, 0.8, 0.9]  # median of 0.0 .. 0.9 is 0.45
+    manifest = json.loads((tmp_path / "final" / "_manifest.json").read_text())
+    assert manifest["thresholds"] == {"querygen": 0.45}
+
+
+PACKAGE_FORMAT = "Debian binary packages are ar archives holding a control tarball and a data tarball."
+
+
+def test_duplicates_are_found_across_parts(tmp_path):
+    part_a = [scored("How do I upgrade Debian?", "Run apt full-upgrade after editing sources.", 0.9),
+              scored("What is a package?", "A package bundles files.", 0.9)]
+    part_b = [scored("how do I upgrade debian", "Another answer about upgrades.", 0.9),  # same query
+              scored("What is a package", "A package bundles files", 0.9),  # same pair
+              scored("What is a Debian package file format?", PACKAGE_FORMAT, 0.9),
+              scored("What is the Debian package file format?", PACKAGE_FORMAT, 0.9)]  # near: pair Jaccard 0.9
+    part_c = [sts("a cat sits", "a cat is sitting", 0.9), sts("A cat sits.", "a cat is sitting", 0.8),
+              sts("a cat is sitting", "a cat sits", 0.9)]  # the reverse direction is not a duplicate
+    part_d = [cls("great film", "pos", positive="loved it"), cls("Great film!", "neg", positive="awful")]
+    src = write_stage(tmp_path / "in", [part_a, part_b, part_c, part_d])
+    run_filter(str(src), "--out", str(tmp_path / "final"))
+    rules = rejects_by_rule(tmp_path / "final")
+    dropped = sorted((json.loads(r["record"]).get("query") or json.loads(r["record"]).get("text")
+                      or json.loads(r["record"])["text_a"]) for r in rules["duplicate"])
+    assert dropped == ["A cat sits.", "Great film!", "What is a package", "how do I upgrade debian"]
+    near = [json.loads(r["record"])["query"] for r in rules["near_duplicate"]]
+    assert near == ["What is the Debian package file format?"]
+    reasons = {json.loads(r["record"]).get("query"): r["reason"] for r in rules["duplicate"]}
+    assert reasons["What is a package"].startswith("same query as retrieval/part-00000 row 1 id ")
+    assert sum(1 for _ in iter_rows(tmp_path / "final")) == 11 - 5
+
+
+def test_length_and_language_rules(tmp_path):
+    rows = [scored("短查询", "这是一个中文段落。", 0.9, lang="zh"),
+            scored("an English query", "an English passage", 0.9, lang="zh"),
+            scored("long " * 300, "passage", 0.9),
+            scored("ok query", "ok passage", 0.9,
+                   negatives=[("负面例子", 0.1, "mined"), ("long " * 2000, 0.1, "mined")])]
+    src = write_stage(tmp_path / "in", [rows])
+    run_filter(str(src), "--out", str(tmp_path / "final"), "--dedup", "off")
+    rules = {k: len(v) for k, v in rejects_by_rule(tmp_path / "final").items()}
+    assert rules == {"lang_mismatch": 2, "too_long": 2}
+    kept = list(iter_rows(tmp_path / "final"))
+    assert [r["query"] for r in kept] == ["短查询", "ok query"] and kept[1]["negatives"] == []
+    run_filter(str(src), "--out", str(tmp_path / "loose"), "--dedup", "off", "--check-lang", "false",
+               "--max-query-tokens", "1000", "--max-passage-tokens", "5000")
+    assert sum(1 for _ in iter_rows(tmp_path / "loose")) == 4
+
+
+def test_missing_scores_are_computed_with_the_embedder(tmp_path):
+    rows = [retrieval("How do I list installed packages?", "dpkg -l lists every installed package.",
+                      negatives=["Bananas are rich in potassium."], negative_origins=["mined"], origin="querygen"),
+            retrieval("How do I list installed packages on Debian?", "The weather is sunny today.", origin="querygen")]
+    src = write_stage(tmp_path / "in", [rows])
+    run_filter(str(src), "--out", str(tmp_path / "final"), "--embed-cache", str(tmp_path / "cache"),
+               "--min-score", "0.3")
+    kept = list(iter_rows(tmp_path / "final"))
+    assert [r["query"] for r in kept] == ["How do I list installed packages?"]
+    assert kept[0]["positive_score"] > 0.3 and kept[0]["negative_scores"][0] < kept[0]["positive_score"]
+    assert [r["rule"] for r in iter_rejects(tmp_path / "final")] == ["min_score"]
+
+
+def test_rerun_skips_finished_parts_and_card_matches_data(tmp_path):
+    parts = [[scored(f"query {i} about topic {i * 7}", f"passage {i}", 0.9, source=f"src{i % 2}") for i in range(6)],
+             [sts("one", "two", 0.5, lang="en"), sts("three", "four", 1.0)],
+             [cls("good movie", "pos", negatives=["bad movie"]), cls("bad movie", "neg")]]
+    src = write_stage(tmp_path / "in", parts)
+    out = tmp_path / "final"
+    run_filter(str(src), "--out", str(out))
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+    result = runner.invoke(app, ["filter", str(src), "--out", str(out)])
+    assert "3 of 3 parts already finished" in result.output
+    assert before == {p: p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+    card = (out / "README.md").read_text()
+    counts = {t: pq.read_table(out / t).num_rows for t in ("retrieval", "sts", "cls")}
+    for task, count in counts.items():
+        assert f"| {task} | {count:,} |" in card
+    for source in ("src0", "src1"):
+        expected = sum(1 for r in iter_rows(out) if r["source"] == source)
+        assert f"| retrieval | {source} | {expected:,} |" in card
+    assert (out / "_card" / "positive_scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert re.search(r"\| positive \| after \| 6 \|", card)
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    src = write_stage(tmp_path / "in", [[scored("q", "p", 0.9)]])
+    synth = [sys.executable, "-c", "from synth.cli import main; main()"]
+    result = subprocess.run([*synth, "filter", str(src), "--out", str(tmp_path / "o"), "--min-score", "p300"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: option min_score:")
+    assert not (tmp_path / "o").exists()
+    result = subprocess.run([*synth, "filter", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "input not found" in result.stderr
