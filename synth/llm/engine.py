@@ -25,7 +25,7 @@ inside an event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -165,7 +165,7 @@ class LLMEngine:
                     del self._transports[loop]
             self._loop.close()
             self._loop = None
-        if self.journal:
+        if self.journal is not None:
             self.journal.close()
 
     async def aclose(self) -> None:
@@ -182,12 +182,13 @@ class LLMEngine:
 
     # ----- scheduling -------------------------------------------------------------------------------------------
 
-    def _run_sync(self, work: Awaitable[T]) -> T:
+    def _run_sync(self, work: Coroutine[Any, Any, T]) -> T:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             pass
         else:
+            work.close()
             raise RuntimeError("chat_many/post_json_many called inside an event loop: use achat_many/apost_json_many")
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
@@ -202,7 +203,7 @@ class LLMEngine:
     ) -> list[Any]:
         """Journal hits first, then each distinct pending request once, by `concurrency` workers."""
         results: list[Any] = [None] * len(keyed)
-        saved = self.journal.get_many([k for k, _ in keyed]) if self.journal else {}
+        saved = self.journal.get_many([k for k, _ in keyed]) if self.journal is not None else {}
         pending: dict[str, list[int]] = {}
         for index, (key, item) in enumerate(keyed):
             hit = saved.get(key)
@@ -273,7 +274,7 @@ class LLMEngine:
                 if req.response_model and content:
                     messages = reask_messages(req.messages, content, str(exc))
                 continue
-            if self.journal:
+            if self.journal is not None:
                 self.journal.put(key, {"content": content, "prompt_tokens": prompt_total,
                                        "completion_tokens": completion_total})
             return ChatResult(True, content, parsed, prompt_tokens=prompt_total, completion_tokens=completion_total)
@@ -339,7 +340,7 @@ class LLMEngine:
         except TransientError as exc:
             self.accounting.failures += 1
             return JsonResult(False, error=f"gave up after {self.settings.max_attempts} attempts: {exc.reason}")
-        if self.journal and journal:
+        if self.journal is not None and journal:
             self.journal.put(key, data)
         return JsonResult(True, data)
 
@@ -399,9 +400,11 @@ class LLMEngine:
         """The configured model, or the one the endpoint serves when none is configured."""
         if self._model:
             return self._model
+        async def list_models() -> tuple[Any, Any]:
+            return await self._transport().request("GET", "/models")
+
         try:
-            data, _ = await with_retries(lambda: self._transport().request("GET", "/models"),
-                                         self.settings.max_attempts, self._count_retry)
+            data, _ = await with_retries(list_models, self.settings.max_attempts, self._count_retry)
         except APIRefusal as exc:
             raise self._fatal(exc) from None
         except TransientError as exc:
@@ -420,14 +423,16 @@ class LLMEngine:
     def _form_chooser(self) -> FormChooser:
         if self._forms is None:
             name = self._endpoint_name()
-            remembered = _REMEMBERED_FORMS.get(name) or (self.journal.fact(name) if self.journal else None)
+            remembered = _REMEMBERED_FORMS.get(name)
+            if remembered is None and self.journal is not None:
+                remembered = self.journal.fact(name)
             self._forms = FormChooser(self.settings.structured, remembered)
         return self._forms
 
     def _remember_form(self, form: str) -> None:
         name = self._endpoint_name()
         _REMEMBERED_FORMS[name] = form
-        if self.journal:
+        if self.journal is not None:
             self.journal.set_fact(name, form)
 
 
