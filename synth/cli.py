@@ -20,6 +20,8 @@ app = typer.Typer(
 
 # One line per command module; registration order is the order `synth --help` lists them in.
 COMMAND_MODULES: list[str] = [
+    "ingest",
+    "inspect",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,170 @@
+"""Ingest options checked and typed once, before anything is read or written: a bad value is a one-line error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synth.config import parse_pairs
+from synth.errors import ConfigError, InputFileError
+from synth.ingest.lang import AUTO, DEFAULT_JOINERS
+from synth.ingest.readers import EXTENSIONS, FORMATS
+from synth.ingest.shapes import SHAPES, Shape, ShapeSettings
+from synth.schema import DEFAULT_INSTRUCTIONS
+
+LANG_FIELD = "lang"
+"""Optional per-row language column (mappable with `--map lang=COLUMN`), used when `--lang` is `auto`."""
+CHAT_TURNS = ("first", "all")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    inputs: list[Path]
+    out: Path
+    shape: Shape
+    columns: dict[str, str]
+    """Field -> input column, for the shape's fields and the optional `lang` column."""
+    lang: str
+    instruction: str
+    source: str | None
+    fmt: str | None
+    settings: ShapeSettings
+    max_record_bytes: int
+    part_rows: int
+    seed: int
+    num_negatives: int
+    class_pool: int
+
+    def config(self) -> dict[str, Any]:
+        """Everything that decides the output, for the manifest's config hash."""
+        return {
+            "shape": self.shape.name,
+            "columns": self.columns,
+            "lang": self.lang,
+            "instruction": self.instruction,
+            "source": self.source,
+            "format": self.fmt,
+            "score_range": self.settings.score_range,
+            "both_directions": self.settings.both_directions,
+            "joiners": self.settings.joiners,
+            "label_map": self.settings.label_map,
+            "chat_turns": "all" if self.settings.all_chat_turns else "first",
+            "max_record_bytes": self.max_record_bytes,
+            "part_rows": self.part_rows,
+            "seed": self.seed,
+            "num_negatives": self.num_negatives,
+            "class_pool": self.class_pool,
+        }
+
+
+def _pairs(value: Any, key: str) -> dict[str, str]:
+    """A mapping given as a config table or as `K=V` strings."""
+    if isinstance(value, dict):
+        if not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{key}: every value must be text")
+        return {str(k): v for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return parse_pairs([str(v) for v in value], f"--{key.replace('_', '-')}")
+    raise ConfigError(f"{key}: expected a table or FIELD=VALUE pairs, got {value!r}")
+
+
+def _columns(shape: Shape, mapping: dict[str, str]) -> dict[str, str]:
+    known = (*shape.fields, LANG_FIELD)
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"--map {unknown[0]}: shape {shape.name} has no field {unknown[0]!r} (fields: {', '.join(known)})"
+        )
+    return {name: mapping.get(name, name) for name in known}
+
+
+def _score_range(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        low, high = (float(p) for p in parts)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"score_range: expected two numbers A,B (for example 0,5), got {value!r}") from exc
+    if not low < high:
+        raise ConfigError(f"score_range: the low end must be below the high end, got {value!r}")
+    return low, high
+
+
+def _joiners(value: Any) -> dict[str, str]:
+    """Per-language joiners over the defaults; `\\n` and `\\t` in flag values are newlines and tabs."""
+    given = _pairs(value, "joiner") if value else {}
+    joiners = dict(DEFAULT_JOINERS)
+    joiners.update({k: v.replace("\\n", "\n").replace("\\t", "\t") for k, v in given.items()})
+    return joiners
+
+
+def _positive_int(options: dict[str, Any], key: str, minimum: int = 1) -> int:
+    value = options[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def expand_inputs(inputs: list[Any]) -> list[Path]:
+    """Input paths; a directory stands for its files with a known extension, in name order."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.is_file() and _known_suffix(p))
+        elif not path.exists():
+            raise InputFileError(f"input file not found: {path}")
+        else:
+            paths.append(path)
+    if not paths:
+        raise InputFileError("no input files given")
+    return paths
+
+
+def _known_suffix(path: Path) -> bool:
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    return bool(suffixes) and suffixes[-1] in EXTENSIONS
+
+
+def ingest_options(options: dict[str, Any]) -> IngestOptions:
+    """Resolved option dict (see `synth.commands.ingest.DEFAULTS`) -> checked, typed options."""
+    if not options.get("shape"):
+        raise ConfigError(f"--shape is required (one of: {', '.join(SHAPES)})")
+    shape = SHAPES.get(options["shape"])
+    if shape is None:
+        raise ConfigError(f"unknown shape {options['shape']!r} (known: {', '.join(SHAPES)})")
+    if not options.get("out"):
+        raise ConfigError("--out is required")
+    fmt = options.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    score_range = _score_range(options.get("score_range"))
+    if shape.name == "sts-score" and score_range is None:
+        raise ConfigError("shape sts-score needs --score-range A,B (the range the scores are given in, e.g. 0,5)")
+    if options["chat_turns"] not in CHAT_TURNS:
+        raise ConfigError(f"chat_turns: expected one of {', '.join(CHAT_TURNS)}, got {options['chat_turns']!r}")
+    settings = ShapeSettings(
+        score_range=score_range,
+        both_directions=bool(options["both_directions"]),
+        joiners=_joiners(options.get("joiner")),
+        label_map=_pairs(options.get("label_map") or {}, "label_map"),
+        all_chat_turns=options["chat_turns"] == "all",
+    )
+    return IngestOptions(
+        inputs=expand_inputs(options.get("inputs") or []),
+        out=Path(options["out"]),
+        shape=shape,
+        columns=_columns(shape, _pairs(options.get("map") or {}, "map")),
+        lang=options.get("lang") or AUTO,
+        instruction=options.get("instruction") or DEFAULT_INSTRUCTIONS[shape.task],
+        source=options.get("source"),
+        fmt=fmt,
+        settings=settings,
+        max_record_bytes=_positive_int(options, "max_record_bytes"),
+        part_rows=_positive_int(options, "part_rows"),
+        seed=_positive_int(options, "seed", minimum=0),
+        num_negatives=_positive_int(options, "num_negatives", minimum=0),
+        class_pool=_positive_int(options, "class_pool"),
+    )
