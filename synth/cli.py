@@ -21,6 +21,10 @@ app = typer.Typer(
 # One line per command module; registration order is the order `synth --help` lists them in.
 COMMAND_MODULES: list[str] = [
     "ingest",
+    "paraphrase",
+    "augment",
+    "llm_negatives",
+    "querygen",
     "inspect",
 ]
 

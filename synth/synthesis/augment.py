@@ -1,0 +1,128 @@
+"""Augmentation (QZhou): N topic-shifted (query, positive, hard negative) triples per retrieval record, or N new
+examples of a class per CLS record. A rewrite that does not move the topic is rejected by a check, not only told
+not to happen: lexical overlap with the source must stay under a bound and, with an embedder, the cosine to the
+source must sit in a band (above it is a rewrite, below it left the field).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synth.schema import Task
+from synth.synthesis.base import Synthesised, SynthesisStage
+from synth.synthesis.checks import (
+    Failure,
+    check_changed,
+    check_distinct,
+    check_length,
+    check_near_duplicate,
+    check_nonempty,
+    check_script,
+    check_similarity_band,
+    check_topic_shift,
+)
+from synth.synthesis.generation import Job
+from synth.synthesis.outputs import AugmentClsOutput, AugmentOutput, schema_json
+from synth.synthesis.similarity import OPTIONAL_EMBED_DEFAULTS, TextSimilarity, embed_config, embedder_configured
+from synth.synthesis.text import dominant_script
+
+AUGMENT_DEFAULTS: dict[str, Any] = {
+    "length_tolerance": 0.20,
+    "min_change": 0.30,
+    "max_topic_overlap": 0.50,
+    "min_topic_similarity": 0.30,
+    "max_topic_similarity": 0.90,
+    **OPTIONAL_EMBED_DEFAULTS,
+}
+"""METHOD.md: +-20% lengths. Ours: the new query changes >30% of the old one, content-word overlap <= 50%,
+embedding cosine to the source in [0.30, 0.90] when an embedder is configured."""
+
+TECHNIQUE = {Task.RETRIEVAL: "augment", Task.CLS: "augment_cls"}
+
+
+class AugmentStage(SynthesisStage):
+    name = "augment"
+    techniques = ("augment", "augment_cls")
+
+    def __init__(self, options: dict[str, Any], settings: Any):
+        super().__init__(options, settings)
+        self.similarity = TextSimilarity(options) if embedder_configured(options) else None
+
+    def technique_config(self) -> dict[str, Any]:
+        bounds = {k: float(self.options[k]) for k in ("length_tolerance", "min_change", "max_topic_overlap",
+                                                      "min_topic_similarity", "max_topic_similarity")}
+        return {**bounds, **embed_config(self.options)}
+
+    def sample_context(self, technique: str) -> dict[str, Any]:
+        model = AugmentOutput if technique == "augment" else AugmentClsOutput
+        return {"lang": "en", "query": "q", "positive": "p", "text": "t", "label": "l", "num": 2, "avoid": ["{}"],
+                "length_tolerance": float(self.options["length_tolerance"]), "output_schema": schema_json(model)}
+
+    def topic_failure(self, source: str, output: str) -> Failure | None:
+        """Lexical overlap bound always; embedding similarity band when an embedder is configured."""
+        failure = check_topic_shift(source, output, float(self.options["max_topic_overlap"]))
+        if failure or self.similarity is None:
+            return failure
+        similarity = float(self.similarity.pairwise([source], [output])[0])
+        return check_similarity_band(similarity, float(self.options["min_topic_similarity"]),
+                                     float(self.options["max_topic_similarity"]))
+
+    def check_triple(self, job: Job, item: Any) -> Failure | None:
+        query, positive = job.context["query"], job.context["positive"]
+        tolerance = float(self.options["length_tolerance"])
+        script = dominant_script(query + positive)
+        for name, text, reference in (("query", item.query, query), ("positive", item.positive, positive),
+                                      ("negative", item.negative, positive)):
+            failure = (check_nonempty(text, name) or check_script(script, text)
+                       or check_length(reference, text, tolerance))
+            if failure:
+                return failure._replace(reason=f"{name}: {failure.reason}")
+        joined = f"{item.query}\n{item.positive}"
+        return (check_changed(query, item.query, float(self.options["min_change"]))
+                or self.topic_failure(f"{query}\n{positive}", joined)
+                or check_distinct(item.negative, item.positive, float(self.options["min_change"]),
+                                  "negative_equals_positive", "the new positive")
+                or check_near_duplicate(joined, [f"{k.query}\n{k.positive}" for k in job.kept],
+                                        float(self.options["min_change"])))
+
+    def check_example(self, job: Job, item: Any) -> Failure | None:
+        text = job.context["text"]
+        return (check_nonempty(item.text, "text") or check_script(dominant_script(text), item.text)
+                or check_length(text, item.text, float(self.options["length_tolerance"]))
+                or check_changed(text, item.text, float(self.options["min_change"]))
+                or self.topic_failure(text, item.text)
+                or check_near_duplicate(item.text, [k.text for k in job.kept], float(self.options["min_change"])))
+
+    def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
+        if task not in TECHNIQUE:
+            return Synthesised(stats={"records_not_applicable": len(rows)})
+        technique = TECHNIQUE[task]
+        model = AugmentOutput if task == Task.RETRIEVAL else AugmentClsOutput
+        jobs = []
+        for index, row in enumerate(rows):
+            context = {"lang": row["lang"], "length_tolerance": float(self.options["length_tolerance"]),
+                       "output_schema": schema_json(model)}
+            if task == Task.RETRIEVAL:
+                context.update(query=row["query"], positive=row["positive"])
+            else:
+                context.update(text=row["text"], label=row["label"])
+            jobs.append(Job(index, self.library.for_lang(technique, row["lang"]), context, model, self.num))
+        check = self.check_triple if task == Task.RETRIEVAL else self.check_example
+        rejected, stats = self.generate(jobs, lambda job, parsed: parsed.items, check)
+        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
+        for job in jobs:
+            parent = rows[job.index]
+            result.added[job.index] = [
+                self.derived_row(parent, task, self.fields_of(task, parent, item), "augment", job.template)
+                for item in job.kept
+            ]
+        return result
+
+    @staticmethod
+    def fields_of(task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
+        if task == Task.RETRIEVAL:
+            return {"query": item.query, "positive": item.positive, "negatives": [item.negative],
+                    "negative_origins": ["llm"]}
+        # The source text is another example of the same class: the new example's positive.
+        return {"text": item.text, "label": parent["label"], "positive": parent["text"],
+                "negatives": parent.get("negatives") or []}

@@ -1,0 +1,177 @@
+"""What the four synthesis stages share: options, templates checked up front, the engine, lineage of new rows."""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ValidationError
+
+from synth.errors import ConfigError
+from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.prompts import PromptLibrary, PromptTemplate
+from synth.schema import Task, validate_row
+from synth.stage import PartResult, Stage
+from synth.store import Manifest, PartRef, reject
+from synth.synthesis.generation import Job, Rejected, RoundStats, run_rounds
+
+SYNTHESIS_DEFAULTS: dict[str, Any] = {
+    "num": 3,
+    "max_tries": 20,
+    "prompts": None,
+    "drop_source": False,
+}
+"""Options every synthesis stage has (besides the LLM options): outputs per record, the retry bound of the paper."""
+
+
+def merged_meta(row: dict[str, Any], extra: dict[str, Any]) -> str:
+    """The row's meta JSON with `extra` merged in."""
+    meta = json.loads(row.get("meta") or "{}")
+    meta.update(extra)
+    return json.dumps(meta, ensure_ascii=False, sort_keys=True)
+
+
+class SynthesisStage(Stage):
+    """A part-wise LLM stage: subclasses build jobs from rows and rows from kept outputs."""
+
+    techniques: tuple[str, ...] = ()
+
+    def __init__(self, options: dict[str, Any], settings: LLMSettings):
+        self.options = options
+        self.settings = settings
+        self.out = Path(options["out"])
+        self.library = PromptLibrary(options.get("prompts"))
+        self.num = int(options["num"])
+        self.max_tries = int(options["max_tries"])
+        if self.num < 1 or self.max_tries < 1:
+            raise ConfigError("num and max_tries must be at least 1")
+        self.templates: list[PromptTemplate] = []
+        for technique in self.techniques:
+            self.templates += self.library.check(technique, self.output_name(technique), self.sample_context(technique))
+        self._engine: LLMEngine | None = None
+
+    # -- what a subclass provides -------------------------------------------------------------
+    def output_name(self, technique: str) -> str:
+        """The answer model a technique's templates must declare (by default its own name)."""
+        return technique
+
+    @abstractmethod
+    def sample_context(self, technique: str) -> dict[str, Any]:
+        """Every variable a technique's templates may use, with sample values for the up-front test render."""
+
+    @abstractmethod
+    def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
+        """New rows (or replacements) for one part's rows, with rejects and stats."""
+
+    def technique_config(self) -> dict[str, Any]:
+        """The stage's own options that decide its output."""
+        return {}
+
+    # -- shared machinery ---------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            **self.technique_config(),
+            "num": self.num,
+            "max_tries": self.max_tries,
+            "drop_source": bool(self.options["drop_source"]),
+            "llm": self.settings.output_config(),
+            "templates": {t.name: t.sha for t in self.templates},
+        }
+
+    @property
+    def engine(self) -> LLMEngine:
+        if self._engine is None:
+            self._engine = LLMEngine(self.settings, journal=self.out / "_journal.sqlite", stage=self.name)
+        return self._engine
+
+    def finish(self, manifest: Manifest) -> None:
+        """Record the engine's request and token accounting, then close it."""
+        if self._engine is not None:
+            manifest.set("llm", self._engine.stats())
+            self._engine.close()
+            self._engine = None
+
+    def send(self, jobs: list[Job], prompts: list[str]) -> list[Any]:
+        """One round of requests; the try number is a parameter so a retry is never answered from the journal."""
+        base_seed = self.settings.seed or 0
+        requests = [
+            ChatRequest([{"role": "user", "content": prompt}], job.response_model, {"seed": base_seed + job.tries})
+            for job, prompt in zip(jobs, prompts, strict=True)
+        ]
+        return self.engine.chat_many(requests)
+
+    def generate(self, jobs: list[Job], items_of, check) -> tuple[list[Rejected], RoundStats]:
+        return run_rounds(jobs, self.send, items_of, check, self.max_tries)
+
+    def derived_row(self, parent: dict[str, Any], task: Task, fields: dict[str, Any], origin: str,
+                    template: PromptTemplate, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new unified row descended from `parent`: lineage, template name and hash in `meta`."""
+        meta = {"template": template.name, "template_sha": template.sha, "model": self.settings.model,
+                **(extra_meta or {})}
+        return {
+            "task": task.value,
+            "instruction": parent["instruction"],
+            "lang": parent["lang"],
+            "source": parent["source"],
+            "origin": origin,
+            "parent_id": parent["id"],
+            "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True),
+            **fields,
+        }
+
+    def rejects_of(self, rejected: list[Rejected], parents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Reject rows for outputs that failed a check, located by the parent record's id."""
+        return [
+            reject(self.name, f"id {parents[r.job.index]['id']}", r.failure.rule, r.failure.reason,
+                   _as_data(r.item))
+            for r in rejected
+        ]
+
+    def process(self, part: PartRef, table: pa.Table) -> PartResult:
+        """Sources (unless dropped) each followed by their new rows, in input order; invalid rows become rejects."""
+        rows = table.to_pylist()
+        result = self.synthesise(part.task, rows)
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        rejects = list(result.rejects)
+        kept_new = 0
+        for index, row in enumerate(rows):
+            source = result.replaced.get(index, row)
+            candidates = [(c, True) for c in result.added.get(index, [])]
+            if not self.options["drop_source"] or index in result.replaced:
+                candidates.insert(0, (source, index in result.replaced))
+            for candidate, is_new in candidates:
+                try:
+                    made = validate_row(candidate["task"], candidate)
+                except ValidationError as exc:
+                    rejects.append(reject(self.name, f"id {row['id']}", "invalid_record",
+                                          exc.errors()[0]["msg"], candidate))
+                    continue
+                if made["id"] in seen:
+                    rejects.append(reject(self.name, f"id {row['id']}", "duplicate_record",
+                                          "same content as another row of this part", made))
+                    continue
+                seen.add(made["id"])
+                out.append(made)
+                kept_new += int(is_new)
+        stats = {**result.stats, "rows_written_new": kept_new}
+        return PartResult(out, rejects, stats, failed=result.failed)
+
+
+@dataclass
+class Synthesised:
+    """A stage's work on one part: rows added after a source, sources replaced (llm-negatives), rejects, stats."""
+
+    added: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    replaced: dict[int, dict[str, Any]] = field(default_factory=dict)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    failed: int = 0
+
+
+def _as_data(item: Any) -> Any:
+    return item.model_dump() if isinstance(item, BaseModel) else item

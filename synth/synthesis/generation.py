@@ -1,0 +1,126 @@
+"""The regenerate-until-enough loop every synthesis stage shares.
+
+Each job wants N accepted outputs for one record. A round renders one request per unfinished job (asking for the
+outputs still missing, with earlier outputs listed to avoid), sends the round at once through the engine, checks
+every returned item and keeps what passes; jobs short of N go to the next round, up to `max_tries` requests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from synth.prompts import PromptTemplate
+from synth.synthesis.checks import Failure
+
+AVOID_LIMIT = 8
+"""Earlier outputs shown to the model on a retry: enough to steer away from them, few enough to keep prompts short."""
+
+
+@dataclass
+class Job:
+    """One record's request for `wanted` outputs of one template."""
+
+    index: int
+    template: PromptTemplate
+    context: dict[str, Any]
+    response_model: type[BaseModel]
+    wanted: int = 1
+    kept: list[Any] = field(default_factory=list)
+    seen: list[Any] = field(default_factory=list)
+    tries: int = 0
+    failed: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.failed is None and len(self.kept) < self.wanted
+
+
+@dataclass
+class Rejected:
+    """An output that failed a check, with the job it belonged to."""
+
+    job: Job
+    item: Any
+    failure: Failure
+
+
+@dataclass
+class RoundStats:
+    """What the loop did, for the manifest: requests sent, items generated, kept and rejected."""
+
+    requests: int = 0
+    from_journal: int = 0
+    generated: int = 0
+    kept: int = 0
+    exhausted: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "requests_from_journal": self.from_journal, "generated": self.generated,
+                "kept": self.kept, "tries_exhausted": self.exhausted, "requests_failed": self.failed}
+
+
+def _as_data(item: Any) -> Any:
+    return item.model_dump() if isinstance(item, BaseModel) else item
+
+
+def render_job(job: Job) -> str:
+    """The prompt for the job's next try: how many outputs are still missing and what to avoid."""
+    avoid = [json.dumps(_as_data(i), ensure_ascii=False) for i in job.seen[-AVOID_LIMIT:]]
+    return job.template.render(**job.context, num=job.wanted - len(job.kept), avoid=avoid)
+
+
+def run_rounds(
+    jobs: list[Job],
+    send: Callable[[list[Job], list[str]], list[Any]],
+    items_of: Callable[[Job, BaseModel], list[Any]],
+    check: Callable[[Job, Any], Failure | None],
+    max_tries: int,
+) -> tuple[list[Rejected], RoundStats]:
+    """Run rounds until every job has its outputs, failed, or used `max_tries` requests.
+
+    `send(jobs, prompts)` returns one engine result per job; `check(job, item)` sees `job.kept` so far, which is
+    how near-duplicates among a record's outputs are caught.
+    """
+    rejected: list[Rejected] = []
+    stats = RoundStats()
+    while todo := [j for j in jobs if j.open and j.tries < max_tries]:
+        prompts = [render_job(job) for job in todo]
+        results = send(todo, prompts)
+        for job, result in zip(todo, results, strict=True):
+            job.tries += 1
+            stats.requests += 1
+            stats.from_journal += int(bool(result.from_journal))
+            if not result.ok:
+                if _is_invalid_answer(result):
+                    rejected.append(Rejected(job, result.content or "", Failure("invalid_output", result.error)))
+                else:
+                    job.failed = result.error or "request failed"
+                    stats.failed += 1
+                continue
+            for item in items_of(job, result.parsed):
+                if not job.open:
+                    break  # the model wrote more than asked: the surplus is not counted
+                stats.generated += 1
+                job.seen.append(item)
+                failure = check(job, item)
+                if failure:
+                    rejected.append(Rejected(job, item, failure))
+                else:
+                    job.kept.append(item)
+                    stats.kept += 1
+    stats.exhausted = sum(1 for j in jobs if j.open)
+    return rejected, stats
+
+
+def _is_invalid_answer(result: Any) -> bool:
+    """An answer that came back but did not fit the schema (even when re-asked) is a rejected output.
+
+    A request that got no answer (transport failure, cut at max_tokens) carries no content: the row failed.
+    """
+    return not result.ok and bool(result.content)

@@ -1,0 +1,80 @@
+"""LLM hard negatives (QZhou): N passages per (query, positive) in the positive's style and length that are worse
+in one of three named ways; appended to the record's `negatives` with `negative_origins = llm`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from synth.schema import Task
+from synth.synthesis.base import Synthesised, SynthesisStage, merged_meta
+from synth.synthesis.checks import (
+    Failure,
+    check_distinct,
+    check_length,
+    check_near_duplicate,
+    check_nonempty,
+    check_script,
+)
+from synth.synthesis.generation import Job
+from synth.synthesis.outputs import NEGATIVE_KINDS, NegativesOutput, schema_json
+from synth.synthesis.text import dominant_script
+
+NEGATIVES_DEFAULTS: dict[str, Any] = {"length_tolerance": 0.20, "min_change": 0.20}
+"""METHOD.md: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
+
+
+class NegativesStage(SynthesisStage):
+    name = "llm-negatives"
+    techniques = ("llm_negatives",)
+
+    def technique_config(self) -> dict[str, Any]:
+        return {k: float(self.options[k]) for k in NEGATIVES_DEFAULTS}
+
+    def sample_context(self, technique: str) -> dict[str, Any]:
+        return {"lang": "en", "query": "q", "positive": "p", "num": 2, "avoid": ["{}"], "kinds": NEGATIVE_KINDS,
+                "length_tolerance": float(self.options["length_tolerance"]),
+                "output_schema": schema_json(NegativesOutput)}
+
+    def check(self, job: Job, item: Any) -> Failure | None:
+        positive = job.context["positive"]
+        band = float(self.options["min_change"])
+        return (check_nonempty(item.passage, "negative")
+                or check_script(dominant_script(positive), item.passage)
+                or check_length(positive, item.passage, float(self.options["length_tolerance"]))
+                or check_distinct(item.passage, positive, band, "negative_equals_positive", "the positive")
+                or check_near_duplicate(item.passage, [*job.context["existing"], *(k.passage for k in job.kept)],
+                                        band))
+
+    def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
+        if task != Task.RETRIEVAL:
+            return Synthesised(stats={"records_not_applicable": len(rows)})
+        jobs = [
+            Job(index, self.library.for_lang("llm_negatives", row["lang"]),
+                {"lang": row["lang"], "query": row["query"], "positive": row["positive"], "kinds": NEGATIVE_KINDS,
+                 "existing": list(row.get("negatives") or []),
+                 "length_tolerance": float(self.options["length_tolerance"]),
+                 "output_schema": schema_json(NegativesOutput)},
+                NegativesOutput, self.num)
+            for index, row in enumerate(rows)
+        ]
+        rejected, stats = self.generate(jobs, lambda job, parsed: parsed.negatives, self.check)
+        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
+        for kind in NEGATIVE_KINDS:
+            result.stats[f"kept_{kind}"] = sum(1 for j in jobs for k in j.kept if k.kind == kind)
+        for job in jobs:
+            if job.kept:
+                result.replaced[job.index] = self.with_negatives(rows[job.index], job)
+        return result
+
+    def with_negatives(self, row: dict[str, Any], job: Job) -> dict[str, Any]:
+        """The record with the kept negatives appended; scores are reset because the list changed."""
+        earlier = json.loads(row.get("meta") or "{}").get("llm_negatives", [])
+        meta = merged_meta(row, {"llm_negatives": [*earlier, *(
+            {"kind": k.kind, "template": job.template.name, "template_sha": job.template.sha} for k in job.kept
+        )]})
+        negatives = list(row.get("negatives") or [])
+        origins = list(row.get("negative_origins") or [])
+        origins += ["source"] * (len(negatives) - len(origins))  # keep origins aligned with the negatives
+        return {**row, "negatives": [*negatives, *(k.passage for k in job.kept)],
+                "negative_origins": [*origins, *(["llm"] * len(job.kept))], "negative_scores": None, "meta": meta}

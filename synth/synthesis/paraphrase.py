@@ -1,0 +1,105 @@
+"""Paraphrase (QZhou): N rewrites per record that keep meaning, style, language and length but change the wording.
+
+Retrieval records get (query', positive'), STS records (text_a', text_b') with the score kept, CLS records a new
+text of the same class. Outputs too close to the source or to each other are dropped and regenerated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synth.schema import Task
+from synth.synthesis.base import Synthesised, SynthesisStage
+from synth.synthesis.checks import (
+    Failure,
+    change_band,
+    check_adjacent_copy,
+    check_changed,
+    check_length,
+    check_near_duplicate,
+    check_nonempty,
+    check_script,
+)
+from synth.synthesis.generation import Job
+from synth.synthesis.outputs import paraphrase_output, schema_json
+from synth.synthesis.text import dominant_script
+
+PARAPHRASE_DEFAULTS: dict[str, Any] = {
+    "sentence_change": 0.30,
+    "paragraph_change": 0.20,
+    "length_tolerance": 0.15,
+}
+"""METHOD.md: more than 30% of a sentence / 20% of a paragraph changed, length within +-15%."""
+
+REWRITTEN_FIELDS: dict[Task, tuple[str, ...]] = {
+    Task.RETRIEVAL: ("query", "positive"),
+    Task.STS: ("text_a", "text_b"),
+    Task.CLS: ("text",),
+}
+
+
+class ParaphraseStage(SynthesisStage):
+    name = "paraphrase"
+    techniques = ("paraphrase",)
+
+    def technique_config(self) -> dict[str, Any]:
+        return {k: float(self.options[k]) for k in PARAPHRASE_DEFAULTS}
+
+    def bands(self) -> dict[str, float]:
+        return {k: float(self.options[k]) for k in PARAPHRASE_DEFAULTS}
+
+    def sample_context(self, technique: str) -> dict[str, Any]:
+        fields = REWRITTEN_FIELDS[Task.RETRIEVAL]
+        return {"task": "retrieval", "lang": "en", "label": "sample", "num": 2, "avoid": ["{}"],
+                "fields": [{"name": f, "text": "sample text"} for f in fields],
+                "output_schema": schema_json(paraphrase_output(fields)), **self.bands()}
+
+    def check(self, job: Job, item: Any) -> Failure | None:
+        """Every field must be non-empty, same script, changed enough, in the length band, no copied sentences."""
+        bands = self.bands()
+        source = job.context["source_texts"]
+        for name, original in source.items():
+            text = getattr(item, name)
+            band = change_band(original, bands["sentence_change"], bands["paragraph_change"])
+            failure = (check_nonempty(text, name) or check_script(dominant_script(original), text)
+                       or check_changed(original, text, band)
+                       or check_length(original, text, bands["length_tolerance"])
+                       or check_adjacent_copy(original, text))
+            if failure:
+                return failure._replace(reason=f"{name}: {failure.reason}")
+        joined = "\n".join(getattr(item, n) for n in source)
+        kept = ["\n".join(getattr(k, n) for n in source) for k in job.kept]
+        return check_near_duplicate(joined, kept, change_band(joined, bands["sentence_change"],
+                                                              bands["paragraph_change"]))
+
+    def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
+        fields = REWRITTEN_FIELDS[task]
+        model = paraphrase_output(fields)
+        jobs = []
+        for index, row in enumerate(rows):
+            template = self.library.for_lang("paraphrase", row["lang"])
+            source_texts = {f: row[f] for f in fields}
+            context = {"task": task.value, "lang": row["lang"], "label": row.get("label"),
+                       "fields": [{"name": f, "text": row[f]} for f in fields],
+                       "output_schema": schema_json(model), **self.bands()}
+            jobs.append(Job(index, template, {**context, "source_texts": source_texts}, model, self.num))
+        rejected, stats = self.generate(jobs, lambda job, parsed: parsed.items, self.check)
+        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
+        for job in jobs:
+            parent = rows[job.index]
+            result.added[job.index] = [
+                self.derived_row(parent, task, self.fields_of(task, parent, item), "paraphrase", job.template)
+                for item in job.kept
+            ]
+        return result
+
+    @staticmethod
+    def fields_of(task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
+        """The new row's fields: rewritten texts plus what still holds for them (score, label, class texts)."""
+        texts = item.model_dump()
+        if task == Task.STS:
+            return {**texts, "score": parent["score"], "label": parent.get("label")}
+        if task == Task.CLS:
+            return {**texts, "label": parent["label"], "positive": parent.get("positive"),
+                    "negatives": parent.get("negatives") or []}
+        return texts
