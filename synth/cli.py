@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "llm_negatives",
     "querygen",
     "inspect",
+    "mine",
 ]
 
 for _name in COMMAND_MODULES:

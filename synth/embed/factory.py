@@ -58,7 +58,7 @@ def resolve_model(options: dict[str, Any]) -> str:
 
 
 def build_embedder(options: dict[str, Any]) -> CachedEmbedder:
-    """A `CachedEmbedder` for `options` (the keys of EMBED_DEFAULTS; unknown keys are ignored)."""
+    """A `CachedEmbedder` for `options` (EMBED_DEFAULTS keys; the API backend also reads `api.API_KEYS`)."""
     merged = {**EMBED_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     kind = merged["embedder"]
     model = resolve_model(merged)
@@ -67,8 +67,12 @@ def build_embedder(options: dict[str, Any]) -> CachedEmbedder:
         raise ConfigError(f"embed_batch_size must be at least 1, got {batch_size}")
     if kind == "local":
         backend: Any = LocalEmbedder(model, batch_size=batch_size)
+    elif kind == "api":
+        from synth.embed.api import APIEmbedder  # the LLM engine is only needed for this backend
+
+        backend = APIEmbedder.from_options(model, merged)
     else:
-        raise ConfigError(f"embedder must be 'local', got {kind!r}")
+        raise ConfigError(f"embedder must be 'local' or 'api', got {kind!r}")
     cache_dir = Path(merged["embed_cache"]) if merged["embed_cache"] else default_cache_dir()
     query_format = check_query_format(str(merged["query_format"]))
     return CachedEmbedder(backend, EmbeddingCache(cache_dir, backend.model_id), query_format)

@@ -37,6 +37,9 @@ class LocalEmbedder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise ConfigError(f"the local embedder needs sentence-transformers: {INSTALL_HINT}") from exc
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a weight-loading bar per run is noise in a stage log
         device = pick_device(self.requested_device)
         try:
             model = SentenceTransformer(self.model_name, device=device)

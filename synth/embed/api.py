@@ -1,0 +1,59 @@
+"""OpenAI-compatible `/v1/embeddings` backend (TEI, vLLM, Infinity, OpenAI) on the shared LLM engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from synth.embed.base import normalize
+from synth.errors import StageFailed, SynthError
+from synth.llm.engine import LLMEngine
+from synth.llm.settings import LLMSettings, redact_url
+
+API_KEYS = ("api_key", "concurrency", "rpm", "tpm", "timeout", "max_attempts")
+"""LLM engine options the API embedder reads besides `embed_base_url` (limits, retries, key)."""
+
+
+def vectors_from_answer(data: Any, expected: int) -> np.ndarray:
+    """The vectors of one `/embeddings` answer in input order (`data[i].index`), checked for count and shape."""
+    try:
+        items = sorted(data["data"], key=lambda item: item["index"])
+        vectors = np.array([item["embedding"] for item in items], dtype=np.float32)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SynthError(f"malformed /embeddings answer: {exc!r}") from exc
+    if vectors.ndim != 2 or len(vectors) != expected:
+        raise SynthError(f"/embeddings answered {len(vectors)} vectors for {expected} inputs")
+    return vectors
+
+
+class APIEmbedder:
+    """Batches of texts POSTed as `{"model", "input": [...]}`; answers are cached by the caller, not journaled."""
+
+    def __init__(self, engine: LLMEngine, model: str, batch_size: int = 64):
+        self.engine = engine
+        self.model = model
+        self.batch_size = batch_size
+        # Same model name on two servers may be two vector spaces: the endpoint is part of the id.
+        self.model_id = f"{model}@{redact_url(engine.settings.base_url)}"
+        self.calls = 0
+
+    @classmethod
+    def from_options(cls, model: str, options: dict[str, Any]) -> APIEmbedder:
+        """An engine on `embed_base_url` (else $OPENAI_BASE_URL) with the stage's key, limits and retries."""
+        engine_options = {k: options[k] for k in API_KEYS if options.get(k) is not None}
+        engine_options.update(model=model, base_url=options.get("embed_base_url"))
+        engine = LLMEngine(LLMSettings.from_options(engine_options), journal=None, stage="embed", progress=False)
+        return cls(engine, model, int(options.get("embed_batch_size") or 64))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of `texts`; a batch that still fails after the engine's retries stops the stage (exit 1)."""
+        self.calls += 1
+        batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        results = self.engine.post_json_many("/embeddings", [{"model": self.model, "input": b} for b in batches],
+                                             journal=False)
+        failed = [r.error for r in results if not r.ok]
+        if failed:
+            raise StageFailed(f"{len(failed)} embedding request(s) failed ({failed[0]}); rerun to resume")
+        return normalize(np.concatenate([vectors_from_answer(r.data, len(b)) for r, b in zip(results, batches,
+                                                                                           strict=True)]))

@@ -1,0 +1,1 @@
+"""Hard-negative mining: corpus and FAISS index built once per stage, positive-aware rules, sampling."""

@@ -1,0 +1,200 @@
+"""The mining index as a checkpointed artifact of the stage: `OUT/_index/`, built once, reused on reruns.
+
+Files: `items.parquet` (every candidate or positive text with its keys), `vectors.f32` (their unit vectors, row
+= item id, memory-mapped), `groups.npz` (positives of each query), `index.faiss` (the first `n_index` items) and
+`meta.json`, written last, whose fingerprint says which inputs, corpus, model and index settings it was built
+from. A crash mid-build leaves no `meta.json`, so the next run rebuilds, re-embedding nothing (the cache has it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synth.embed.cached import CachedEmbedder
+from synth.mining.corpus import iter_pairs, normalized_key, read_corpus_file, text_key
+from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices, save_index
+from synth.store import PartRef, atomic_write_bytes, file_fingerprint
+
+ARTIFACT_DIR = "_index"
+EMBED_CHUNK = 16_384
+"""Items embedded and written per step while building: memory stays bounded by one chunk."""
+
+ITEM_SCHEMA = pa.schema([("text", pa.string()), ("key", pa.uint64()), ("norm_key", pa.uint64())])
+
+
+@dataclass(frozen=True)
+class CorpusSettings:
+    """Which texts are mining candidates: `positives`, `file` (the `files`), or `both`."""
+
+    source: str = "both"
+    files: tuple[str, ...] = ()
+    field: str = "text"
+
+
+def fingerprint(parts: list[PartRef], corpus: CorpusSettings, model_id: str, index: IndexSettings) -> str:
+    """What the artifact depends on: input parts, corpus files, model and the index-shaping settings."""
+    facts: list[Any] = [model_id, corpus.source, corpus.field, index.exact_max, index.nlist, index.seed]
+    facts += [file_fingerprint(p.path) for p in parts if p.task.value == "retrieval"]
+    facts += [file_fingerprint(Path(f)) for f in corpus.files]
+    return hashlib.sha256(json.dumps(facts).encode("utf-8")).hexdigest()[:24]
+
+
+class _ItemWriter:
+    """Assigns item ids to distinct texts and streams their text and vectors to disk, one chunk at a time."""
+
+    def __init__(self, directory: Path, embedder: CachedEmbedder):
+        self.directory = directory
+        self.embedder = embedder
+        self.ids: dict[int, int] = {}
+        self.pending: list[str] = []
+        self.dim = 0
+        self._texts = pq.ParquetWriter(directory / ".items.parquet.tmp", ITEM_SCHEMA, compression="zstd")
+        self._vectors = open(directory / ".vectors.f32.tmp", "wb")  # noqa: SIM115 - closed in close()
+
+    def add(self, text: str) -> int:
+        key = text_key(text)
+        item = self.ids.get(key)
+        if item is None:
+            item = self.ids[key] = len(self.ids)
+            self.pending.append(text)
+            if len(self.pending) >= EMBED_CHUNK:
+                self.flush()
+        return item
+
+    def add_all(self, texts: Iterable[str]) -> None:
+        for text in texts:
+            self.add(text)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        vectors = self.embedder.encode_documents(self.pending)
+        self.dim = vectors.shape[1]
+        self._vectors.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+        keys = [text_key(t) for t in self.pending]
+        norm = [normalized_key(t) for t in self.pending]
+        self._texts.write_table(pa.table([self.pending, keys, norm], schema=ITEM_SCHEMA))
+        self.pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self._texts.close()
+        self._vectors.flush()
+        os.fsync(self._vectors.fileno())
+        self._vectors.close()
+        os.replace(self.directory / ".items.parquet.tmp", self.directory / "items.parquet")
+        os.replace(self.directory / ".vectors.f32.tmp", self.directory / "vectors.f32")
+
+
+class MiningIndex:
+    """Items, their vectors, the positives of each query and the FAISS index, as loaded from `OUT/_index/`."""
+
+    def __init__(self, directory: Path, meta: dict[str, Any], search_devices: int, nprobe: int):
+        self.directory = directory
+        self.meta = meta
+        items = pq.read_table(directory / "items.parquet")
+        self.texts = items.column("text")
+        self.norm_keys = items.column("norm_key").to_numpy()
+        keys = items.column("key").to_numpy()
+        self._key_order = np.argsort(keys)
+        self._sorted_keys = keys[self._key_order]
+        self.n_index = int(meta["n_index"])
+        self.vectors = np.memmap(
+            directory / "vectors.f32", dtype=np.float32, mode="r", shape=(int(meta["n_items"]), int(meta["dim"]))
+        )
+        groups = np.load(directory / "groups.npz")
+        self._group_keys, self._group_items = groups["query_keys"], groups["item_ids"]
+        self.index = place_on_devices(load_index(directory / "index.faiss", nprobe), search_devices)
+
+    def item_ids(self, texts: list[str]) -> np.ndarray:
+        """Item id of each text (every positive is an item); -1 for a text that is not one."""
+        keys = np.fromiter((text_key(t) for t in texts), dtype=np.uint64, count=len(texts))
+        pos = np.minimum(np.searchsorted(self._sorted_keys, keys), len(self._sorted_keys) - 1)
+        return np.where(self._sorted_keys[pos] == keys, self._key_order[pos], -1)
+
+    def positives_of(self, queries: list[str]) -> list[np.ndarray]:
+        """Item ids of every positive each query has anywhere in the input (several records, one query)."""
+        keys = np.fromiter((text_key(q) for q in queries), dtype=np.uint64, count=len(queries))
+        lo = np.searchsorted(self._group_keys, keys, side="left")
+        hi = np.searchsorted(self._group_keys, keys, side="right")
+        return [self._group_items[a:b] for a, b in zip(lo, hi, strict=True)]
+
+    def texts_of(self, ids: np.ndarray) -> list[str]:
+        return self.texts.take(pa.array(ids, type=pa.int64())).to_pylist()
+
+
+def build_artifact(
+    directory: Path, parts: list[PartRef], corpus: CorpusSettings, embedder: CachedEmbedder, index: IndexSettings
+) -> dict[str, Any]:
+    """Collect items (indexed ones first), embed them through the cache, build and save the index; returns meta."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meta.json").unlink(missing_ok=True)
+    writer = _ItemWriter(directory, embedder)
+    query_keys: list[int] = []
+    item_ids: list[int] = []
+
+    def add_positives() -> None:
+        for query, positive in iter_pairs(parts):
+            query_keys.append(text_key(query))
+            item_ids.append(writer.add(positive))
+
+    if corpus.source in ("positives", "both"):
+        add_positives()
+    if corpus.source in ("file", "both"):
+        for path in corpus.files:
+            writer.add_all(read_corpus_file(Path(path), corpus.field))
+    writer.flush()
+    n_index = len(writer.ids)
+    if corpus.source == "file":
+        add_positives()  # positives are scored and guarded against, but not candidates
+    writer.close()
+    order = np.argsort(np.array(query_keys, dtype=np.uint64), kind="stable")
+    np.savez(
+        directory / "groups.npz",
+        query_keys=np.array(query_keys, dtype=np.uint64)[order],
+        item_ids=np.array(item_ids, dtype=np.int64)[order],
+    )
+    n_items, dim = len(writer.ids), writer.dim
+    vectors = np.memmap(directory / "vectors.f32", dtype=np.float32, mode="r", shape=(n_items, dim))
+    built = build_index(vectors[:n_index], index)
+    save_index(built, directory / "index.faiss")
+    return {
+        "n_items": n_items,
+        "n_index": n_index,
+        "dim": dim,
+        "index": index.kind(n_index),
+        "nlist": index.lists(n_index) if index.kind(n_index) == "ivf" else None,
+        "records": len(query_keys),
+    }
+
+
+def open_artifact(
+    out: Path,
+    parts: list[PartRef],
+    corpus: CorpusSettings,
+    embedder: CachedEmbedder,
+    index: IndexSettings,
+    search_devices: int,
+) -> tuple[MiningIndex, bool]:
+    """The mining index for these inputs: loaded when `OUT/_index/` matches them, built otherwise (and saved)."""
+    directory = Path(out) / ARTIFACT_DIR
+    digest = fingerprint(parts, corpus, embedder.model_id, index)
+    meta_path = directory / "meta.json"
+    built = False
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    if meta.get("fingerprint") != digest:
+        facts = build_artifact(directory, parts, corpus, embedder, index)
+        meta = {"fingerprint": digest, "model": embedder.model_id, **facts}
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode("utf-8"))
+        built = True
+    return MiningIndex(directory, meta, search_devices, index.nprobe), built

@@ -1,0 +1,115 @@
+"""The FAISS index: exact inner product up to `exact_max` vectors, IVF above; GPU when FAISS sees one.
+
+Vectors are unit length, so inner product is cosine. The index is built on the CPU from a memory-mapped
+vector file (added in chunks so memory stays bounded), saved, and moved to every GPU (sharded, fp16)
+only for searching.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from synth.errors import ConfigError
+
+ADD_CHUNK = 65_536
+GPU_MAX_K = 2048
+"""FAISS on GPU returns at most 2048 neighbours per query."""
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ConfigError("mining needs FAISS: pip install 'synth[cpu]' (faiss-cpu) or 'synth[gpu]'") from exc
+    return faiss
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How the index is built and searched; only `exact_max`, `nlist` and `seed` change the built index."""
+
+    exact_max: int = 200_000
+    nlist: int | None = None
+    nprobe: int = 32
+    search_batch_size: int = 1024
+    seed: int = 0
+
+    def kind(self, size: int) -> str:
+        return "flat" if size <= self.exact_max else "ivf"
+
+    def lists(self, size: int) -> int:
+        """IVF list count: the setting, else about 4 * sqrt(size), never more than size / 39 (FAISS's minimum)."""
+        wanted = self.nlist or int(4 * math.sqrt(size))
+        return max(1, min(wanted, size // 39))
+
+
+def num_gpus() -> int:
+    """GPUs FAISS can use: 0 with faiss-cpu or on a machine without one."""
+    faiss = _faiss()
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
+def build_index(vectors: np.ndarray, settings: IndexSettings):
+    """A CPU index over `vectors` (n, d), exact or IVF trained on a seeded sample, vectors added in chunks."""
+    faiss = _faiss()
+    size, dim = vectors.shape
+    if settings.kind(size) == "flat":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        nlist = settings.lists(size)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample_size = min(size, max(nlist * 64, 20_000))
+        sample = np.sort(np.random.default_rng(settings.seed).choice(size, sample_size, replace=False))
+        index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+        index.nprobe = settings.nprobe
+    for start in range(0, size, ADD_CHUNK):
+        index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32))
+    return index
+
+
+def place_on_devices(index, gpus: int):
+    """Search on every GPU when there are any (sharded, fp16), else keep the CPU index."""
+    if gpus <= 0:
+        return index
+    faiss = _faiss()
+    options = faiss.GpuMultipleClonerOptions()
+    options.shard = True
+    options.useFloat16 = True
+    return faiss.index_cpu_to_all_gpus(index, co=options, ngpu=gpus)
+
+
+def set_nprobe(index, nprobe: int) -> None:
+    """IVF lists visited per query, on a loaded CPU index (a GPU clone copies it)."""
+    if hasattr(index, "nprobe"):
+        index.nprobe = nprobe
+
+
+def search(index, queries: np.ndarray, k: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, ids) of each query, best first, searched `batch_size` queries at a time."""
+    k = min(k, index.ntotal)
+    scores = np.empty((len(queries), k), dtype=np.float32)
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), batch_size):
+        block = np.ascontiguousarray(queries[start : start + batch_size], dtype=np.float32)
+        scores[start : start + len(block)], ids[start : start + len(block)] = index.search(block, k)
+    return scores, ids
+
+
+def save_index(index, path: Path) -> None:
+    """Write the CPU index so that the file exists only when complete."""
+    faiss = _faiss()
+    tmp = path.with_name(f".{path.name}.tmp")
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_index(path: Path, nprobe: int):
+    faiss = _faiss()
+    index = faiss.read_index(str(path))
+    set_nprobe(index, nprobe)
+    return index

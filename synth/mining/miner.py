@@ -1,0 +1,178 @@
+"""Mine one batch of retrieval records: search, apply the rules in order, sample, write scores and negatives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from synth.embed.cached import CachedEmbedder
+from synth.errors import ConfigError
+from synth.mining import rules
+from synth.mining.artifact import MiningIndex
+from synth.mining.corpus import keys_of, normalized_key
+from synth.mining.index import search
+
+SAMPLING = ("top", "random")
+RULE_ORDER = (
+    "query", "positive", "duplicate", "near_duplicate", "existing_negative",
+    "max_score", "margin", "relative_margin", "rank_window",
+)
+"""Rules in the order they run: who a candidate is first, then how it scores, then where it ranks."""
+
+
+@dataclass(frozen=True)
+class MineSettings:
+    """The mining rules' parameters (see `synth mine --help`)."""
+
+    range_min: int = 0
+    range_max: int = 30
+    num_negatives: int = 4
+    sampling: str = "top"
+    seed: int = 0
+    max_score: float | None = None
+    margin: float | None = None
+    relative_margin: float | None = 0.05
+    dup_threshold: float | None = 0.98
+
+    def check(self) -> MineSettings:
+        """Refuse settings that cannot mine anything, naming the option."""
+        if self.range_min < 0 or self.range_max <= self.range_min:
+            raise ConfigError(f"need 0 <= range_min < range_max, got {self.range_min} and {self.range_max}")
+        if not 1 <= self.num_negatives <= self.range_max - self.range_min:
+            raise ConfigError(
+                f"num_negatives must be between 1 and range_max - range_min ({self.range_max - self.range_min}), "
+                f"got {self.num_negatives}"
+            )
+        if self.sampling not in SAMPLING:
+            raise ConfigError(f"sampling must be 'top' or 'random', got {self.sampling!r}")
+        if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
+            raise ConfigError(f"relative_margin must be in [0, 1), got {self.relative_margin}")
+        if self.dup_threshold is not None and not 0 < self.dup_threshold <= 1:
+            raise ConfigError(f"dup_threshold must be in (0, 1], got {self.dup_threshold}")
+        return self
+
+
+def max_similarity_to_positives(
+    vectors: np.ndarray, candidate_ids: np.ndarray, positive_ids: list[np.ndarray]
+) -> np.ndarray:
+    """Cosine of each candidate to the closest positive of its query (vectors read from the memory map)."""
+    similarity = np.full(candidate_ids.shape, -np.inf, dtype=np.float32)
+    safe_ids = np.where(candidate_ids >= 0, candidate_ids, 0)
+    for row, positives in enumerate(positive_ids):
+        if len(positives):
+            candidates = vectors[safe_ids[row]]
+            similarity[row] = (candidates @ vectors[np.sort(positives)].T).max(axis=1)
+    return similarity
+
+
+def existing_negatives(rows: list[dict[str, Any]], embedder: CachedEmbedder, query_vectors: np.ndarray):
+    """Scores and normalised keys of the negatives records already carry (LLM-written, source)."""
+    flat = [n for row in rows for n in row.get("negatives") or []]
+    owner = np.repeat(np.arange(len(rows)), [len(row.get("negatives") or []) for row in rows])
+    vectors = embedder.encode_documents(flat) if flat else np.empty((0, query_vectors.shape[1]), np.float32)
+    scores = np.einsum("ij,ij->i", vectors, query_vectors[owner]) if flat else np.empty(0, np.float32)
+    splits = np.cumsum([len(row.get("negatives") or []) for row in rows])[:-1]
+    keys = np.split(keys_of(flat, normalized_key), splits)
+    return np.split(scores.astype(np.float64), splits), keys
+
+
+def candidate_rules(
+    settings: MineSettings,
+    *,
+    candidate_ids: np.ndarray,
+    candidate_scores: np.ndarray,
+    candidate_norm_keys: np.ndarray,
+    query_norm_keys: np.ndarray,
+    positive_ids: list[np.ndarray],
+    positive_norm_keys: list[np.ndarray],
+    similarity_to_positive: np.ndarray,
+    negative_norm_keys: list[np.ndarray],
+    margin_scores: np.ndarray,
+) -> list[rules.Rule]:
+    """The rule chain for one batch, in RULE_ORDER."""
+    return [
+        ("query", rules.not_query(candidate_norm_keys, query_norm_keys)),
+        ("positive", rules.not_positive(candidate_ids, positive_ids)),
+        ("duplicate", rules.not_duplicate_of_positive(candidate_norm_keys, positive_norm_keys)),
+        ("near_duplicate", rules.not_near_duplicate(similarity_to_positive, settings.dup_threshold)),
+        ("existing_negative", rules.not_existing_negative(candidate_norm_keys, negative_norm_keys)),
+        ("max_score", rules.below_max_score(candidate_scores, settings.max_score)),
+        ("margin", rules.below_margin(candidate_scores, margin_scores, settings.margin)),
+        ("relative_margin", rules.below_relative_margin(candidate_scores, margin_scores, settings.relative_margin)),
+        ("rank_window", lambda alive: rules.in_rank_window(alive, settings.range_min, settings.range_max)),
+    ]
+
+
+class Miner:
+    """Mines records against a `MiningIndex` with one embedder and one set of rules."""
+
+    def __init__(self, index: MiningIndex, embedder: CachedEmbedder, settings: MineSettings, search_batch_size: int):
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings.check()
+        self.search_batch_size = search_batch_size
+
+    def mine(self, rows: list[dict[str, Any]], rng: np.random.Generator) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """Rows with `positive_score`, scored existing negatives and mined ones appended; plus counts."""
+        index, settings = self.index, self.settings
+        queries = [r["query"] for r in rows]
+        query_vectors = self.embedder.encode_queries(queries, [r.get("instruction") for r in rows])
+        own_positive = index.item_ids([r["positive"] for r in rows])
+        positive_ids = index.positives_of(queries)
+        positive_scores = np.einsum("ij,ij->i", query_vectors, index.vectors[own_positive])
+        # Margins are measured from the query's hardest positive, so no positive of it looks like a negative.
+        margin_scores = np.array(
+            [(index.vectors[np.sort(p)] @ q).min() for p, q in zip(positive_ids, query_vectors, strict=True)],
+            dtype=np.float32,
+        )
+        neg_scores, neg_keys = existing_negatives(rows, self.embedder, query_vectors)
+        widest_group = max(len(p) for p in positive_ids)
+        k = settings.range_max + widest_group + 1
+        scores, ids = search(index.index, query_vectors, k, self.search_batch_size)
+        alive, removed = rules.apply_rules(
+            candidate_rules(
+                settings,
+                candidate_ids=ids,
+                candidate_scores=scores,
+                candidate_norm_keys=index.norm_keys[np.where(ids >= 0, ids, 0)],
+                query_norm_keys=keys_of(queries, normalized_key),
+                positive_ids=positive_ids,
+                positive_norm_keys=[index.norm_keys[p] for p in positive_ids],
+                similarity_to_positive=max_similarity_to_positives(index.vectors, ids, positive_ids),
+                negative_norm_keys=neg_keys,
+                margin_scores=margin_scores,
+            ),
+            rules.not_missing(ids),
+        )
+        if settings.sampling == "top":
+            chosen = rules.sample_top(alive, settings.num_negatives)
+        else:
+            chosen = rules.sample_random(alive, settings.num_negatives, rng)
+        out = [
+            self._updated(row, ids[i][chosen[i]], scores[i][chosen[i]], float(positive_scores[i]), neg_scores[i])
+            for i, row in enumerate(rows)
+        ]
+        counts = {f"removed_{name}": removed[name] for name in RULE_ORDER}
+        mined = chosen.sum(axis=1)
+        counts.update(
+            negatives_mined=int(mined.sum()),
+            rows_short=int((mined < settings.num_negatives).sum()),
+            existing_negatives_scored=sum(len(s) for s in neg_scores),
+        )
+        return out, counts
+
+    def _updated(
+        self, row: dict[str, Any], ids: np.ndarray, scores: np.ndarray, positive_score: float, old_scores: np.ndarray
+    ) -> dict[str, Any]:
+        texts = self.index.texts_of(ids)
+        negatives = list(row.get("negatives") or [])
+        origins = list(row.get("negative_origins") or [])
+        return {
+            **row,
+            "positive_score": positive_score,
+            "negatives": negatives + texts,
+            "negative_scores": [float(s) for s in old_scores] + [float(s) for s in scores],
+            "negative_origins": origins + ["mined"] * len(texts),
+        }
