@@ -34,10 +34,14 @@ ID_FIELDS: dict[Task, tuple[str, ...]] = {
 }
 
 
+# Same output as json.dumps(..., ensure_ascii=False) without building an encoder per call: ingest hashes millions.
+_ID_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def record_id(task: Task | str, values: dict[str, Any]) -> str:
     """Stable content hash of a record's defining fields (32 hex chars of SHA-256)."""
     task = Task(task)
-    payload = json.dumps([task.value, *(values[f] for f in ID_FIELDS[task])], ensure_ascii=False)
+    payload = _ID_ENCODER.encode([task.value, *(values[f] for f in ID_FIELDS[task])])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
@@ -168,7 +172,7 @@ REJECT_SCHEMA = pa.schema(
 def to_table(task: Task | str, rows: list[dict[str, Any]]) -> pa.Table:
     """Rows (dicts in the unified schema) as an Arrow table with the task's exact schema."""
     schema = ARROW_SCHEMAS[Task(task)]
-    return pa.Table.from_pylist([{f: row.get(f) for f in schema.names} for row in rows], schema=schema)
+    return pa.Table.from_pydict({f: [row.get(f) for row in rows] for f in schema.names}, schema=schema)
 
 
 def validate_row(task: Task | str, row: dict[str, Any]) -> dict[str, Any]:

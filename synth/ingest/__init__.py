@@ -1,0 +1,1 @@
+"""Ingest: raw dataset files (JSONL, CSV, TSV, Parquet) of any supported shape -> unified shards."""

@@ -125,7 +125,7 @@ def columns(path: Path, fmt: str | None = None, *, sample_rows: int = 100) -> se
     if fmt == "jsonl":
         found: set[str] = set()
         seen = 0
-        for row in read_rows(path, fmt):
+        for row in (row for chunk in read_chunks(path, fmt, rows=sample_rows) for row in chunk.load()):
             if row.ok:
                 found.update(row.values or {})
                 seen += 1

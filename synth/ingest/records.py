@@ -14,6 +14,7 @@ from synth.schema import Task, record_id
 from synth.store import reject
 
 STAGE = "ingest"
+_META_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def _sample_text(value: Any) -> str:
@@ -82,7 +83,7 @@ class RecordMaker:
             "source": self.source,
             "origin": "source",
             "parent_id": None,
-            "meta": json.dumps(meta, ensure_ascii=False, default=str),
+            "meta": _META_ENCODER.encode(meta),
         }
         if self.task is Task.RETRIEVAL:
             record.update(negatives=[], negative_origins=[], positive_score=None, negative_scores=None)
