@@ -47,10 +47,12 @@ def load_personas(path: Path | str) -> list[Persona]:
             continue
         values = row.values or {}
         personas.append(Persona(str(values.get("id") or len(personas)), text.strip(), str(values.get("lang") or "")))
-    if bad:
-        console.print(f"[yellow]personas: skipped {len(bad)} unreadable rows, first {bad[0]}", highlight=False)
     if not personas:
-        raise InputFileError(f"no personas in {path} (each row needs a non-empty 'persona' field)")
+        first = f"; first problem: {bad[0]}" if bad else ""
+        raise InputFileError(f"no personas in {path} (each row needs a non-empty 'persona' field){first}")
+    if bad:
+        console.print(f"[yellow]personas: skipped {len(bad)} unreadable rows, first {bad[0]}", highlight=False,
+                      soft_wrap=True)
     return personas
 
 
