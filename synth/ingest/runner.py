@@ -20,7 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from synth.errors import InputFileError
 from synth.ingest.classes import ClassPool
 from synth.ingest.options import IngestOptions
-from synth.ingest.readers import Chunk, columns, detect_format, read_chunks
+from synth.ingest.readers import EXTENSIONS, Chunk, columns, detect_format, read_chunks
 from synth.ingest.records import STAGE, RecordMaker
 from synth.ingest.values import Rejected
 from synth.schema import Task
@@ -52,8 +52,15 @@ def plan_inputs(opts: IngestOptions) -> list[InputFile]:
                 f"{path}: column {missing[0]!r} not found (shape {opts.shape.name} needs "
                 f"{', '.join(needed)}; map one with --map FIELD=COLUMN); columns: {have}"
             )
-        planned.append(InputFile(path, fmt, opts.source or path.name.split(".")[0]))
+        planned.append(InputFile(path, fmt, opts.source or _stem(path)))
     return planned
+
+
+def _stem(path: Path) -> str:
+    """The file name without its format extension and `.gz`: `wiki.v2.jsonl.gz` -> `wiki.v2`."""
+    name = path.name.removesuffix(".gz").removesuffix(".GZ")
+    suffix = Path(name).suffix
+    return name.removesuffix(suffix) if suffix.lower() in EXTENSIONS else name
 
 
 def _chunks(opts: IngestOptions, files: list[InputFile]) -> Iterator[tuple[InputFile, int, Chunk]]:
