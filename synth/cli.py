@@ -27,6 +27,10 @@ COMMAND_MODULES: list[str] = [
     "querygen",
     "inspect",
     "mine",
+    "filter",
+    "export",
+    "run",
+    "status",
 ]
 
 for _name in COMMAND_MODULES:

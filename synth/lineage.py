@@ -41,11 +41,13 @@ def upstream_stages(directory: Path) -> list[Path]:
 
 
 def stage_usage(manifest: dict[str, Any]) -> dict[str, float]:
-    """LLM requests, tokens and cost summed over a stage's parts."""
+    """LLM requests, tokens and cost summed over a stage's parts, else the stage-level `llm` counters."""
     usage = dict.fromkeys(USAGE_KEYS, 0.0)
     for entry in manifest.get("parts", {}).values():
         for key in USAGE_KEYS:
             value = entry.get("stats", {}).get(key, 0)
             if isinstance(value, int | float):
                 usage[key] += value
+    if not any(usage.values()) and isinstance(manifest.get("llm"), dict):
+        usage.update({k: float(manifest["llm"].get(k, 0)) for k in USAGE_KEYS})
     return usage

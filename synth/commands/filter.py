@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="Output directory (the final data)."),
         min_score: list[str] = rule_flag("Query-positive cosine floor, 0.7 or p20."),
         false_negative_margin: list[str] = rule_flag("Drop negatives above positive + this."),
-        llm_negative_ratio: list[str] = rule_flag("LLM negatives must score below ratio x positive."),
+        relative_margin: list[str] = rule_flag("LLM negatives must score below positive x (1 - this), as in mine."),
         dedup: list[str] = rule_flag("exact, minhash, embedding or off."),
         dedup_on: list[str] = rule_flag("query,pair (what to compare)."),
         near_dup_threshold: float | None = typer.Option(None, help="MinHash Jaccard of near duplicates."),
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         """Drop low-scoring pairs, false negatives, duplicates, over-long and wrong-language records."""
         settings = {name: parse_setting_flags(value, f"--{name.replace('_', '-')}") for name, value in {
             "min_score": min_score, "false_negative_margin": false_negative_margin,
-            "llm_negative_ratio": llm_negative_ratio, "dedup": dedup, "dedup_on": dedup_on,
+            "relative_margin": relative_margin, "dedup": dedup, "dedup_on": dedup_on,
             "max_query_tokens": max_query_tokens, "max_passage_tokens": max_passage_tokens,
             "check_lang": check_lang, "judge": judge,
         }.items()}

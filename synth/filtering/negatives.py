@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from synth.mining.rules import below_relative_margin
+
 
 def false_negative(negative_score: float | None, positive_score: float | None, margin: float) -> str | None:
     """Qwen3's mask rule: a negative scoring above positive + margin is probably a positive."""
@@ -12,10 +16,10 @@ def false_negative(negative_score: float | None, positive_score: float | None, m
     return None
 
 
-def over_relative_margin(negative_score: float | None, positive_score: float | None, ratio: float) -> str | None:
-    """NV-Retriever's TopK-PercPos, applied to LLM-written negatives: keep only below ratio x positive."""
+def over_relative_margin(negative_score: float | None, positive_score: float | None, relative: float) -> str | None:
+    """The miner's TopK-PercPos rule (NV-Retriever), applied to LLM-written negatives: below positive x (1 - r)."""
     if negative_score is None or positive_score is None:
         return None
-    if negative_score >= ratio * positive_score:
-        return f"negative cosine {negative_score:.4f} >= {ratio} x positive {positive_score:.4f}"
+    if not below_relative_margin(np.array([[negative_score]]), np.array([positive_score]), relative)[0, 0]:
+        return f"negative cosine {negative_score:.4f} not below positive {positive_score:.4f} x (1 - {relative})"
     return None

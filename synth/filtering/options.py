@@ -11,7 +11,7 @@ from synth.filtering.thresholds import check_threshold
 RULE_DEFAULTS: dict[str, Any] = {
     "min_score": {"source": "off", "default": 0.7},
     "false_negative_margin": 0.1,
-    "llm_negative_ratio": 0.95,
+    "relative_margin": 0.05,
     "dedup": "minhash",
     "dedup_on": ["query", "pair"],
     "near_dup_threshold": 0.8,
@@ -21,13 +21,19 @@ RULE_DEFAULTS: dict[str, Any] = {
     "check_lang": True,
     "judge": False,
 }
-"""Qwen3's 0.7 cosine on synthetic pairs and +0.1 false-negative mask, NV-Retriever's 95% relative margin for LLM
-negatives, QZhou's 256/1536 token bounds."""
+"""Qwen3's 0.7 cosine on synthetic pairs and +0.1 false-negative mask, the miner's relative margin (NV-Retriever's
+TopK-PercPos, below 95% of the positive) for LLM negatives, QZhou's 256/1536 token bounds."""
 
 
 def _number(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {value!r}")
+
+
+def _margin(value: Any) -> None:
+    _number(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"expected a relative margin in [0, 1), got {value!r}")
 
 
 def _positive_int(value: Any) -> None:
@@ -66,7 +72,7 @@ def _boolean(value: Any) -> None:
 CHECKS = {
     "min_score": check_threshold,
     "false_negative_margin": _number,
-    "llm_negative_ratio": _number,
+    "relative_margin": _margin,
     "dedup": _dedup_method,
     "dedup_on": _dedup_kinds,
     "near_dup_threshold": _fraction,

@@ -80,7 +80,7 @@ class FilterStage(Stage):
     def uses_scores(self, row: dict[str, Any]) -> bool:
         return row["task"] == Task.RETRIEVAL and any(
             self.setting(rule, row) is not None
-            for rule in ("min_score", "false_negative_margin", "llm_negative_ratio")
+            for rule in ("min_score", "false_negative_margin", "relative_margin")
         )
 
     # -- global pass -----------------------------------------------------------------------------------------
@@ -230,9 +230,9 @@ class FilterStage(Stage):
         reason = false_negative(score, row["positive_score"], float(margin)) if margin is not None else None
         if reason:
             return "false_negative", reason
-        ratio = self.setting("llm_negative_ratio", row)
-        if origin == "llm" and ratio is not None:
-            reason = over_relative_margin(score, row["positive_score"], float(ratio))
+        relative = self.setting("relative_margin", row)
+        if origin == "llm" and relative is not None:
+            reason = over_relative_margin(score, row["positive_score"], float(relative))
             if reason:
                 return "llm_negative_margin", reason
         return None

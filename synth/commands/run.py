@@ -1,0 +1,31 @@
+"""`synth run PIPELINE.toml`: every stage of a pipeline file in order; a rerun resumes where the last one stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from synth.pipeline.plan import load_plan
+from synth.pipeline.runner import run_plan
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_command(
+        pipeline: Path = typer.Argument(..., help="Pipeline file: [llm], [embedder] and [[stage]] tables."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [default: runs/NAME]."),
+        first: str | None = typer.Option(None, "--from", help="Start at this stage (earlier outputs must exist)."),
+        last: str | None = typer.Option(None, "--to", help="Stop after this stage."),
+    ) -> None:
+        """Run a whole pipeline; finished parts are skipped and answered requests are never sent again."""
+        plan = load_plan(pipeline, out)
+        summaries = run_plan(plan, plan.select(first, last))
+        failed = sum(s.failed for s in summaries)
+        console.print(f"run directory: {plan.run_dir} (see `synth status {plan.run_dir}`)", highlight=False)
+        if failed:
+            console.print(f"[red]{failed} rows failed; run the same command again to retry them", highlight=False)
+        raise typer.Exit(1 if failed else 0)

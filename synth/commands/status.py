@@ -1,0 +1,42 @@
+"""`synth status RUN_DIR`: per stage, parts done, rows, rejects per reason, tokens, cost, failures, next action."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synth.pipeline.status import StageStatus, run_status
+
+console = Console()
+COLUMNS = ("stage", "parts done/total", "rows in -> out", "rejects", "LLM usage", "failed", "a rerun would")
+
+
+def rejects_text(status: StageStatus) -> str:
+    ordered = sorted(status.rejects_by_rule.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{rule} {count:,}" for rule, count in ordered) or "-"
+
+
+def usage_text(status: StageStatus) -> str:
+    if not status.usage.get("requests") and not status.usage.get("prompt_tokens"):
+        return "-"
+    tokens = int(status.usage["prompt_tokens"] + status.usage["completion_tokens"])
+    return f"{int(status.usage['requests']):,} req, {tokens:,} tok, ${status.usage['cost_usd']:.4f}"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status_command(run_dir: Path = typer.Argument(..., help="A run directory made by `synth run`.")) -> None:
+        """Explain a run: what each stage finished, dropped and cost, and what a rerun would do."""
+        run, stages = run_status(run_dir)
+        table = Table(title=f"{run_dir} (config {run.get('config_hash', '?')})")
+        for column in COLUMNS:
+            table.add_column(column, overflow="fold")
+        for s in stages:
+            total = "?" if s.parts_total is None else str(s.parts_total)
+            rows = f"{s.rows_in:,} -> {s.rows_out:,}" if s.started and s.use != "export" else "-"
+            table.add_row(s.name, f"{s.parts_done}/{total}", rows, rejects_text(s), usage_text(s),
+                          str(s.failed) if s.failed else "-", s.rerun)
+        console.print(table)

@@ -1,0 +1,184 @@
+"""`synth run` and `synth status` as a user runs them, against the loopback server (LLM and /v1/embeddings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from synth.errors import ConfigError
+from synth.pipeline.plan import load_plan
+from synth.store import iter_rows
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
+SYNTH = [sys.executable, "-c", "from synth.cli import main; main()"]
+
+PIPELINE = """
+name = "loop"
+[llm]
+base_url = "{base_url}"
+api_key = "{api_key}"
+model = "test-model"
+concurrency = 2
+max_attempts = 2
+timeout = 5.0
+[embedder]
+embedder = "api"
+embed_model = "test-model"
+embed_base_url = "{base_url}"
+embed_cache = "{cache}"
+query_format = "{{query}}"
+
+[[stage]]
+use = "ingest"
+name = "ingest-qa"
+inputs = ["{samples}/qa.jsonl"]
+shape = "qa"
+[[stage]]
+use = "ingest"
+name = "ingest-sts"
+inputs = ["{samples}/sts_binary.csv"]
+shape = "sts-binary"
+[[stage]]
+use = "paraphrase"
+inputs = ["ingest-qa", "ingest-sts"]
+num = 1
+max_tries = 2
+[[stage]]
+use = "llm-negatives"
+num = 1
+max_tries = 2
+[[stage]]
+use = "querygen"
+num = 1
+max_tries = 2
+[[stage]]
+use = "mine"
+num_negatives = 2
+[[stage]]
+use = "filter"
+min_score = {{ source = "off", default = "p25" }}
+[[stage]]
+use = "export"
+format = ["sentence-transformers", "flagembedding"]
+"""
+
+
+def write_pipeline(tmp_path: Path, server, name: str = "pipeline.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(PIPELINE.format(base_url=server.base_url, api_key=server.api_key, samples=SAMPLES,
+                                    cache=tmp_path / f"cache-{name}"), encoding="utf-8")
+    return path
+
+
+def synth(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*SYNTH, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def final_records(run_dir: Path) -> list[dict]:
+    return sorted(iter_rows(run_dir / "final"), key=lambda r: r["id"])
+
+
+def test_run_writes_final_card_exports_and_status(tmp_path, openai_server):
+    pipeline = write_pipeline(tmp_path, openai_server)
+    run_dir = tmp_path / "run"
+    synth("run", str(pipeline), "--out", str(run_dir))
+    run_file = (run_dir / "run.toml").read_text()
+    assert openai_server.api_key not in run_file  # secrets never reach run.toml
+    resolved = tomllib.loads(run_file)
+    assert [s["name"] for s in resolved["stage"]] == [
+        "ingest-qa", "ingest-sts", "paraphrase", "llm-negatives", "querygen", "mine", "filter", "export"]
+    assert len(resolved["config_hash"]) == 16
+    records = final_records(run_dir)
+    assert records and len({r["id"] for r in records}) == len(records)
+    assert {r["origin"] for r in records} >= {"source"}
+    card = (run_dir / "final" / "README.md").read_text()
+    assert "| retrieval |" in card and "## LLM usage of the run" in card and "paraphrase" in card
+    assert list((run_dir / "export" / "sentence-transformers" / "retrieval").glob("train-*.parquet"))
+    assert list((run_dir / "export" / "flagembedding" / "sts").glob("train-*.jsonl"))
+
+    status = synth("status", str(run_dir)).stdout
+    for name in ("ingest-qa", "paraphrase", "mine", "filter", "export"):
+        assert name in status
+    assert "skip all 2 parts" in status  # the filter would redo nothing
+
+    sent = openai_server.log.total()
+    again = synth("run", str(pipeline), "--out", str(run_dir))
+    assert openai_server.log.total() == sent  # a finished run sends nothing on rerun
+    assert "already finished: skipped" in again.stderr
+    assert final_records(run_dir) == records
+
+
+def test_from_and_to_run_a_slice(tmp_path, openai_server):
+    pipeline = write_pipeline(tmp_path, openai_server)
+    run_dir = tmp_path / "run"
+    synth("run", str(pipeline), "--out", str(run_dir), "--to", "ingest-sts")
+    assert (run_dir / "ingest-sts" / "_manifest.json").exists() and not (run_dir / "paraphrase").exists()
+    assert openai_server.log.total() == 0
+    status = synth("status", str(run_dir)).stdout
+    assert "run (not started)" in status
+    result = synth("run", str(pipeline), "--out", str(run_dir), "--from", "mine", check=False)
+    assert result.returncode == 2 and "input not found" in result.stderr
+
+
+def test_pipeline_mistakes_are_one_line_errors(tmp_path, openai_server):
+    good = write_pipeline(tmp_path, openai_server).read_text()
+    cases = {
+        'use = "mine"\nnum_negatives = 2': ('use = "mine"\nnum_negativs = 2', "stage 'mine'"),
+        'use = "querygen"': ('use = "querygen-x"', "unknown stage command 'querygen-x'"),
+        '[llm]\n': ('[llm]\ncolour = "red"\n', "unknown key 'colour' in [llm]"),
+    }
+    for original, (broken, message) in cases.items():
+        path = tmp_path / "broken.toml"
+        path.write_text(good.replace(original, broken, 1), encoding="utf-8")
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_plan(path)
+    result = synth("run", str(path), "--out", str(tmp_path / "never"), check=False)  # the last broken file
+    assert result.returncode == 2 and result.stderr.startswith("error:") and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "never").exists()
+    result = synth("status", str(tmp_path / "nothing"), check=False)
+    assert result.returncode == 2 and "not a run directory" in result.stderr
+
+
+@pytest.mark.timeout(600)
+def test_kill_9_at_random_points_then_rerun_equals_a_clean_run(tmp_path, make_openai_server):
+    clean_server = make_openai_server(latency=0.02)
+    clean_dir = tmp_path / "clean"
+    synth("run", str(write_pipeline(tmp_path, clean_server, "clean.toml")), "--out", str(clean_dir))
+    clean = final_records(clean_dir)
+
+    server = make_openai_server(latency=0.02)
+    pipeline = write_pipeline(tmp_path, server, "killed.toml")
+    run_dir = tmp_path / "killed"
+    chooser = random.Random(7)
+    kills = 0
+    for _ in range(4):
+        process = subprocess.Popen([*SYNTH, "run", str(pipeline), "--out", str(run_dir)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(chooser.uniform(1.5, 9.0))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            kills += 1
+        process.wait()
+    synth("run", str(pipeline), "--out", str(run_dir))
+    assert kills >= 2
+    resumed = final_records(run_dir)
+    assert resumed == clean  # same ids, same content, no duplicates
+    assert len({r["id"] for r in resumed}) == len(resumed)
+    # Every request body was answered once; only those in flight at a kill (at most `concurrency` each) came again.
+    repeated = sum(n - 1 for n in server.log.received.values() if n > 1)
+    assert repeated <= kills * 2, (repeated, kills)
+    assert sum(server.log.received.values()) >= sum(clean_server.log.received.values())
+    assert json.loads((run_dir / "final" / "_manifest.json").read_text())["totals"]["rows_out"] == len(clean)
