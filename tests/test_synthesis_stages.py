@@ -236,3 +236,20 @@ def test_bad_persona_file_and_bad_distribution_are_usage_errors(samples, fake, t
     result = synth_process("querygen", samples[:1], tmp_path / "o2", server, "--question-types", "riddles=1")
     assert "unknown value 'riddles'" in one_line_error(result)
     assert server.log.total() == 0
+
+
+def test_with_an_embedder_personas_are_chosen_by_similarity_and_augment_checks_the_topic_band(
+        samples, fake, tmp_path):
+    server, _ = fake
+    embed = ["--embedder", "local", "--embed-cache", str(tmp_path / "cache")]
+    out = tmp_path / "q"
+    assert synth("querygen", samples[:1], out, server, *embed).exit_code == 0
+    rows = list(iter_rows(out))
+    egg = next(r["id"] for r in rows if "boil an egg" in r["query"])
+    persona = next(json.loads(r["meta"])["persona"] for r in rows if r["parent_id"] == egg)
+    assert "cook" in persona  # the stand-in model takes the first candidate: the most similar persona
+    out = tmp_path / "a"
+    assert synth("augment", samples[:1], out, server, "-n", "1", "--max-tries", "1", *embed).exit_code == 0
+    # The stand-in model's made-up words share no meaning with the source: below the band's floor.
+    assert "off_topic" in {r["rule"] for r in iter_rejects(out)}
+    assert manifest(out)["config"]["embedder"] == "local"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synth.llm import LLMSettings
 from synth.schema import Task
 from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
@@ -44,7 +45,7 @@ class AugmentStage(SynthesisStage):
     name = "augment"
     techniques = ("augment", "augment_cls")
 
-    def __init__(self, options: dict[str, Any], settings: Any):
+    def __init__(self, options: dict[str, Any], settings: LLMSettings):
         super().__init__(options, settings)
         self.similarity = TextSimilarity(options) if embedder_configured(options) else None
 

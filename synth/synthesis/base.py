@@ -17,7 +17,7 @@ from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import Task, validate_row
 from synth.stage import PartResult, Stage
 from synth.store import Manifest, PartRef, reject
-from synth.synthesis.generation import Job, Rejected, RoundStats, run_rounds
+from synth.synthesis.generation import Check, ItemsOf, Job, Rejected, RoundStats, run_rounds
 
 SYNTHESIS_DEFAULTS: dict[str, Any] = {
     "num": 3,
@@ -51,14 +51,10 @@ class SynthesisStage(Stage):
             raise ConfigError("num and max_tries must be at least 1")
         self.templates: list[PromptTemplate] = []
         for technique in self.techniques:
-            self.templates += self.library.check(technique, self.output_name(technique), self.sample_context(technique))
+            self.templates += self.library.check(technique, technique, self.sample_context(technique))
         self._engine: LLMEngine | None = None
 
     # -- what a subclass provides -------------------------------------------------------------
-    def output_name(self, technique: str) -> str:
-        """The answer model a technique's templates must declare (by default its own name)."""
-        return technique
-
     @abstractmethod
     def sample_context(self, technique: str) -> dict[str, Any]:
         """Every variable a technique's templates may use, with sample values for the up-front test render."""
@@ -104,7 +100,8 @@ class SynthesisStage(Stage):
         ]
         return self.engine.chat_many(requests)
 
-    def generate(self, jobs: list[Job], items_of, check) -> tuple[list[Rejected], RoundStats]:
+    def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[Rejected], RoundStats]:
+        """Regenerate until every job has its outputs or used `max_tries` requests."""
         return run_rounds(jobs, self.send, items_of, check, self.max_tries)
 
     def derived_row(self, parent: dict[str, Any], task: Task, fields: dict[str, Any], origin: str,

@@ -17,6 +17,11 @@ from pydantic import BaseModel
 from synth.prompts import PromptTemplate
 from synth.synthesis.checks import Failure
 
+ItemsOf = Callable[["Job", BaseModel], list[Any]]
+"""The outputs inside one parsed answer (`answer.items`, or the answer itself)."""
+Check = Callable[["Job", Any], "Failure | None"]
+"""Why one output of a job fails, or None; it sees `job.kept`, so it can catch near-duplicates."""
+
 AVOID_LIMIT = 8
 """Earlier outputs shown to the model on a retry: enough to steer away from them, few enough to keep prompts short."""
 
@@ -59,10 +64,13 @@ class RoundStats:
     kept: int = 0
     exhausted: int = 0
     failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"requests": self.requests, "requests_from_journal": self.from_journal, "generated": self.generated,
-                "kept": self.kept, "tries_exhausted": self.exhausted, "requests_failed": self.failed}
+                "kept": self.kept, "tries_exhausted": self.exhausted, "requests_failed": self.failed,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
 def _as_data(item: Any) -> Any:
@@ -78,8 +86,8 @@ def render_job(job: Job) -> str:
 def run_rounds(
     jobs: list[Job],
     send: Callable[[list[Job], list[str]], list[Any]],
-    items_of: Callable[[Job, BaseModel], list[Any]],
-    check: Callable[[Job, Any], Failure | None],
+    items_of: ItemsOf,
+    check: Check,
     max_tries: int,
 ) -> tuple[list[Rejected], RoundStats]:
     """Run rounds until every job has its outputs, failed, or used `max_tries` requests.
@@ -96,6 +104,8 @@ def run_rounds(
             job.tries += 1
             stats.requests += 1
             stats.from_journal += int(bool(result.from_journal))
+            stats.prompt_tokens += result.prompt_tokens
+            stats.completion_tokens += result.completion_tokens
             if not result.ok:
                 if _is_invalid_answer(result):
                     rejected.append(Rejected(job, result.content or "", Failure("invalid_output", result.error)))

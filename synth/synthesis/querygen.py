@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from synth.llm import LLMSettings
 from synth.schema import Task
 from synth.store import PartRef, file_fingerprint
 from synth.synthesis.base import Synthesised, SynthesisStage
@@ -50,7 +51,7 @@ class QuerygenStage(SynthesisStage):
     name = "querygen"
     techniques = ("querygen_config", "querygen_query")
 
-    def __init__(self, options: dict[str, Any], settings: Any):
+    def __init__(self, options: dict[str, Any], settings: LLMSettings):
         super().__init__(options, settings)
         self.personas_path = Path(options.get("personas") or default_personas_path())
         self.personas = load_personas(self.personas_path)
