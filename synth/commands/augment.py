@@ -29,15 +29,15 @@ def register(app: typer.Typer) -> None:
         prompts: common.Prompts = None,
         drop_source: common.DropSource = None,
         length_tolerance: float | None = common.band(
-            "length-tolerance", "New query/passages within +-this share of the originals [default: 0.20]."),
+            "length-tolerance", "New query/passages within +-this share of the originals (default: 0.20)."),
         min_change: float | None = common.band(
-            "min-change", "The new query changes more than this share of the old one [default: 0.30]."),
+            "min-change", "The new query changes more than this share of the old one (default: 0.30)."),
         max_topic_overlap: float | None = common.band(
-            "max-topic-overlap", "At most this share of content words shared with the source [default: 0.50]."),
+            "max-topic-overlap", "At most this share of content words shared with the source (default: 0.50)."),
         min_topic_similarity: float | None = common.band(
-            "min-topic-similarity", "With an embedder: cosine to the source at least this [default: 0.30]."),
+            "min-topic-similarity", "With an embedder: cosine to the source at least this (default: 0.30)."),
         max_topic_similarity: float | None = common.band(
-            "max-topic-similarity", "With an embedder: cosine to the source at most this [default: 0.90]."),
+            "max-topic-similarity", "With an embedder: cosine to the source at most this (default: 0.90)."),
         embedder: common.Embedder = None, embed_model: common.EmbedModel = None, embed_cache: common.EmbedCache = None,
         model: llm.Model = None, base_url: llm.BaseUrl = None, api_key: llm.ApiKey = None,
         concurrency: llm.Concurrency = None, rpm: llm.Rpm = None, tpm: llm.Tpm = None,

@@ -28,9 +28,9 @@ def register(app: typer.Typer) -> None:
         max_tries: common.MaxTries = None,
         prompts: common.Prompts = None,
         length_tolerance: float | None = common.band(
-            "length-tolerance", "Negative length within +-this share of the positive [default: 0.20]."),
+            "length-tolerance", "Negative length within +-this share of the positive (default: 0.20)."),
         min_change: float | None = common.band(
-            "min-change", "A negative changes more than this share of the positive [default: 0.20]."),
+            "min-change", "A negative changes more than this share of the positive (default: 0.20)."),
         model: llm.Model = None, base_url: llm.BaseUrl = None, api_key: llm.ApiKey = None,
         concurrency: llm.Concurrency = None, rpm: llm.Rpm = None, tpm: llm.Tpm = None,
         temperature: llm.Temperature = None, max_tokens: llm.MaxTokens = None, timeout: llm.Timeout = None,

@@ -29,11 +29,11 @@ def register(app: typer.Typer) -> None:
         prompts: common.Prompts = None,
         drop_source: common.DropSource = None,
         sentence_change: float | None = common.band(
-            "sentence-change", "A one-sentence rewrite changes more than this share [default: 0.30]."),
+            "sentence-change", "A one-sentence rewrite changes more than this share (default: 0.30)."),
         paragraph_change: float | None = common.band(
-            "paragraph-change", "A paragraph rewrite changes more than this share [default: 0.20]."),
+            "paragraph-change", "A paragraph rewrite changes more than this share (default: 0.20)."),
         length_tolerance: float | None = common.band(
-            "length-tolerance", "Rewrite length within +-this share of the source [default: 0.15]."),
+            "length-tolerance", "Rewrite length within +-this share of the source (default: 0.15)."),
         model: llm.Model = None, base_url: llm.BaseUrl = None, api_key: llm.ApiKey = None,
         concurrency: llm.Concurrency = None, rpm: llm.Rpm = None, tpm: llm.Tpm = None,
         temperature: llm.Temperature = None, max_tokens: llm.MaxTokens = None, timeout: llm.Timeout = None,

@@ -38,22 +38,24 @@ def run_synthesis(stage_class: type[SynthesisStage], options: dict[str, Any]) ->
 
 Inputs = Annotated[list[Path], typer.Argument(help="Stage output directories (unified shards) to read.")]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory.")]
-Num = Annotated[int | None, typer.Option("--num", "-n", min=1, help="Outputs per record.", rich_help_panel=PANEL)]
+Num = Annotated[int | None, typer.Option(
+    "--num", "-n", min=1, help="Outputs per record (default: 3; querygen: queries per passage, 1).",
+    rich_help_panel=PANEL)]
 MaxTries = Annotated[int | None, typer.Option(
-    "--max-tries", min=1, help=f"Requests per record before giving up [default: {SYNTHESIS_DEFAULTS['max_tries']}]",
+    "--max-tries", min=1, help=f"Requests per record before giving up (default: {SYNTHESIS_DEFAULTS['max_tries']})",
     rich_help_panel=PANEL)]
 Prompts = Annotated[Path | None, typer.Option(
     "--prompts", help="Folder of TECHNIQUE.LANG.jinja templates that replace or add to the built-in ones.",
     rich_help_panel=PANEL)]
 DropSource = Annotated[bool | None, typer.Option(
-    "--drop-source/--keep-source", help="Write only the new rows, not the input records [default: keep].",
+    "--drop-source/--keep-source", help="Write only the new rows, not the input records (default: keep).",
     rich_help_panel=PANEL)]
 Config = Annotated[Path | None, typer.Option("--config", help="TOML file; the command's table gives options.")]
 Embedder = Annotated[str | None, typer.Option(
-    "--embedder", help="Use an embedder (local) for similarity [default: lexical measures only].",
+    "--embedder", help="Use an embedder (local) for similarity (default: lexical measures only).",
     rich_help_panel=EMBED_PANEL)]
 EmbedModel = Annotated[str | None, typer.Option(
-    "--embed-model", help="Embedding model [default: the shipped MiniLM].", rich_help_panel=EMBED_PANEL)]
+    "--embed-model", help="Embedding model (default: the shipped MiniLM).", rich_help_panel=EMBED_PANEL)]
 EmbedCache = Annotated[Path | None, typer.Option(
     "--embed-cache", help="Embedding cache directory.", rich_help_panel=EMBED_PANEL)]
 
