@@ -37,7 +37,13 @@ def test_inspect_prints_tables_for_people(tmp_path):
     assert cli("ingest", SAMPLES / "nli.parquet", "--shape", "nli", "--out", out).exit_code == 0
     result = cli("inspect", out)
     assert result.exit_code == 0, result.output
-    for expected in ("stage: ingest", "sts: 26 rows in 1 parts", "rows per lang", "text_a", "rejects: 0"):
+    for expected in (
+        "stage: ingest",
+        "sts: 26 rows in 1 parts",
+        "rows by origin, source and lang",
+        "text_a",
+        "rejects: 0",
+    ):
         assert expected in result.output
 
 

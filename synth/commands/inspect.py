@@ -22,25 +22,20 @@ def _short(value: Any) -> str:
     return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
 
 
-def _counts_table(title: str, counts: dict[str, int]) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("value")
-    table.add_column("rows", justify="right")
-    for value, count in counts.items():
-        table.add_row(value, f"{count:,}")
+def _counts_table(info: dict[str, Any]) -> Table:
+    table = Table(title="rows by origin, source and lang", title_justify="left")
+    for column in ("column", "value", "rows"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for column in COUNTED_COLUMNS:
+        for value, count in info[column].items():
+            table.add_row(column, value, f"{count:,}")
     return table
 
 
 def _print_task(task: str, info: dict[str, Any]) -> None:
     console.rule(f"{task}: {info['rows']:,} rows in {info['parts']} parts")
-    schema = Table(title="schema", title_justify="left")
-    schema.add_column("column")
-    schema.add_column("type")
-    for name, kind in info["schema"].items():
-        schema.add_row(name, kind)
-    console.print(schema)
-    for column in COUNTED_COLUMNS:
-        console.print(_counts_table(f"rows per {column}", info[column]))
+    console.print("schema: " + ", ".join(f"{name} {kind}" for name, kind in info["schema"].items()), highlight=False)
+    console.print(_counts_table(info))
     for number, row in enumerate(info["samples"], 1):
         sample = Table(title=f"sample {number}", title_justify="left", show_header=False)
         for name, value in row.items():

@@ -215,9 +215,9 @@ def _parse_json_line(location: str, line: bytes, size: int, max_bytes: int) -> S
     if bad is not None:
         return SourceRow(location, rule="invalid_utf8", reason=f"invalid UTF-8 at byte {bad}", raw=text[:_RAW_PREVIEW])
     try:
-        value = json.loads(text)
+        value = json.loads(text.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
-        reason = f"malformed JSON: {exc.msg} at column {exc.colno}"
+        reason = f"malformed JSON: {exc.msg} (column {exc.colno})"
         return SourceRow(location, rule="malformed_json", reason=reason, raw=text[:_RAW_PREVIEW])
     if not isinstance(value, dict):
         reason = f"expected a JSON object, got {type(value).__name__}"
