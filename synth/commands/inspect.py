@@ -23,7 +23,7 @@ def _short(value: Any) -> str:
 
 
 def _counts_table(info: dict[str, Any]) -> Table:
-    table = Table(title="rows by origin, source and lang", title_justify="left")
+    table = Table()
     for column in ("column", "value", "rows"):
         table.add_column(column, justify="right" if column == "rows" else "left")
     for column in COUNTED_COLUMNS:
@@ -35,6 +35,7 @@ def _counts_table(info: dict[str, Any]) -> Table:
 def _print_task(task: str, info: dict[str, Any]) -> None:
     console.rule(f"{task}: {info['rows']:,} rows in {info['parts']} parts")
     console.print("schema: " + ", ".join(f"{name} {kind}" for name, kind in info["schema"].items()), highlight=False)
+    console.print("rows by origin, source and lang:")
     console.print(_counts_table(info))
     for number, row in enumerate(info["samples"], 1):
         sample = Table(title=f"sample {number}", title_justify="left", show_header=False)
