@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from synth.errors import InputFileError
+from synth.progress import shared_progress
 from synth.store import (
     Manifest,
     PartRef,
@@ -123,9 +124,9 @@ def run_stage(stage: Stage, inputs: list[Path], out: Path, *, quiet: bool = Fals
     if todo:
         stage.prepare(parts)
     with Progress(
-        TextColumn(f"[bold]{stage.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=quiet or not todo,
-    ) as progress:
+    ) as progress, shared_progress(progress):  # LLM request bars join this display (rich allows one)
         bar = progress.add_task(stage.name, total=len(todo))
         for part, name, fingerprint in todo:
             started = time.monotonic()

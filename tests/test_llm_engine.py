@@ -286,3 +286,26 @@ def test_unreachable_endpoint_fails_rows_after_bounded_attempts(tmp_path):
         assert engine.stats()["failures"] == 2 and engine.stats()["retries"] == 2
     assert all(not r.ok and "connection failed" in r.error for r in results)
     assert Path(tmp_path / "j.sqlite").exists()
+
+
+def test_request_bar_joins_the_stage_bar_with_rate_eta_and_tokens(openai_server):
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from synth.progress import shared_progress
+
+    descriptions: list[str] = []
+
+    class RecordingProgress(Progress):
+        def update(self, task_id: Any, **fields: Any) -> None:
+            if "description" in fields:
+                descriptions.append(fields["description"])
+            super().update(task_id, **fields)
+
+    stage_bar = RecordingProgress(console=Console(file=io.StringIO(), force_terminal=True))
+    with stage_bar, shared_progress(stage_bar), LLMEngine(settings_for(openai_server), stage="paraphrase") as engine:
+        engine.chat_many([ask(i) for i in range(5)])
+        assert not stage_bar.tasks  # the request bar is removed when its batch is done
+    assert any(d.startswith("paraphrase") and "requests/s" in d and "ETA" in d and "tok" in d for d in descriptions)

@@ -27,17 +27,17 @@ def backoff_seconds(failed_attempts: int, error: BaseException | None) -> float:
     return random.uniform(0.0, min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failed_attempts - 1)))
 
 
-async def with_retries(
-    send: Callable[[], Awaitable[T]], max_attempts: int, on_retry: Callable[[TransientError], None]
+async def retry_after_failure(
+    send: Callable[[], Awaitable[T]],
+    first_error: TransientError,
+    max_attempts: int,
+    on_retry: Callable[[TransientError], None],
 ) -> T:
-    """Run `send` until it succeeds, a non-transient error escapes, or `max_attempts` are used (last error raised)."""
-    try:
-        return await send()
-    except TransientError as error:
-        if max_attempts <= 1:
-            raise
-        on_retry(error)
-        await asyncio.sleep(backoff_seconds(1, error))
+    """Called once `send` failed with `first_error`: run it again until it succeeds or `max_attempts` are used."""
+    if max_attempts <= 1:
+        raise first_error
+    on_retry(first_error)
+    await asyncio.sleep(backoff_seconds(1, first_error))
 
     def wait(state: RetryCallState) -> float:
         return backoff_seconds(state.attempt_number + 1, state.outcome.exception() if state.outcome else None)
@@ -55,3 +55,13 @@ async def with_retries(
         reraise=True,
     )
     return await retrying(send)
+
+
+async def with_retries(
+    send: Callable[[], Awaitable[T]], max_attempts: int, on_retry: Callable[[TransientError], None]
+) -> T:
+    """Run `send` until it succeeds, a non-transient error escapes, or `max_attempts` are used (last error raised)."""
+    try:
+        return await send()
+    except TransientError as error:
+        return await retry_after_failure(send, error, max_attempts, on_retry)

@@ -80,7 +80,7 @@ class Transport:
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> tuple[Any, Mapping[str, str]]:
         """Send one request; returns (decoded JSON, response headers) or raises TransientError / APIRefusal."""
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
+        data = json.dumps(body).encode() if body is not None else None
         try:
             async with self.session.request(method, self.base_url + path, data=data) as response:
                 raw = await response.read()
