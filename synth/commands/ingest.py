@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed", help="Seed of the CLS positive/negative sampling."),
         num_negatives: int = typer.Option(None, "--num-negatives", help="cls: negatives from other classes (3)."),
         class_pool: int = typer.Option(None, "--class-pool", help="cls: texts sampled per class to draw from (1000)."),
-        config: Path = typer.Option(None, "--config", help="TOML config file; its [ingest] table sets options."),
+        config: Path = typer.Option(None, "--config", help="TOML config file; its \\[ingest] table sets options."),
     ) -> None:
         """Turn raw dataset files into unified Parquet shards (retrieval / STS / CLS)."""
         flags = {

@@ -217,7 +217,7 @@ def _parse_json_line(location: str, line: bytes, size: int, max_bytes: int) -> S
     try:
         value = json.loads(text.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
-        reason = f"malformed JSON: {exc.msg} (column {exc.colno})"
+        reason = f"malformed JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
         return SourceRow(location, rule="malformed_json", reason=reason, raw=text[:_RAW_PREVIEW])
     if not isinstance(value, dict):
         reason = f"expected a JSON object, got {type(value).__name__}"
