@@ -29,7 +29,8 @@ Options (keywords of OpenAIServer / make_openai_server):
 - embedding_dim: size of the deterministic L2-normalised vectors /v1/embeddings returns (hash of each text).
 
 Request log: `server.log.received[(endpoint, body_hash)]` counts requests received, `server.log.answered[...]`
-counts good answers (status 200, no fault), `server.log.faults` counts each fault injected;
+counts good answers (status 200, no fault), `server.log.faults` counts each fault injected (and
+"server_rpm_limit" refusals), `server.log.times` holds arrival times, `server.log.last_headers` the last headers;
 `body_hash(body_dict)` computes the key of a body.
 
 For benchmarks, run it in its own process: `with spawn_server_process(latency=0.1) as base_url: ...`,
@@ -174,6 +175,7 @@ class RequestLog:
     answered: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
     times: list[float] = field(default_factory=list)
+    last_headers: dict[str, str] = field(default_factory=dict)
 
     def total(self, endpoint: str | None = None) -> int:
         return sum(n for (ep, _), n in self.received.items() if endpoint in (None, ep))
@@ -348,6 +350,7 @@ class OpenAIServer:
         """Latency, auth, limit and fault decision shared by the POST endpoints: (body, fault or early response)."""
         if self.latency:
             await asyncio.sleep(self.latency)
+        self.log.last_headers = dict(request.headers)
         denied = self._auth_error(request)
         if denied:
             return None, denied

@@ -309,3 +309,15 @@ def test_request_bar_joins_the_stage_bar_with_rate_eta_and_tokens(openai_server)
         engine.chat_many([ask(i) for i in range(5)])
         assert not stage_bar.tasks  # the request bar is removed when its batch is done
     assert any(d.startswith("paraphrase") and "requests/s" in d and "ETA" in d and "tok" in d for d in descriptions)
+
+
+def test_extra_headers_and_body_pass_through_but_stay_out_of_public_settings(openai_server):
+    bodies: list[dict[str, Any]] = []
+    openai_server.handler = lambda body: bodies.append(body) or "fine"
+    settings = settings_for(openai_server, extra_headers={"X-Tenant": "team-a"}, extra_body={"top_p": 0.5},
+                            seed=11)
+    with LLMEngine(settings) as engine:
+        engine.chat_many([ChatRequest([{"role": "user", "content": "hi"}], params={"stop": ["\n"]})])
+    assert openai_server.log.last_headers["X-Tenant"] == "team-a"
+    assert bodies[0]["top_p"] == 0.5 and bodies[0]["seed"] == 11 and bodies[0]["stop"] == ["\n"]
+    assert settings.public()["extra_headers"] == ["X-Tenant"]
