@@ -69,7 +69,8 @@ def test_false_negative_rule_is_qwen3_mask():
 def test_relative_margin_for_llm_negatives():
     assert over_relative_margin(0.67, 0.7, 0.05) is not None  # not below 0.7 x 0.95 = 0.665
     assert over_relative_margin(0.66, 0.7, 0.05) is None
-    assert over_relative_margin(-0.3, -0.2, 0.05) is not None  # sign-safe: below -0.2 - 0.01
+    assert over_relative_margin(-0.205, -0.2, 0.05) is not None  # sign-safe: must be below -0.2 - 0.01
+    assert over_relative_margin(-0.3, -0.2, 0.05) is None
 
 
 def test_length_bounds_in_estimated_tokens():

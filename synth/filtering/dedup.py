@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-import zlib
 
 import numpy as np
 
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+")
 _MERSENNE = np.uint64((1 << 61) - 1)
+_SHINGLE_BASE = np.uint64(1_000_003)
 SHINGLE = 5
 NUM_PERM = 64
 BANDS = 16
@@ -33,6 +33,18 @@ def exact_key(*texts: str) -> str:
     return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def shingle_hashes(text: str) -> np.ndarray:
+    """Distinct 64-bit polynomial hashes of the text's character 5-grams, computed over code points at once."""
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    if points.size < SHINGLE:
+        points = np.pad(points, (0, SHINGLE - points.size))
+    count = points.size - SHINGLE + 1
+    hashes = np.zeros(count, dtype=np.uint64)
+    for offset in range(SHINGLE):
+        hashes = hashes * _SHINGLE_BASE + points[offset : offset + count]
+    return np.unique(hashes)
+
+
 class MinHasher:
     """Fixed-seed MinHash signatures, so the same text gives the same signature on every run."""
 
@@ -42,15 +54,9 @@ class MinHasher:
         self.b = rng.integers(0, int(_MERSENNE), size=num_perm, dtype=np.uint64)
 
     def signature(self, text: str) -> np.ndarray:
-        norm = normalise(text)
-        grams = {norm[i : i + SHINGLE] for i in range(max(1, len(norm) - SHINGLE + 1))}
-        hashes = np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), dtype=np.uint64, count=len(grams))
+        hashes = shingle_hashes(normalise(text))
         # (a * h + b) mod p on uint64 wraps; the wrap is a fixed permutation too, which is all MinHash needs.
         return ((np.outer(hashes, self.a) + self.b) % _MERSENNE).min(axis=0)
-
-
-def jaccard_estimate(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
-    return float(np.mean(sig_a == sig_b))
 
 
 class NearDuplicateIndex:
@@ -61,7 +67,7 @@ class NearDuplicateIndex:
         self.hasher = hasher or MinHasher()
         self.rows_per_band = self.hasher.a.size // BANDS
         self.buckets: dict[tuple[int, bytes], list[int]] = {}
-        self.signatures: list[np.ndarray] = []
+        self.signatures = np.zeros((0, self.hasher.a.size), dtype=np.uint64)
         self.labels: list[str] = []
 
     def check_and_add(self, text: str, label: str) -> tuple[str, float] | None:
@@ -70,12 +76,17 @@ class NearDuplicateIndex:
         keys = [(band, sig[band * self.rows_per_band : (band + 1) * self.rows_per_band].tobytes())
                 for band in range(BANDS)]
         candidates = sorted({i for key in keys for i in self.buckets.get(key, ())})
-        for i in candidates:
-            similarity = jaccard_estimate(sig, self.signatures[i])
-            if similarity >= self.threshold:
-                return self.labels[i], similarity
-        index = len(self.signatures)
-        self.signatures.append(sig)
+        if candidates:
+            similarities = (self.signatures[candidates] == sig).mean(axis=1)
+            hits = np.flatnonzero(similarities >= self.threshold)
+            if hits.size:  # the earliest kept text wins, as in a sequential scan
+                return self.labels[candidates[hits[0]]], float(similarities[hits[0]])
+        index = len(self.labels)
+        if index == self.signatures.shape[0]:
+            grown = np.zeros((max(1024, 2 * index), sig.size), dtype=np.uint64)
+            grown[:index] = self.signatures[:index]
+            self.signatures = grown
+        self.signatures[index] = sig
         self.labels.append(label)
         for key in keys:
             self.buckets.setdefault(key, []).append(index)
