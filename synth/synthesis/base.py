@@ -15,7 +15,7 @@ from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
 from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import Task, validate_row
-from synth.stage import PartResult, Stage
+from synth.stage import PartResult, Stage, console
 from synth.store import Manifest, PartRef, reject
 from synth.synthesis.generation import Check, ItemsOf, Job, Rejected, RoundStats, run_rounds
 
@@ -101,8 +101,13 @@ class SynthesisStage(Stage):
         return self.engine.chat_many(requests)
 
     def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[Rejected], RoundStats]:
-        """Regenerate until every job has its outputs or used `max_tries` requests."""
-        return run_rounds(jobs, self.send, items_of, check, self.max_tries)
+        """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
+        rejected, stats = run_rounds(jobs, self.send, items_of, check, self.max_tries)
+        reasons = [job.failed for job in jobs if job.failed]
+        if reasons:
+            console.print(f"[yellow]{self.name}: {len(reasons)} requests failed (asked again on the next run), "
+                          f"first: {reasons[0]}", highlight=False, soft_wrap=True)
+        return rejected, stats
 
     def derived_row(self, parent: dict[str, Any], task: Task, fields: dict[str, Any], origin: str,
                     template: PromptTemplate, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
