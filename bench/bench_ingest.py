@@ -1,7 +1,7 @@
 """Time and peak memory (RSS) of `synth ingest` on short JSONL rows at growing sizes: memory should stay flat.
 
-    python bench/bench_ingest.py                 # 100k, 1M and 3M rows
-    python bench/bench_ingest.py --rows 200000   # one size
+    python bench/bench_ingest.py                             # 100k, 1M and 3M rows, one process
+    python bench/bench_ingest.py --rows 1000000 --workers 1 2  # one size, serial and with 2 worker processes
 
 Input files are generated under bench/data/ (git-ignored) and reused; outputs go to bench/out/.
 """
@@ -43,12 +43,24 @@ def make_input(rows: int) -> Path:
     return path
 
 
-def run_once(path: Path, out: Path) -> tuple[float, float, int]:
-    """(seconds, peak RSS in MiB, exit code) of one `synth ingest` process, measured with wait4."""
+def run_once(path: Path, out: Path, workers: int) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MiB, exit code) of one `synth ingest` run; RSS of the main process, from wait4."""
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(SYNTH), "ingest", str(path), "--shape", "qa", "--lang", "en", "--out", str(out)],
+        [
+            str(SYNTH),
+            "ingest",
+            str(path),
+            "--shape",
+            "qa",
+            "--lang",
+            "en",
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -60,17 +72,20 @@ def run_once(path: Path, out: Path) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000, 3_000_000])
+    parser.add_argument("--workers", type=int, nargs="*", default=[1])
     args = parser.parse_args()
     table = Table(title="synth ingest: short JSONL rows (shape qa)")
-    for column in ("rows", "input MiB", "seconds", "rows/s", "peak RSS MiB", "exit"):
+    for column in ("rows", "workers", "input MiB", "seconds", "rows/s", "peak RSS MiB", "exit"):
         table.add_column(column, justify="right")
     for rows in args.rows:
         path = make_input(rows)
-        seconds, peak, code = run_once(path, HERE / "out" / f"qa_{rows}")
         size = path.stat().st_size / 2**20
-        table.add_row(
-            f"{rows:,}", f"{size:,.0f}", f"{seconds:,.1f}", f"{rows / seconds:,.0f}", f"{peak:,.0f}", str(code)
-        )
+        for workers in args.workers:
+            seconds, peak, code = run_once(path, HERE / "out" / f"qa_{rows}", workers)
+            speed = f"{rows / seconds:,.0f}"
+            table.add_row(
+                f"{rows:,}", str(workers), f"{size:,.0f}", f"{seconds:,.1f}", speed, f"{peak:,.0f}", str(code)
+            )
     Console().print(table)
 
 

@@ -102,3 +102,16 @@ def test_a_run_killed_between_parts_resumes_to_the_same_output(tmp_path):
     assert f"{done} of 40 parts already finished: skipped" in resumed.output
     assert same_outputs(killed, clean)
     assert not list(killed.rglob("*.tmp"))
+
+
+def test_worker_processes_make_the_same_parts_and_resume_alike(tmp_path):
+    lines = qa_lines(3_000)
+    lines[7] = "{broken"
+    data = write_lines(tmp_path / "qa.jsonl", lines)
+    single, parallel = tmp_path / "single", tmp_path / "parallel"
+    flags = ["--shape", "qa", "--part-rows", "400"]
+    assert cli("ingest", data, "--out", single, *flags).exit_code == 0
+    assert cli("ingest", data, "--out", parallel, *flags, "--workers", "2").exit_code == 0
+    assert same_outputs(single, parallel)
+    assert manifest(single)["totals"] == manifest(parallel)["totals"]
+    assert "8 of 8 parts already finished" in cli("ingest", data, "--out", parallel, *flags, "--workers", "2").output

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "num_negatives": 3,
     "class_pool": 1000,
+    "workers": 1,
 }
 
 
@@ -85,6 +86,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed", help="Seed of the CLS positive/negative sampling."),
         num_negatives: int = typer.Option(None, "--num-negatives", help="cls: negatives from other classes (3)."),
         class_pool: int = typer.Option(None, "--class-pool", help="cls: texts sampled per class to draw from (1000)."),
+        workers: int = typer.Option(None, "--workers", help="Processes making parts in parallel (default 1)."),
         config: Path = typer.Option(None, "--config", help="TOML config file; its \\[ingest] table sets options."),
     ) -> None:
         """Turn raw dataset files into unified Parquet shards (retrieval / STS / CLS)."""
@@ -107,5 +109,6 @@ def register(app: typer.Typer) -> None:
             "seed": seed,
             "num_negatives": num_negatives,
             "class_pool": class_pool,
+            "workers": workers,
         }
         report_and_exit(run(stage_options("ingest", flags, DEFAULTS, config)))

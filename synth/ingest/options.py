@@ -35,6 +35,8 @@ class IngestOptions:
     seed: int
     num_negatives: int
     class_pool: int
+    workers: int = 1
+    """Processes making parts; not in `config()`, since it never changes the output."""
 
     def config(self) -> dict[str, Any]:
         """Everything that decides the output, for the manifest's config hash."""
@@ -167,4 +169,5 @@ def ingest_options(options: dict[str, Any]) -> IngestOptions:
         seed=_positive_int(options, "seed", minimum=0),
         num_negatives=_positive_int(options, "num_negatives", minimum=0),
         class_pool=_positive_int(options, "class_pool"),
+        workers=_positive_int(options, "workers"),
     )

@@ -71,7 +71,12 @@ class Chunk:
     digest: str
     position: int
     """Bytes of the file read so far, for progress."""
-    load: Callable[[], list[SourceRow]]
+    loader: Callable[..., list[SourceRow]]
+    payload: tuple[Any, ...]
+    """Arguments of `loader`: plain data and a module-level function, so a chunk can go to a worker process."""
+
+    def load(self) -> list[SourceRow]:
+        return self.loader(*self.payload)
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:
@@ -201,11 +206,15 @@ def _jsonl_chunks(path: Path, rows: int, max_bytes: int) -> Iterator[Chunk]:
             yield _jsonl_chunk(name, index, batch, digest.hexdigest(), raw.tell(), max_bytes)
 
 
-def _jsonl_chunk(name: str, index: int, batch: list[tuple[int, bytes, int]], digest: str, pos: int, max_bytes: int):
+def _jsonl_chunk(
+    name: str, index: int, batch: list[tuple[int, bytes, int]], digest: str, pos: int, max_bytes: int
+) -> Chunk:
     span = f"lines {batch[0][0]}-{batch[-1][0]}"
-    return Chunk(
-        index, span, digest, pos, lambda: [_parse_json_line(f"{name}:line {n}", b, s, max_bytes) for n, b, s in batch]
-    )
+    return Chunk(index, span, digest, pos, _load_jsonl, (name, batch, max_bytes))
+
+
+def _load_jsonl(name: str, batch: list[tuple[int, bytes, int]], max_bytes: int) -> list[SourceRow]:
+    return [_parse_json_line(f"{name}:line {number}", line, size, max_bytes) for number, line, size in batch]
 
 
 def _parse_json_line(location: str, line: bytes, size: int, max_bytes: int) -> SourceRow:
@@ -332,8 +341,12 @@ def _ready_chunk(index: int, span: str, header_digest: str, feed: _LineFeed, pos
     """A chunk of already parsed rows; the header's digest is folded in, since renaming a column changes every row."""
     digest = hashlib.sha256(f"{header_digest}:{feed.digest.hexdigest()}".encode()).hexdigest()
     feed.digest = hashlib.sha256()
-    rows = list(batch)
-    return Chunk(index, span, digest, pos, lambda: rows)
+    return Chunk(index, span, digest, pos, _parsed, (list(batch),))
+
+
+def _parsed(rows: list[SourceRow]) -> list[SourceRow]:
+    """Loader of CSV/TSV chunks, whose rows are parsed while reading (a record may span lines)."""
+    return rows
 
 
 def _delimited_row(
@@ -376,21 +389,19 @@ def _parquet_chunks(path: Path, rows: int, max_bytes: int) -> Iterator[Chunk]:
         digest = hashlib.sha256(sink.getvalue()).hexdigest()
         end = start + batch.num_rows
         span = f"rows {start}-{end - 1}"
-        yield Chunk(index, span, digest, size * end // total_rows, _parquet_loader(name, batch, start, max_bytes))
+        position = size * end // total_rows
+        yield Chunk(index, span, digest, position, _load_parquet, (name, batch, start, max_bytes))
         start = end
 
 
-def _parquet_loader(name: str, batch: pa.RecordBatch, start: int, max_bytes: int) -> Callable[[], list[SourceRow]]:
-    def load() -> list[SourceRow]:
-        sizes = _row_text_bytes(batch)
-        out = []
-        for offset, values in enumerate(batch.to_pylist()):
-            location = f"{name}:row {start + offset}"
-            size = sizes[offset]
-            out.append(_too_large(location, size, max_bytes) if size > max_bytes else SourceRow(location, values))
-        return out
-
-    return load
+def _load_parquet(name: str, batch: pa.RecordBatch, start: int, max_bytes: int) -> list[SourceRow]:
+    sizes = _row_text_bytes(batch)
+    rows = []
+    for offset, values in enumerate(batch.to_pylist()):
+        location = f"{name}:row {start + offset}"
+        size = sizes[offset]
+        rows.append(_too_large(location, size, max_bytes) if size > max_bytes else SourceRow(location, values))
+    return rows
 
 
 def _row_text_bytes(batch: pa.RecordBatch) -> list[int]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
+import multiprocessing
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from synth.errors import InputFileError
 from synth.ingest.classes import ClassPool
 from synth.ingest.options import IngestOptions
+from synth.ingest.parts import init_worker, make_part, worker_part
 from synth.ingest.readers import EXTENSIONS, Chunk, columns, detect_format, read_chunks
 from synth.ingest.records import STAGE, RecordMaker
 from synth.ingest.values import Rejected
 from synth.schema import Task
-from synth.stage import StageSummary, count_rejects, remove_stale_parts
-from synth.store import REJECTS, Manifest, part_name, write_part, write_rejects
+from synth.stage import StageSummary, remove_stale_parts
+from synth.store import Manifest, part_name
 
 console = Console(stderr=True)
 
@@ -85,26 +88,12 @@ def build_class_pool(opts: IngestOptions, files: list[InputFile]) -> ClassPool:
     return pool
 
 
-def _process(maker: RecordMaker, chunk: Chunk) -> tuple[list[dict[str, Any]], list[dict[str, str]], int]:
-    rows: list[dict[str, Any]] = []
-    rejects: list[dict[str, str]] = []
-    loaded = chunk.load()
-    for source_row in loaded:
-        records, rejected = maker.make(source_row)
-        rows += records
-        if rejected is not None:
-            rejects.append(rejected)
-    return rows, rejects, len(loaded)
-
-
-def _write(opts: IngestOptions, task: Task, name: str, rows: list[dict[str, Any]], rejects: list[dict[str, str]]):
-    files = [write_part(opts.out, task, name, rows)]
-    rejects_file = write_rejects(opts.out, task, name, rejects)
-    if rejects_file:
-        files.append(rejects_file)
-    else:  # a rejects file left by an interrupted earlier run of this part would be stale
-        (opts.out / REJECTS / task.value / f"{name}.parquet").unlink(missing_ok=True)
-    return files
+def _executor(opts: IngestOptions, pool: ClassPool | None) -> ProcessPoolExecutor | None:
+    """Worker processes for `--workers N` (spawned, not forked: the progress bar runs a thread)."""
+    if opts.workers <= 1:
+        return None
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(opts.workers, mp_context=context, initializer=init_worker, initargs=(opts, pool))
 
 
 def run_ingest(opts: IngestOptions, *, quiet: bool = False) -> StageSummary:
@@ -121,43 +110,36 @@ def run_ingest(opts: IngestOptions, *, quiet: bool = False) -> StageSummary:
     task = opts.shape.task
     summary = StageSummary(STAGE, opts.out)
     seen: set[str] = set()
+    pending: deque[tuple[str, dict[str, Any], Future[dict[str, Any]]]] = deque()
+
+    def finish(key: str, base: dict[str, Any], entry: dict[str, Any]) -> None:
+        manifest.record(key, {**base, **entry})
+        summary.processed += 1
+
     total_bytes = sum(item.path.stat().st_size for item in files)
-    columns_shown = (
-        TextColumn("[bold]ingest"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns_shown, console=console, disable=quiet) as progress:
+    shown = (TextColumn("[bold]ingest"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
+    executor = _executor(opts, pool)
+    with Progress(*shown, console=console, disable=quiet) as progress, executor or contextlib.nullcontext():
         bar = progress.add_task("ingest", total=total_bytes)
-        makers = {item.path: RecordMaker(opts, item.source, pool) for item in files}
         for index, (item, offset, chunk) in enumerate(_chunks(opts, files)):
             name = part_name(index)
             key = f"{task.value}/{name}"
             seen.add(key)
             fingerprint = hashlib.sha256(f"{item.source}\x00{chunk.digest}".encode()).hexdigest()
+            base = {"input": f"{item.path.name} {chunk.span}", "fingerprint": fingerprint, "config_hash": cfg_hash}
             if manifest.is_done(key, fingerprint, cfg_hash):
                 summary.skipped += 1
+            elif executor is None:
+                finish(key, base, make_part(opts, pool, item.source, name, chunk))
             else:
-                started = time.monotonic()
-                rows, rejects, rows_in = _process(makers[item.path], chunk)
-                manifest.record(
-                    key,
-                    {
-                        "input": f"{item.path.name} {chunk.span}",
-                        "fingerprint": fingerprint,
-                        "config_hash": cfg_hash,
-                        "files": _write(opts, task, name, rows, rejects),
-                        "rows_in": rows_in,
-                        "rows_out": len(rows),
-                        "rows_rejected": len(rejects),
-                        "rejects_by_rule": count_rejects(rejects),
-                        "seconds": round(time.monotonic() - started, 3),
-                    },
-                )
-                summary.processed += 1
+                pending.append((key, base, executor.submit(worker_part, item.source, name, chunk)))
+                while len(pending) >= 2 * opts.workers:  # bounded: at most two chunks in flight per worker
+                    key_done, base_done, future = pending.popleft()
+                    finish(key_done, base_done, future.result())
             progress.update(bar, completed=offset + chunk.position)
+        while pending:
+            key_done, base_done, future = pending.popleft()
+            finish(key_done, base_done, future.result())
     remove_stale_parts(opts.out, manifest, seen)
     if summary.skipped and not quiet:
         console.print(f"[{STAGE}] {summary.skipped} of {len(seen)} parts already finished: skipped")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from synth.ingest import chat, values
@@ -40,16 +41,10 @@ class Shape:
     """The field whose text decides the language when it is guessed."""
 
 
-def _pair(query_field: str, positive_field: str) -> Callable[[dict[str, Any], str, ShapeSettings], list[Body]]:
-    def build(row: dict[str, Any], lang: str, settings: ShapeSettings) -> list[Body]:
-        return [
-            {
-                "query": values.text(query_field, row[query_field]),
-                "positive": values.text(positive_field, row[positive_field]),
-            }
-        ]
-
-    return build
+def _pair(query_field: str, positive_field: str, row: dict[str, Any], lang: str, settings: ShapeSettings) -> list[Body]:
+    """Shapes that are a (query, positive) pair of columns; bound with `partial` so shapes stay picklable."""
+    query = values.text(query_field, row[query_field])
+    return [{"query": query, "positive": values.text(positive_field, row[positive_field])}]
 
 
 def _reading(row: dict[str, Any], lang: str, settings: ShapeSettings) -> list[Body]:
@@ -107,12 +102,12 @@ def _cls(row: dict[str, Any], lang: str, settings: ShapeSettings) -> list[Body]:
 SHAPES: dict[str, Shape] = {
     shape.name: shape
     for shape in (
-        Shape("title-body", Task.RETRIEVAL, ("title", "body"), _pair("title", "body"), "title"),
-        Shape("title-abstract", Task.RETRIEVAL, ("title", "abstract"), _pair("title", "abstract"), "title"),
-        Shape("qa", Task.RETRIEVAL, ("question", "answer"), _pair("question", "answer"), "question"),
+        Shape("title-body", Task.RETRIEVAL, ("title", "body"), partial(_pair, "title", "body"), "title"),
+        Shape("title-abstract", Task.RETRIEVAL, ("title", "abstract"), partial(_pair, "title", "abstract"), "title"),
+        Shape("qa", Task.RETRIEVAL, ("question", "answer"), partial(_pair, "question", "answer"), "question"),
         Shape("chat-qa", Task.RETRIEVAL, ("messages",), _chat_qa, "messages"),
         Shape("reading", Task.RETRIEVAL, ("context", "question", "answer"), _reading, "context"),
-        Shape("claim-evidence", Task.RETRIEVAL, ("claim", "evidence"), _pair("claim", "evidence"), "claim"),
+        Shape("claim-evidence", Task.RETRIEVAL, ("claim", "evidence"), partial(_pair, "claim", "evidence"), "claim"),
         Shape("sts-binary", Task.STS, ("text_a", "text_b", "label"), _sts_binary, "text_a"),
         Shape("sts-score", Task.STS, ("text_a", "text_b", "score"), _sts_score, "text_a"),
         Shape("nli", Task.STS, ("premise", "hypothesis", "label"), _nli, "premise"),
