@@ -253,3 +253,19 @@ def test_with_an_embedder_personas_are_chosen_by_similarity_and_augment_checks_t
     # The stand-in model's made-up words share no meaning with the source: below the band's floor.
     assert "off_topic" in {r["rule"] for r in iter_rejects(out)}
     assert manifest(out)["config"]["embedder"] == "local"
+
+
+def test_a_failed_request_fails_the_run_and_only_it_is_sent_again(samples, fake, tmp_path):
+    server, _ = fake
+    out = tmp_path / "out"
+    server.script(["reset"])
+    first = synth("llm-negatives", samples[:1], out, server, "-n", "1", "--max-attempts", "1")
+    assert first.exit_code == 1, first.output
+    assert "requests failed" in first.output
+    sent = server.log.total("chat")
+    records = len(list(iter_rows(Path(samples[0]))))
+    second = synth("llm-negatives", samples[:1], out, server, "-n", "1", "--max-attempts", "1")
+    assert second.exit_code == 0, second.output
+    assert server.log.total("chat") == sent + 1  # the answered ones come from the journal
+    assert all(r["negative_origins"] == ["llm"] for r in iter_rows(out))
+    assert len(list(iter_rows(out))) == records
