@@ -183,3 +183,14 @@ def test_outputs_load_with_pyarrow_and_hf_datasets(tmp_path):
         loaded = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
         assert loaded.num_rows == expected
         assert set(loaded.column_names) == set(ARROW_SCHEMAS[Task(task)].names)
+
+
+def test_a_folder_stands_for_its_data_files(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(json.dumps({"question": "qa", "answer": "aa"}) + "\n", encoding="utf-8")
+    (folder / "b.csv").write_text("question,answer\nqb,ab\n", encoding="utf-8")
+    (folder / "notes.txt").write_text("not data\n", encoding="utf-8")
+    result = cli("ingest", folder, "--shape", "qa", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert [(r["query"], r["source"]) for r in rows(tmp_path / "o", "retrieval")] == [("qa", "a"), ("qb", "b")]
