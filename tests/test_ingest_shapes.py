@@ -194,3 +194,15 @@ def test_a_folder_stands_for_its_data_files(tmp_path):
     result = cli("ingest", folder, "--shape", "qa", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     assert [(r["query"], r["source"]) for r in rows(tmp_path / "o", "retrieval")] == [("qa", "a"), ("qb", "b")]
+
+
+def test_chat_language_is_guessed_from_the_user_turn_not_the_system_prompt(tmp_path):
+    chat = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "明天北京会下雨吗？"},
+        {"role": "assistant", "content": "天气预报说明天北京多云，不会下雨。"},
+    ]
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"messages": chat}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert cli("ingest", data, "--shape", "chat-qa", "--out", tmp_path / "o").exit_code == 0
+    assert rows(tmp_path / "o", "retrieval")[0]["lang"] == "zh"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from synth.ingest.chat import USER_ROLES
 from synth.ingest.classes import ClassPool
 from synth.ingest.lang import AUTO, guess_lang
 from synth.ingest.options import LANG_FIELD, IngestOptions
@@ -18,12 +19,14 @@ _META_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def _sample_text(value: Any) -> str:
-    """Text to guess a language from: the value itself, or the first message of a chat transcript."""
+    """Text to guess a language from: the value, or a chat's first user turn (system prompts are often English)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        first = value[0].get("content", value[0].get("value"))
-        return first if isinstance(first, str) else ""
+    if isinstance(value, list):
+        for message in value:
+            if isinstance(message, dict) and str(message.get("role", message.get("from"))).lower() in USER_ROLES:
+                text = message.get("content", message.get("value"))
+                return text if isinstance(text, str) else ""
     return ""
 
 
