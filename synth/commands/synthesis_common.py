@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from synth.commands import llm_options as llm
+from synth.commands.common import report_and_exit, stage_options
 from synth.commands.llm_options import LLM_DEFAULTS
 from synth.errors import UsageError
 from synth.llm import LLMSettings, local_endpoint_if_needed
@@ -60,16 +64,45 @@ EmbedCache = Annotated[Path | None, typer.Option(
     "--embed-cache", help="Embedding cache directory.", rich_help_panel=EMBED_PANEL)]
 
 
-def band(name: str, help_text: str) -> Any:
-    """A float option of a check, shown in the synthesis panel."""
-    return typer.Option(None, f"--{name}", min=0.0, help=help_text, rich_help_panel=PANEL)
+def band(name: str, help_text: str) -> inspect.Parameter:
+    """A float option of a check (`--NAME`), shown in the synthesis panel."""
+    option = typer.Option(f"--{name}", min=0.0, help=help_text, rich_help_panel=PANEL)
+    return flag(name.replace("-", "_"), Annotated[float | None, option])
 
 
-def common_flags(inputs: list[Path], out: Path | None, num: int | None, max_tries: int | None,
-                 prompts: Path | None, drop_source: bool | None) -> dict[str, Any]:
-    return {"inputs": [str(p) for p in inputs], "out": str(out) if out else None, "num": num,
-            "max_tries": max_tries, "prompts": str(prompts) if prompts else None, "drop_source": drop_source}
+def flag(name: str, annotation: Any) -> inspect.Parameter:
+    """A command parameter that defaults to None, so "not given" is visible to option resolution."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
-def embed_flags(embedder: str | None, embed_model: str | None, embed_cache: Path | None) -> dict[str, Any]:
-    return {"embedder": embedder, "embed_model": embed_model, "embed_cache": str(embed_cache) if embed_cache else None}
+SHARED_FLAGS = [flag("out", Out), flag("num", Num), flag("max_tries", MaxTries), flag("prompts", Prompts)]
+EMBED_FLAGS = [flag("embedder", Embedder), flag("embed_model", EmbedModel), flag("embed_cache", EmbedCache)]
+LLM_FLAGS = [flag(name, alias) for name, alias in (
+    ("model", llm.Model), ("base_url", llm.BaseUrl), ("api_key", llm.ApiKey), ("concurrency", llm.Concurrency),
+    ("rpm", llm.Rpm), ("tpm", llm.Tpm), ("temperature", llm.Temperature), ("max_tokens", llm.MaxTokens),
+    ("timeout", llm.Timeout), ("max_attempts", llm.MaxAttempts), ("structured", llm.Structured), ("seed", llm.Seed),
+)]
+
+
+def register_stage_command(
+    app: typer.Typer, name: str, run: Callable[[dict[str, Any]], StageSummary], defaults: dict[str, Any],
+    own_flags: list[inspect.Parameter], summary: str,
+) -> None:
+    """Register `synth NAME INPUTS... [flags]`: the shared flags, the stage's own, the LLM flags and --config.
+
+    The command's signature is assembled from parameter lists, so every synthesis command offers the same flags
+    under the same names without repeating them.
+    """
+
+    def command(**given: Any) -> None:
+        config = given.pop("config")
+        flags = {key: str(value) if isinstance(value, Path) else value for key, value in given.items()}
+        flags["inputs"] = [str(p) for p in given["inputs"]]
+        report_and_exit(run(stage_options(name, flags, defaults, config)))
+
+    inputs = inspect.Parameter("inputs", inspect.Parameter.KEYWORD_ONLY, annotation=Inputs)
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inputs, *SHARED_FLAGS, *own_flags, *LLM_FLAGS, flag("config", Config)])
+    command.__doc__ = summary
+    command.__name__ = f"{name.replace('-', '_')}_command"
+    app.command(name)(command)
