@@ -109,18 +109,9 @@ class AugmentStage(SynthesisStage):
                 context.update(text=row["text"], label=row["label"])
             jobs.append(Job(index, self.library.for_lang(technique, row["lang"]), context, model, self.num))
         check = self.check_triple if task == Task.RETRIEVAL else self.check_example
-        rejected, stats = self.generate(jobs, lambda job, parsed: parsed.items, check)
-        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
-        for job in jobs:
-            parent = rows[job.index]
-            result.added[job.index] = [
-                self.derived_row(parent, task, self.fields_of(task, parent, item), "augment", job.template)
-                for item in job.kept
-            ]
-        return result
+        return self.new_rows(task, rows, jobs, lambda job, parsed: parsed.items, check)
 
-    @staticmethod
-    def fields_of(task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
+    def fields_of(self, task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
         if task == Task.RETRIEVAL:
             return {"query": item.query, "positive": item.positive, "negatives": [item.negative],
                     "negative_origins": ["llm"]}

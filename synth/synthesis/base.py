@@ -109,6 +109,23 @@ class SynthesisStage(Stage):
                           f"first: {reasons[0]}", highlight=False, soft_wrap=True)
         return rejected, stats
 
+    def new_rows(self, task: Task, rows: list[dict[str, Any]], jobs: list[Job], items_of: ItemsOf,
+                  check: Check) -> Synthesised:
+        """Generate for every job, then one new row per kept output after its parent (`fields_of` fills it)."""
+        rejected, stats = self.generate(jobs, items_of, check)
+        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
+        for job in jobs:
+            parent = rows[job.index]
+            result.added[job.index] = [
+                self.derived_row(parent, task, self.fields_of(task, parent, item), self.name, job.template)
+                for item in job.kept
+            ]
+        return result
+
+    def fields_of(self, task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
+        """A new row's task fields from its parent and one kept output (stages that add rows define it)."""
+        return item.model_dump()
+
     def derived_row(self, parent: dict[str, Any], task: Task, fields: dict[str, Any], origin: str,
                     template: PromptTemplate, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """A new unified row descended from `parent`: lineage, template name and hash in `meta`."""

@@ -83,18 +83,9 @@ class ParaphraseStage(SynthesisStage):
                        "fields": [{"name": f, "text": row[f]} for f in fields],
                        "output_schema": schema_json(model), **self.bands()}
             jobs.append(Job(index, template, {**context, "source_texts": source_texts}, model, self.num))
-        rejected, stats = self.generate(jobs, lambda job, parsed: parsed.items, self.check)
-        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
-        for job in jobs:
-            parent = rows[job.index]
-            result.added[job.index] = [
-                self.derived_row(parent, task, self.fields_of(task, parent, item), "paraphrase", job.template)
-                for item in job.kept
-            ]
-        return result
+        return self.new_rows(task, rows, jobs, lambda job, parsed: parsed.items, self.check)
 
-    @staticmethod
-    def fields_of(task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
+    def fields_of(self, task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
         """The new row's fields: rewritten texts plus what still holds for them (score, label, class texts)."""
         texts = item.model_dump()
         if task == Task.STS:
