@@ -104,9 +104,17 @@ def test_exact_duplicates_ignore_case_width_and_punctuation():
 
 def test_near_duplicates_by_minhash_first_occurrence_wins():
     index = NearDuplicateIndex(0.8)
-    assert index.check_and_add("How do I install the Debian package manager on a new machine?", "first") is None
-    found = index.check_and_add("how do I install the Debian package manager on a new machine", "second")
+    assert index.check_and_add(["How do I install the Debian package manager on a new machine?"], "first") is None
+    found = index.check_and_add(["how do I install the Debian package manager on a new machine"], "second")
     assert found is not None and found[0] == "first" and found[1] >= 0.8
-    assert index.check_and_add("What is the capital of France?", "third") is None
-    assert index.check_and_add("如何在新机器上安装Debian软件包管理器？", "zh") is None
-    assert index.check_and_add("如何在新机器上安装Debian软件包管理器", "zh2")[0] == "zh"
+    assert index.check_and_add(["What is the capital of France?"], "third") is None
+    assert index.check_and_add(["如何在新机器上安装Debian软件包管理器？"], "zh") is None
+    assert index.check_and_add(["如何在新机器上安装Debian软件包管理器"], "zh2")[0] == "zh"
+
+
+def test_near_duplicate_pairs_keep_their_order():
+    index = NearDuplicateIndex(0.8)
+    pair = ["How do I learn to swim as an adult?", "What is the best way for a grown-up to learn swimming?"]
+    assert index.check_and_add(pair, "ab") is None
+    assert index.check_and_add(pair[::-1], "ba") is None  # the reverse direction is its own training pair
+    assert index.check_and_add([pair[0] + "!", pair[1]], "ab again")[0] == "ab"

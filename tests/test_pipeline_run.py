@@ -182,3 +182,24 @@ def test_kill_9_at_random_points_then_rerun_equals_a_clean_run(tmp_path, make_op
     assert repeated <= kills * 2, (repeated, kills)
     assert sum(server.log.received.values()) >= sum(clean_server.log.received.values())
     assert json.loads((run_dir / "final" / "_manifest.json").read_text())["totals"]["rows_out"] == len(clean)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_sample_pipeline_on_the_embedded_local_model(tmp_path):
+    """The quickstart: data_samples/pipeline.toml on the bundled SmolLM2-135M and the shipped MiniLM."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    run_dir = tmp_path / "sample"
+    result = subprocess.run([*SYNTH, "run", str(SAMPLES / "pipeline.toml"), "--out", str(run_dir)],
+                            capture_output=True, text=True, env={**env, "SYNTH_EMBED_CACHE": str(tmp_path / "cache")})
+    assert result.returncode in (0, 1), result.stderr[-3000:]  # 1: a demo-model answer failed, retried next run
+    assert "starting the bundled SmolLM2-135M demo model" in result.stderr
+    records = list(iter_rows(run_dir / "final"))
+    assert {r["task"] for r in records} == {"retrieval", "sts", "cls"}
+    assert {r["lang"] for r in records} >= {"en", "zh"}
+    card = (run_dir / "final" / "README.md").read_text()
+    assert "## LLM usage of the run" in card and "paraphrase" in card
+    assert (run_dir / "final" / "_card" / "positive_scores.png").exists()
+    assert list((run_dir / "export" / "sentence-transformers" / "retrieval").glob("train-*.parquet"))
+    status = synth("status", str(run_dir)).stdout
+    assert "querygen" in status and "filter" in status

@@ -15,6 +15,7 @@ from synth.filtering.judge import LLMJudge
 from synth.filtering.options import RULE_DEFAULTS, check_rule_options
 from synth.filtering.settings import parse_setting_flags, setting_for
 from synth.filtering.stage import FilterStage
+from synth.lineage import read_manifest
 from synth.llm.settings import LLM_OPTION_DEFAULTS
 from synth.stage import StageSummary, run_stage
 
@@ -65,7 +66,19 @@ def run(options: dict[str, Any]) -> StageSummary:
     out = Path(options["out"])
     summary = run_stage(build_stage(options), [Path(p) for p in options["inputs"]], out)
     write_card(out)
+    summary.stats.update(distribution_stats(read_manifest(out) or {}))
     return summary
+
+
+def distribution_stats(manifest: dict[str, Any]) -> dict[str, float]:
+    """Median and count of positive and negative scores before and after the filter, for the summary."""
+    stats: dict[str, float] = {}
+    for kind, stages in manifest.get("score_distributions", {}).items():
+        for stage, summary in stages.items():
+            if summary.get("count"):
+                stats[f"{kind} scores {stage}: count"] = summary["count"]
+                stats[f"{kind} scores {stage}: median"] = summary["p50"]
+    return stats
 
 
 def rule_flag(help_text: str) -> Any:

@@ -16,6 +16,7 @@ import numpy as np
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+")
 _MERSENNE = np.uint64((1 << 61) - 1)
 _SHINGLE_BASE = np.uint64(1_000_003)
+_FIELD_SALT = 0x9E3779B97F4A7C15
 SHINGLE = 5
 NUM_PERM = 64
 BANDS = 16
@@ -53,8 +54,10 @@ class MinHasher:
         self.a = rng.integers(1, int(_MERSENNE), size=num_perm, dtype=np.uint64)
         self.b = rng.integers(0, int(_MERSENNE), size=num_perm, dtype=np.uint64)
 
-    def signature(self, text: str) -> np.ndarray:
-        hashes = shingle_hashes(normalise(text))
+    def signature(self, texts: list[str]) -> np.ndarray:
+        """One signature over the fields' shingles, each field salted so (a, b) and (b, a) differ."""
+        salted = [shingle_hashes(normalise(t)) ^ np.uint64(i * _FIELD_SALT % 2**64) for i, t in enumerate(texts)]
+        hashes = np.concatenate(salted)
         # (a * h + b) mod p on uint64 wraps; the wrap is a fixed permutation too, which is all MinHash needs.
         return ((np.outer(hashes, self.a) + self.b) % _MERSENNE).min(axis=0)
 
@@ -70,9 +73,9 @@ class NearDuplicateIndex:
         self.signatures = np.zeros((0, self.hasher.a.size), dtype=np.uint64)
         self.labels: list[str] = []
 
-    def check_and_add(self, text: str, label: str) -> tuple[str, float] | None:
-        """The label and similarity of an earlier near-duplicate of `text`, or None (then `text` is added)."""
-        sig = self.hasher.signature(text)
+    def check_and_add(self, texts: list[str], label: str) -> tuple[str, float] | None:
+        """The label and similarity of an earlier near-duplicate of `texts`, or None (then they are added)."""
+        sig = self.hasher.signature(texts)
         keys = [(band, sig[band * self.rows_per_band : (band + 1) * self.rows_per_band].tobytes())
                 for band in range(BANDS)]
         candidates = sorted({i for key in keys for i in self.buckets.get(key, ())})

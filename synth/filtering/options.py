@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from synth.filtering.duplicates import DEDUP_METHODS
 from synth.filtering.settings import check_setting, is_off
-from synth.filtering.stage import DEDUP_METHODS
 from synth.filtering.thresholds import check_threshold
 
 RULE_DEFAULTS: dict[str, Any] = {

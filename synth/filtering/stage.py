@@ -11,19 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from synth.errors import ConfigError
-from synth.filtering.dedup import NearDuplicateIndex, exact_key
 from synth.filtering.distributions import summarise
-from synth.filtering.fields import DEDUP_KEYS
+from synth.filtering.duplicates import DuplicateFinder, VectorFn
 from synth.filtering.judge import LLMJudge, Verdict
 from synth.filtering.language import lang_mismatch
 from synth.filtering.negatives import false_negative, over_relative_margin
 from synth.filtering.record_rules import language_violation, length_violation, too_long
 from synth.filtering.settings import setting_for
 from synth.filtering.thresholds import below_threshold, resolve_threshold
+from synth.llm.settings import LLM_OPTION_DEFAULTS
 from synth.schema import Task
 from synth.stage import PartResult, Stage
 from synth.store import Manifest, PartRef, iter_rows, read_part, reject
@@ -32,10 +30,6 @@ PairScorer = Callable[[list[dict[str, Any]]], list[tuple[float, list[float]]]]
 """Scores of retrieval rows: (query-positive cosine, query-negative cosines) for each row, via the embedder."""
 
 
-VectorFn = Callable[[list[str]], np.ndarray]
-"""Unit vectors of texts, for embedding-based near-duplicate detection."""
-
-DEDUP_METHODS = ("exact", "minhash", "embedding", "off")
 
 
 @dataclass
@@ -71,7 +65,10 @@ class FilterStage(Stage):
         self.prepared = False
 
     def config(self) -> dict[str, Any]:
-        skip = {"inputs", "out", "api_key", "concurrency", "rpm", "tpm", "embed_batch_size", "embed_cache"}
+        skip = {"inputs", "out", "api_key", "base_url", "embed_base_url", "concurrency", "rpm", "tpm", "timeout",
+                "max_attempts", "embed_batch_size", "embed_cache"}  # where and how fast, not what is kept
+        if self.judge is None:  # without the judge, LLM settings decide nothing
+            skip |= {*LLM_OPTION_DEFAULTS, "prompts"}
         return {k: v for k, v in sorted(self.options.items()) if k not in skip}
 
     def setting(self, name: str, row: dict[str, Any]) -> Any:
@@ -252,98 +249,3 @@ class FilterStage(Stage):
             for kind in ("positive", "negative")
         })
         manifest.set("thresholds", {k: round(v, 4) for k, v in sorted(self.state.thresholds.items())})
-
-
-class DuplicateFinder:
-    """Exact and near duplicates across the whole dataset, per the `dedup` and `dedup_on` settings."""
-
-    def __init__(self, options: dict[str, Any], vectors: VectorFn | None):
-        self.options = options
-        self.vectors = vectors
-        self.exact: dict[str, str] = {}
-        self.near: dict[tuple[str, str, str], NearDuplicateIndex | EmbeddingDuplicateIndex] = {}
-
-    def prefetch(self, rows: list[dict[str, Any]]) -> None:
-        """Embed a part's dedup texts in one batch when the embedding method is in use."""
-        wanted: dict[tuple[str, str, str], list[str]] = {}
-        for row in rows:
-            method, kinds = self.settings(row)
-            if method != "embedding":
-                continue
-            for kind in kinds:
-                fields = DEDUP_KEYS[Task(row["task"])].get(kind)
-                if fields:
-                    wanted.setdefault((row["task"], kind, method), []).append(" ".join(row[f] for f in fields))
-        for (task, kind, method), texts in wanted.items():
-            self.near_index(task, kind, method).prefetch(texts)
-
-    def settings(self, row: dict[str, Any]) -> tuple[str | None, list[str]]:
-        method = setting_for(self.options["dedup"], row["task"], row["origin"])
-        return method, list(setting_for(self.options["dedup_on"], row["task"], row["origin"]) or [])
-
-    def check(self, row: dict[str, Any], label: str) -> tuple[str, str] | None:
-        method, kinds = self.settings(row)
-        if method is None:
-            return None
-        task = Task(row["task"])
-        for kind in kinds:
-            fields = DEDUP_KEYS[task].get(kind)
-            if fields is None:
-                continue
-            texts = [row[f] for f in fields]
-            key = f"{task.value}/{kind}/{exact_key(*texts)}"
-            if key in self.exact:
-                return "duplicate", f"same {kind} as {self.exact[key]}"
-            if method in ("minhash", "embedding"):
-                found = self.near_index(task.value, kind, method).check_and_add(" ".join(texts), label)
-                if found:
-                    return "near_duplicate", f"{kind} {method} similarity {found[1]:.3f} to {found[0]}"
-            self.exact[key] = label
-        return None
-
-    def near_index(self, task: str, kind: str, method: str) -> NearDuplicateIndex | EmbeddingDuplicateIndex:
-        key = (task, kind, method)
-        if key not in self.near:
-            if method == "minhash":
-                self.near[key] = NearDuplicateIndex(float(self.options["near_dup_threshold"]))
-            elif self.vectors is None:
-                raise ConfigError("dedup = \"embedding\" needs an embedder (set embedder and embed_model)")
-            else:
-                self.near[key] = EmbeddingDuplicateIndex(float(self.options["embedding_dup_threshold"]), self.vectors)
-        return self.near[key]
-
-
-class EmbeddingDuplicateIndex:
-    """Near duplicates by cosine of embeddings: a text closer than the threshold to a kept text is a duplicate.
-
-    Exact search over the kept vectors (one matrix-vector product per text), fine up to a few hundred thousand
-    texts; `prefetch` embeds a part's texts in one batch so the per-text checks hit the memo.
-    """
-
-    def __init__(self, threshold: float, vectors: VectorFn):
-        self.threshold = threshold
-        self.vectors = vectors
-        self.memo: dict[str, np.ndarray] = {}
-        self.matrix = np.zeros((0, 0), dtype=np.float32)
-        self.size = 0
-        self.labels: list[str] = []
-
-    def prefetch(self, texts: list[str]) -> None:
-        unique = sorted(set(texts))
-        self.memo = dict(zip(unique, self.vectors(unique), strict=True)) if unique else {}
-
-    def check_and_add(self, text: str, label: str) -> tuple[str, float] | None:
-        vector = self.memo[text] if text in self.memo else self.vectors([text])[0]
-        if self.size:
-            similarities = self.matrix[: self.size] @ vector
-            best = int(np.argmax(similarities))
-            if similarities[best] >= self.threshold:
-                return self.labels[best], float(similarities[best])
-        if self.size == self.matrix.shape[0]:
-            grown = np.zeros((max(1024, 2 * self.size), vector.size), dtype=np.float32)
-            grown[: self.size] = self.matrix[: self.size]
-            self.matrix = grown
-        self.matrix[self.size] = vector
-        self.size += 1
-        self.labels.append(label)
-        return None
