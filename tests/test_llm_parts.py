@@ -9,7 +9,7 @@ import pytest
 from openai_server import schema_instance
 from pydantic import BaseModel, Field
 
-from synth.llm.ratelimit import Pacer, RateLimiter, parse_duration, retry_after
+from synth.llm.ratelimit import PACE_SHARE, Pacer, RateLimiter, parse_duration, retry_after
 from synth.llm.structured import FormChooser, InvalidAnswer, extract_json, parse_answer, response_format
 from synth.llm.tokens import TokenEstimator, estimate_message_tokens, estimate_text_tokens
 
@@ -51,7 +51,7 @@ def test_retry_after_prefers_milliseconds():
 
 
 def test_pacer_spaces_requests_evenly():
-    pacer = Pacer(600)  # one every 0.1 s
+    pacer = Pacer(600 / PACE_SHARE)  # one every 0.1 s
     waits = [pacer.reserve() for _ in range(5)]
     assert waits[0] == pytest.approx(0, abs=0.01)
     assert [round(b - a, 3) for a, b in itertools.pairwise(waits)] == [0.1] * 4

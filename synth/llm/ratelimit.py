@@ -9,6 +9,9 @@ from collections.abc import Mapping
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+PACE_SHARE = 0.98
+"""Share of a budget actually paced: 2% of slack absorbs network jitter, which would otherwise push a server's
+sliding window one request over now and then (bench/bench_llm.py: 9 429s in 2,000 requests at 100%, none at 98%)."""
 
 
 class Pacer:
@@ -31,13 +34,13 @@ class Pacer:
             return 0.0
         now = time.monotonic()
         start = max(now, self._tat - self.burst)
-        self._tat = max(self._tat, start) + cost * 60.0 / self.per_minute
+        self._tat = max(self._tat, start) + cost * 60.0 / (self.per_minute * PACE_SHARE)
         return start - now
 
     def adjust(self, cost_delta: float) -> None:
         """Charge (or refund) units once the real cost is known, for example tokens from `usage`."""
         if self.per_minute:
-            self._tat += cost_delta * 60.0 / self.per_minute
+            self._tat += cost_delta * 60.0 / (self.per_minute * PACE_SHARE)
 
 
 def parse_duration(value: str | None) -> float | None:
