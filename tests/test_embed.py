@@ -83,6 +83,19 @@ def test_minilm_scores_pairs_through_the_cache(tmp_path):
     assert again.stats.embedded == 0 and again.backend._model is None  # the model was never even loaded
 
 
+def test_bf16_vectors_agree_with_fp32():
+    from synth.embed.local import LocalEmbedder
+
+    texts = ["apt is the package manager of Debian", "a fast image viewer for X11 " * 20, "zsh"]
+    exact = LocalEmbedder(minilm_path(), precision="fp32").embed(texts)
+    fast_embedder = LocalEmbedder(minilm_path(), precision="bf16")
+    fast = fast_embedder.embed(texts)
+    assert fast_embedder.precision == "bf16"
+    assert np.einsum("ij,ij->i", exact, fast).min() >= 0.999
+
+
 def test_unknown_embedder_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="embedder must be"):
         build_embedder({"embedder": "magic", "embed_model": "x", "embed_cache": str(tmp_path)})
+    with pytest.raises(ConfigError, match="embed_precision must be"):
+        build_embedder({"embed_model": "x", "embed_precision": "int4", "embed_cache": str(tmp_path)})

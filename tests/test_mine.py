@@ -89,7 +89,7 @@ def test_mines_with_minilm_and_never_returns_a_positive_or_its_duplicates(tmp_pa
 def counting(monkeypatch) -> CountingEmbedder:
     """Every local embedder the CLI builds is this deterministic backend that counts its texts."""
     backend = CountingEmbedder()
-    monkeypatch.setattr("synth.embed.factory.LocalEmbedder", lambda model, batch_size: backend)
+    monkeypatch.setattr("synth.embed.factory.LocalEmbedder", lambda model, **options: backend)
     return backend
 
 

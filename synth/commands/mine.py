@@ -122,6 +122,9 @@ def register(app: typer.Typer) -> None:
             None, help="OpenAI-compatible /v1 endpoint for --embedder api", rich_help_panel=PANEL_EMBED),
         embed_batch_size: int | None = typer.Option(
             None, min=1, help="Texts per model batch or API request \\[default: 64]", rich_help_panel=PANEL_EMBED),
+        embed_precision: str | None = typer.Option(
+            None, help="auto | fp32 | bf16 | fp16; auto: fp16 on GPU, bf16 on CPUs with native bf16 when it agrees "
+            "with fp32 to cosine 0.999 \\[default: auto]", rich_help_panel=PANEL_EMBED),
         embed_cache: Path | None = typer.Option(
             None, help="Embedding cache directory \\[default: $SYNTH_EMBED_CACHE or ~/.cache/synth/embeddings]",
             rich_help_panel=PANEL_EMBED),
