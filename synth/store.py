@@ -140,7 +140,10 @@ class Manifest:
         self.stage = stage
         self.data: dict[str, Any] = {"stage": stage, "config": {}, "config_hash": "", "parts": {}}
         if self.path.exists():
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InputFileError(f"{self.path} is not valid JSON ({exc}); delete it to redo the stage") from exc
             if loaded.get("stage") == stage:
                 self.data = loaded
 

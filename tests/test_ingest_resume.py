@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from ingest_fixtures import SAMPLES, cli, rows, write_lines
+from ingest_fixtures import SAMPLES, cli, rows, synth_process, write_lines
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -115,3 +115,12 @@ def test_worker_processes_make_the_same_parts_and_resume_alike(tmp_path):
     assert same_outputs(single, parallel)
     assert manifest(single)["totals"] == manifest(parallel)["totals"]
     assert "8 of 8 parts already finished" in cli("ingest", data, "--out", parallel, *flags, "--workers", "2").output
+
+
+def test_a_damaged_manifest_is_a_one_line_usage_error(tmp_path):
+    out = tmp_path / "out"
+    assert cli("ingest", SAMPLES / "qa.jsonl", "--shape", "qa", "--out", out).exit_code == 0
+    (out / "_manifest.json").write_text('{"stage": "ingest", "parts": {', encoding="utf-8")
+    result = synth_process("ingest", SAMPLES / "qa.jsonl", "--shape", "qa", "--out", out)
+    assert result.returncode == 2
+    assert "_manifest.json is not valid JSON" in result.stderr and "Traceback" not in result.stderr
