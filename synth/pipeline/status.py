@@ -66,7 +66,7 @@ def rerun_plan(parts: list, manifest: dict[str, Any]) -> str:
             counts["skip"] += 1
     todo = counts["new"] + counts["changed"] + counts["failed"]
     if not todo:
-        return f"skip all {counts['skip']} parts"
+        return f"skip all {counts['skip']} parts"  # nothing new, changed or failed
     detail = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != "skip")
     return f"process {todo} parts ({detail}), skip {counts['skip']}"
 
@@ -76,7 +76,7 @@ def stage_status(stage: dict[str, Any]) -> StageStatus:
     if stage["use"] == "export":
         files = sorted(status.out.rglob("train-*")) if status.out.is_dir() else []
         status.started, status.parts_done, status.parts_total = bool(files), len(files), len(files)
-        status.rerun = "rewrite the export files from the final data" if files else "export the final data"
+        status.rerun = "rewrite the exports" if files else "export the final data"
         return status
     manifest = read_manifest(status.out)
     parts = input_parts(stage.get("inputs", []))
@@ -96,7 +96,7 @@ def stage_status(stage: dict[str, Any]) -> StageStatus:
     status.usage = stage_usage(manifest)
     if parts is None:
         status.parts_total = len(entries)
-        status.rerun = f"re-read the input files; skip the {status.parts_done} finished parts whose rows are unchanged"
+        status.rerun = f"re-read inputs, skip {status.parts_done} unchanged parts"
     else:
         status.rerun = rerun_plan(parts, manifest)
     return status
