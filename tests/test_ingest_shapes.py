@@ -206,3 +206,21 @@ def test_chat_language_is_guessed_from_the_user_turn_not_the_system_prompt(tmp_p
     data.write_text(json.dumps({"messages": chat}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert cli("ingest", data, "--shape", "chat-qa", "--out", tmp_path / "o").exit_code == 0
     assert rows(tmp_path / "o", "retrieval")[0]["lang"] == "zh"
+
+
+def test_map_reaches_into_nested_columns_with_a_dotted_path(tmp_path):
+    squad = {
+        "context": "The Amazon is the largest rainforest on Earth.",
+        "question": "What is the largest rainforest?",
+        "answers": {"text": ["The Amazon"], "answer_start": [0]},
+    }
+    empty = {**squad, "answers": {"text": [], "answer_start": []}}
+    data = tmp_path / "squad.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in (squad, empty)) + "\n", encoding="utf-8")
+    out = tmp_path / "o"
+    result = cli("ingest", data, "--shape", "reading", "--map", "answer=answers.text.0", "--out", out)
+    assert result.exit_code == 0, result.output
+    (record,) = rows(out, "retrieval")
+    assert record["positive"] == "The Amazon"
+    assert "extra" not in json.loads(record["meta"])
+    assert [(r["location"], r["rule"]) for r in rejects(out)] == [("squad.jsonl:line 2", "missing_field")]

@@ -10,7 +10,7 @@ from synth.ingest.classes import ClassPool
 from synth.ingest.lang import AUTO, guess_lang
 from synth.ingest.options import LANG_FIELD, IngestOptions
 from synth.ingest.readers import SourceRow
-from synth.ingest.values import MISSING, Rejected
+from synth.ingest.values import MISSING, Rejected, lookup
 from synth.schema import Task, record_id
 from synth.store import reject
 
@@ -39,17 +39,17 @@ class RecordMaker:
         self.pool = pool
         self.shape = opts.shape
         self.task = opts.shape.task
-        self.used_columns = set(opts.columns.values())
+        self.used_columns = {column.split(".")[0] for column in opts.columns.values()}
 
     def fields(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {name: values.get(self.opts.columns[name], MISSING) for name in self.shape.fields}
+        return {name: lookup(values, self.opts.columns[name]) for name in self.shape.fields}
 
     def lang(self, values: dict[str, Any]) -> str:
         if self.opts.lang != AUTO:
             return self.opts.lang
-        given = values.get(self.opts.columns[LANG_FIELD])
-        if given is None:
-            return guess_lang(_sample_text(values.get(self.opts.columns[self.shape.lang_field])))
+        given = lookup(values, self.opts.columns[LANG_FIELD])
+        if given is None or given is MISSING:
+            return guess_lang(_sample_text(lookup(values, self.opts.columns[self.shape.lang_field])))
         if not isinstance(given, str) or not given.strip():
             raise Rejected("wrong_type", f"lang: expected a language code, got {given!r}")
         return given.strip()

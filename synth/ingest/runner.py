@@ -25,7 +25,7 @@ from synth.ingest.options import IngestOptions
 from synth.ingest.parts import init_worker, make_part, worker_part
 from synth.ingest.readers import EXTENSIONS, Chunk, columns, detect_format, read_chunks
 from synth.ingest.records import STAGE, RecordMaker
-from synth.ingest.values import Rejected
+from synth.ingest.values import Rejected, top_column
 from synth.schema import Task
 from synth.stage import StageSummary, remove_stale_parts
 from synth.store import Manifest, part_name
@@ -47,7 +47,7 @@ def plan_inputs(opts: IngestOptions) -> list[InputFile]:
         fmt = detect_format(path, opts.fmt)
         found = columns(path, fmt)
         needed = [opts.columns[name] for name in opts.shape.fields]
-        missing = [column for column in needed if column not in found]
+        missing = [column for column in needed if top_column(column, found) not in found]
         # A JSONL file without one readable object has no columns to check: each of its lines becomes a reject.
         if missing and (found or fmt != "jsonl"):
             have = ", ".join(sorted(found)) or "none"

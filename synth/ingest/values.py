@@ -14,6 +14,26 @@ NLI_SCORES = {"entailment": 1.0, "neutral": 0.5, "contradiction": 0.0}
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
+def lookup(row: dict[str, Any], column: str) -> Any:
+    """A column's value; a dotted path reaches into nested objects and lists (`answers.text.0` in SQuAD)."""
+    if column in row or "." not in column:
+        return row.get(column, MISSING)
+    value: Any = row
+    for key in column.split("."):
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return MISSING
+    return value
+
+
+def top_column(column: str, columns: set[str]) -> str:
+    """The input column a mapped column reads: itself, or the first step of a dotted path."""
+    return column if column in columns or "." not in column else column.split(".")[0]
+
+
 class Rejected(Exception):
     """A row that cannot become a record; `rule` is short and machine-readable, the message says why."""
 
