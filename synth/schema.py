@@ -36,12 +36,17 @@ ID_FIELDS: dict[Task, tuple[str, ...]] = {
 
 # Same output as json.dumps(..., ensure_ascii=False) without building an encoder per call: ingest hashes millions.
 _ID_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_encode_string = json.encoder.encode_basestring
 
 
 def record_id(task: Task | str, values: dict[str, Any]) -> str:
     """Stable content hash of a record's defining fields (32 hex chars of SHA-256)."""
     task = Task(task)
-    payload = _ID_ENCODER.encode([task.value, *(values[f] for f in ID_FIELDS[task])])
+    fields = [task.value, *(values[f] for f in ID_FIELDS[task])]
+    if all(type(value) is str for value in fields):  # the common case, encoded exactly as json.dumps does
+        payload = "[" + ", ".join(map(_encode_string, fields)) + "]"
+    else:
+        payload = _ID_ENCODER.encode(fields)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synth.commands.ingest import DEFAULTS, run
+from synth.schema import record_id
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -53,3 +55,14 @@ def test_arbitrary_csv_text_never_raises(text):
         path.write_text("question,answer\n" + text, encoding="utf-8")
         rows_in, rows_out, rejected = ingest(path, "qa")
         assert rows_out + rejected == rows_in
+
+
+unicode_text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]))  # ingest rejects lone surrogates earlier
+
+
+@settings(max_examples=300, deadline=None)
+@given(query=unicode_text, positive=unicode_text)
+def test_record_id_is_the_hash_of_the_json_of_its_defining_fields(query, positive):
+    payload = json.dumps(["retrieval", query, positive], ensure_ascii=False)
+    expected = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+    assert record_id("retrieval", {"query": query, "positive": positive}) == expected
