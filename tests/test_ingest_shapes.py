@@ -224,3 +224,18 @@ def test_map_reaches_into_nested_columns_with_a_dotted_path(tmp_path):
     assert record["positive"] == "The Amazon"
     assert "extra" not in json.loads(record["meta"])
     assert [(r["location"], r["rule"]) for r in rejects(out)] == [("squad.jsonl:line 2", "missing_field")]
+
+
+def test_config_tables_set_map_joiners_and_label_map(tmp_path):
+    data = tmp_path / "mrc.jsonl"
+    row = {"passage": "P.", "q": "Q?", "a": "A.", "language": "en"}
+    data.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    config = tmp_path / "ingest.toml"
+    config.write_text(
+        '[ingest]\nshape = "reading"\nmap = {context = "passage", question = "q", answer = "a", lang = "language"}\n'
+        'joiner = {en = " || "}\n',
+        encoding="utf-8",
+    )
+    result = cli("ingest", data, "--config", config, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert rows(tmp_path / "o", "retrieval")[0]["query"] == "P. || Q?"
