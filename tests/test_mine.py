@@ -196,3 +196,20 @@ def test_bad_options_are_one_line_errors(tmp_path, extra, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_ivf_built_in_shards_on_disk_matches_exact_search(tmp_path, monkeypatch):
+    monkeypatch.setattr(mining_index, "ADD_CHUNK", 128)  # four shards merged into on-disk lists
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    settings = mining_index.IndexSettings(exact_max=100, nlist=8, nprobe=8)
+    mining_index.build_index(vectors, settings, tmp_path / "index.faiss")
+    assert (tmp_path / "index.ivfdata").exists() and not list(tmp_path.glob(".shard-*"))
+    ivf = mining_index.load_index(tmp_path / "index.faiss", nprobe=8)
+    flat = faiss.IndexFlatIP(16)
+    flat.add(vectors)
+    exact_scores, exact_ids = mining_index.search(flat, vectors[:50], 5, 16)
+    ivf_scores, ivf_ids = mining_index.search(ivf, vectors[:50], 5, 16)
+    np.testing.assert_array_equal(ivf_ids, exact_ids)
+    np.testing.assert_allclose(ivf_scores, exact_scores, rtol=1e-5)

@@ -1,9 +1,10 @@
 """The mining index as a checkpointed artifact of the stage: `OUT/_index/`, built once, reused on reruns.
 
-Files: `items.parquet` (every candidate or positive text with its keys), `vectors.f32` (their unit vectors, row
-= item id, memory-mapped), `groups.npz` (positives of each query), `index.faiss` (the first `n_index` items) and
-`meta.json`, written last, whose fingerprint says which inputs, corpus, model and index settings it was built
-from. A crash mid-build leaves no `meta.json`, so the next run rebuilds, re-embedding nothing (the cache has it).
+Files: `items.arrow` (every candidate or positive text with its keys, memory-mapped), `vectors.f32` (their unit
+vectors, row = item id, memory-mapped), `groups.npz` (positives of each query), `index.faiss` (the first
+`n_index` items; `index.ivfdata` holds an IVF index's lists) and `meta.json`, written last, whose fingerprint
+says which inputs, corpus, model and index settings it was built from. A crash mid-build leaves no `meta.json`,
+so the next run rebuilds, re-embedding nothing (the cache has it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from synth.embed.cached import CachedEmbedder
 from synth.mining.corpus import iter_pairs, normalized_key, read_corpus_file, text_key
-from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices, save_index
+from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices
 from synth.store import PartRef, atomic_write_bytes, file_fingerprint
 
 ARTIFACT_DIR = "_index"
@@ -58,7 +59,7 @@ class _ItemWriter:
         self.ids: dict[int, int] = {}
         self.pending: list[str] = []
         self.dim = 0
-        self._texts = pq.ParquetWriter(directory / ".items.parquet.tmp", ITEM_SCHEMA, compression="zstd")
+        self._texts = pa.ipc.new_file(str(directory / ".items.arrow.tmp"), ITEM_SCHEMA)
         self._vectors = open(directory / ".vectors.f32.tmp", "wb")  # noqa: SIM115 - closed in close()
 
     def add(self, text: str) -> int:
@@ -83,7 +84,7 @@ class _ItemWriter:
         self._vectors.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
         keys = [text_key(t) for t in self.pending]
         norm = [normalized_key(t) for t in self.pending]
-        self._texts.write_table(pa.table([self.pending, keys, norm], schema=ITEM_SCHEMA))
+        self._texts.write_table(pa.table([self.pending, keys, norm], schema=ITEM_SCHEMA))  # one batch per chunk
         self.pending = []
 
     def close(self) -> None:
@@ -92,7 +93,7 @@ class _ItemWriter:
         self._vectors.flush()
         os.fsync(self._vectors.fileno())
         self._vectors.close()
-        os.replace(self.directory / ".items.parquet.tmp", self.directory / "items.parquet")
+        os.replace(self.directory / ".items.arrow.tmp", self.directory / "items.arrow")
         os.replace(self.directory / ".vectors.f32.tmp", self.directory / "vectors.f32")
 
 
@@ -102,7 +103,8 @@ class MiningIndex:
     def __init__(self, directory: Path, meta: dict[str, Any], search_devices: int, nprobe: int):
         self.directory = directory
         self.meta = meta
-        items = pq.read_table(directory / "items.parquet")
+        # Memory-mapped Arrow: texts are paged in when a negative is written out, never loaded whole.
+        items = pa.ipc.open_file(pa.memory_map(str(directory / "items.arrow"))).read_all()
         self.texts = items.column("text")
         self.norm_keys = items.column("norm_key").to_numpy()
         keys = items.column("key").to_numpy()
@@ -140,8 +142,8 @@ def build_artifact(
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "meta.json").unlink(missing_ok=True)
     writer = _ItemWriter(directory, embedder)
-    query_keys: list[int] = []
-    item_ids: list[int] = []
+    query_keys = array("Q")  # 16 bytes per record, not two Python ints
+    item_ids = array("q")
 
     def add_positives() -> None:
         for query, positive in iter_pairs(parts):
@@ -158,16 +160,12 @@ def build_artifact(
     if corpus.source == "file":
         add_positives()  # positives are scored and guarded against, but not candidates
     writer.close()
-    order = np.argsort(np.array(query_keys, dtype=np.uint64), kind="stable")
-    np.savez(
-        directory / "groups.npz",
-        query_keys=np.array(query_keys, dtype=np.uint64)[order],
-        item_ids=np.array(item_ids, dtype=np.int64)[order],
-    )
+    keys, ids = np.frombuffer(query_keys, dtype=np.uint64), np.frombuffer(item_ids, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    np.savez(directory / "groups.npz", query_keys=keys[order], item_ids=ids[order])
     n_items, dim = len(writer.ids), writer.dim
     vectors = np.memmap(directory / "vectors.f32", dtype=np.float32, mode="r", shape=(n_items, dim))
-    built = build_index(vectors[:n_index], index)
-    save_index(built, directory / "index.faiss")
+    build_index(vectors[:n_index], index, directory / "index.faiss")
     return {
         "n_items": n_items,
         "n_index": n_index,

@@ -1,8 +1,9 @@
 """The FAISS index: exact inner product up to `exact_max` vectors, IVF above; GPU when FAISS sees one.
 
 Vectors are unit length, so inner product is cosine. The index is built on the CPU from a memory-mapped
-vector file (added in chunks so memory stays bounded), saved, and moved to every GPU (sharded, fp16)
-only for searching.
+vector file and moved to every GPU (sharded, fp16) only for searching. Private memory stays bounded whatever the
+corpus size: an exact index never holds more than `exact_max` vectors, and an IVF index is trained on a capped
+sample, filled shard by shard and merged into inverted lists on disk that searches read memory-mapped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 from synth.errors import ConfigError
 
 ADD_CHUNK = 65_536
+TRAIN_SAMPLE = 65_536
+"""Vectors an IVF index is trained on, at most (FAISS wants at least 39 per list, so lists <= 1680)."""
 GPU_MAX_K = 2048
 """FAISS on GPU returns at most 2048 neighbours per query."""
 
@@ -43,9 +46,9 @@ class IndexSettings:
         return "flat" if size <= self.exact_max else "ivf"
 
     def lists(self, size: int) -> int:
-        """IVF list count: the setting, else about 4 * sqrt(size), never more than size / 39 (FAISS's minimum)."""
+        """IVF list count: the setting, else about 4 * sqrt(size), never more than the training sample / 39."""
         wanted = self.nlist or int(4 * math.sqrt(size))
-        return max(1, min(wanted, size // 39))
+        return max(1, min(wanted, min(size, TRAIN_SAMPLE) // 39))
 
 
 def num_gpus() -> int:
@@ -54,22 +57,36 @@ def num_gpus() -> int:
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
-def build_index(vectors: np.ndarray, settings: IndexSettings):
-    """A CPU index over `vectors` (n, d), exact or IVF trained on a seeded sample, vectors added in chunks."""
+def build_index(vectors: np.ndarray, settings: IndexSettings, path: Path) -> None:
+    """Write the index over `vectors` (n, d) to `path`: exact, or IVF with its lists in `path`.ivfdata."""
     faiss = _faiss()
     size, dim = vectors.shape
     if settings.kind(size) == "flat":
         index = faiss.IndexFlatIP(dim)
-    else:
-        nlist = settings.lists(size)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample_size = min(size, max(nlist * 64, 20_000))
-        sample = np.sort(np.random.default_rng(settings.seed).choice(size, sample_size, replace=False))
-        index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
-        index.nprobe = settings.nprobe
-    for start in range(0, size, ADD_CHUNK):
-        index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32))
-    return index
+        for start in range(0, size, ADD_CHUNK):
+            index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32))
+        save_index(index, path)
+        return
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, settings.lists(size), faiss.METRIC_INNER_PRODUCT)
+    sample = np.sort(np.random.default_rng(settings.seed).choice(size, min(size, TRAIN_SAMPLE), replace=False))
+    index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+    trained = faiss.serialize_index(index)
+    shards = []
+    for number, start in enumerate(range(0, size, ADD_CHUNK)):
+        shard = faiss.deserialize_index(trained)
+        block = np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32)
+        shard.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
+        shards.append(path.with_name(f".shard-{number:05d}.faiss"))
+        faiss.write_index(shard, str(shards[-1]))
+        del shard
+    from faiss.contrib.ondisk import merge_ondisk
+
+    merged = faiss.deserialize_index(trained)
+    path.with_suffix(".ivfdata").unlink(missing_ok=True)  # lists of an earlier build must not be appended to
+    merge_ondisk(merged, [str(s) for s in shards], str(path.with_suffix(".ivfdata")))
+    save_index(merged, path)
+    for shard in shards:
+        shard.unlink()
 
 
 def place_on_devices(index, gpus: int):
@@ -109,7 +126,8 @@ def save_index(index, path: Path) -> None:
 
 
 def load_index(path: Path, nprobe: int):
+    """Read a saved index; IVF lists stay on disk (memory-mapped), found beside the index file."""
     faiss = _faiss()
-    index = faiss.read_index(str(path))
+    index = faiss.read_index(str(path), faiss.IO_FLAG_ONDISK_SAME_DIR)
     set_nprobe(index, nprobe)
     return index
