@@ -82,7 +82,8 @@ def test_script_check_is_a_language_check():
     assert dominant_script("Python 里的 list 和 tuple 有什么区别？") == "han"
     assert checks.check_script("latin", "为什么天空是蓝色的？").rule == "wrong_language"
     assert checks.check_script("han", "为什么 sky 是蓝色的？") is None
-    assert checks.check_script("latin", "12345") is None  # no letters: nothing to judge
+    assert checks.check_script("latin", "12345").reason == "has no letters, expected latin"
+    assert checks.check_script(None, "12345") is None  # a source without letters: nothing to compare with
 
 
 def test_query_checks():

@@ -63,8 +63,9 @@ def check_adjacent_copy(source: str, output: str) -> Failure | None:
 def check_script(expected: str | None, output: str) -> Failure | None:
     """The output must be written in the expected script (a stand-in for 'same language')."""
     got = dominant_script(output)
-    if expected and got and got != expected:
-        return Failure("wrong_language", f"written in {got} script, expected {expected}")
+    if expected and got != expected:
+        found = f"written in {got} script" if got else "has no letters"
+        return Failure("wrong_language", f"{found}, expected {expected}")
     return None
 
 
