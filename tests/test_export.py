@@ -55,7 +55,7 @@ def test_every_format_loads_with_datasets(tmp_path):
 
 
 def test_fixed_negative_columns_skip_short_rows_and_instruction_format(tmp_path):
-    out = export(tmp_path, "--num-negatives", "3", "--query-format", "Instruct: {task}\nQuery: {query}")
+    out = export(tmp_path, "--num-negatives", "3", "--instruction-format", "Instruct: {task}\nQuery: {query}")
     files = sorted((out / "sentence-transformers" / "retrieval").glob("*.parquet"))
     import pyarrow.parquet as pq
 

@@ -19,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "out": None,
     "format": ["sentence-transformers"],
     "num_negatives": None,
-    "query_format": None,
+    "instruction_format": None,
 }
 
 
@@ -41,7 +41,7 @@ def run(options: dict[str, Any]) -> StageSummary:
     summary = StageSummary("export", Path(out))
     summary.rows_in = sum(read_part(p).num_rows for p in list_parts(source))
     for name in names:
-        report = export_format(source, Path(out), name, num_negatives, options.get("query_format"))
+        report = export_format(source, Path(out), name, num_negatives, options.get("instruction_format"))
         summary.processed += len(report.files)
         summary.rows_out += sum(report.written.values())
         summary.stats.update({f"written {k}": v for k, v in report.written.items()})
@@ -59,11 +59,11 @@ def register(app: typer.Typer) -> None:
                                          help=f"One of {', '.join(FORMATS)} (repeatable)."),
         num_negatives: int | None = typer.Option(
             None, help="negative_N columns for sentence-transformers (default: the fewest any record has)."),
-        query_format: str | None = typer.Option(
+        instruction_format: str | None = typer.Option(
             None, help="Put the instruction on queries, e.g. 'Instruct: {task}\\nQuery: {query}' (default: none)."),
         config: Path | None = typer.Option(None, "--config", help="TOML file; its [export] table gives options."),
     ) -> None:
         """Write trainer-ready files that `datasets.load_dataset` reads."""
         flags = {"inputs": [str(input_dir)], "out": str(out) if out else None, "format": format or None,
-                 "num_negatives": num_negatives, "query_format": query_format}
+                 "num_negatives": num_negatives, "instruction_format": instruction_format}
         report_and_exit(run(stage_options("export", flags, DEFAULTS, config)))

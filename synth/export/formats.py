@@ -19,13 +19,13 @@ Converter = Callable[[dict[str, Any], "ExportSettings"], dict[str, Any] | None]
 class ExportSettings:
     """What shapes the exported rows: negatives per row (fixed-column formats) and the query format."""
 
-    def __init__(self, num_negatives: int, query_format: str | None):
+    def __init__(self, num_negatives: int, instruction_format: str | None):
         self.num_negatives = num_negatives
-        self.query_format = query_format
+        self.instruction_format = instruction_format
 
     def query(self, text: str, instruction: str | None) -> str:
         """The query as the trainer sees it: with its instruction only when a query format is asked for."""
-        return format_query(text, instruction, self.query_format) if self.query_format else text
+        return format_query(text, instruction, self.instruction_format) if self.instruction_format else text
 
 
 def with_negatives(row: dict[str, Any], negatives: list[str], n: int) -> dict[str, Any] | None:

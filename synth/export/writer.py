@@ -40,7 +40,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]], file_type: str) -> None:
 
 
 def export_format(
-    source: Path, out: Path, name: str, num_negatives: int | None, query_format: str | None
+    source: Path, out: Path, name: str, num_negatives: int | None, instruction_format: str | None
 ) -> ExportReport:
     """Write `OUT/NAME/TASK/train-NNNNN.EXT`, one file per input part; a task without rows gets no files."""
     report = ExportReport()
@@ -53,7 +53,7 @@ def export_format(
             n = num_negatives if num_negatives is not None else fewest_negatives(task_parts, task)
             if name in FIXED_NEGATIVES:
                 report.num_negatives[task.value] = n
-        settings = ExportSettings(n, query_format)
+        settings = ExportSettings(n, instruction_format)
         convert = FORMATS[name][task]
         key = f"{name}/{task.value}"
         for stale in (out / name / task.value).glob(f"train-*.{file_type}"):
