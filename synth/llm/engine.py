@@ -282,7 +282,8 @@ class LLMEngine:
 
     async def _complete(self, messages: list[dict[str, Any]], req: ChatRequest) -> tuple[str, int, int]:
         """One chat completion with retries and structured-form fallback; returns (content, prompt, completion)."""
-        raw_estimate = estimate_message_tokens(messages)
+        # Token estimates only matter under a token budget (configured or learned from the server's headers).
+        raw_estimate = estimate_message_tokens(messages) if self.limiter.tokens.per_minute else 0
         model_cls = req.response_model
         params = {**self._base_params, **self.settings.extra_body, **req.params}
         while True:
@@ -332,7 +333,7 @@ class LLMEngine:
         path, body, journal = item
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
-        raw_estimate = sum(estimate_text_tokens(t) for t in texts if isinstance(t, str)) or 1
+        raw_estimate = sum(estimate_text_tokens(t) for t in texts if isinstance(t, str))
         try:
             data = await self._send(path, body, raw_estimate, None)
         except APIRefusal as exc:
@@ -357,7 +358,8 @@ class LLMEngine:
         reserved = self.estimator.scaled(raw_estimate) + (max_tokens or 0)
 
         async def attempt() -> Any:
-            await self.limiter.acquire(reserved)
+            if self.limiter.limiting():
+                await self.limiter.acquire(reserved)
             self.accounting.requests += 1
             try:
                 return await transport.request("POST", path, body)

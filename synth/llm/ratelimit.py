@@ -90,6 +90,10 @@ class RateLimiter:
         while (pause := self._paused_until - time.monotonic()) > 0:
             await asyncio.sleep(pause)
 
+    def limiting(self) -> bool:
+        """Whether a budget or a pause applies at all (when not, sending needs no await here)."""
+        return bool(self.requests.per_minute or self.tokens.per_minute) or self._paused_until > time.monotonic()
+
     def pause(self, seconds: float) -> None:
         """Hold every request of the engine for `seconds` (longer pauses win)."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)

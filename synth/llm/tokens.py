@@ -53,6 +53,6 @@ class TokenEstimator:
 
     def observe(self, raw_estimate: int, actual: int) -> None:
         """Learn from a server's `usage.prompt_tokens` for a prompt whose raw estimate was `raw_estimate`."""
-        if actual > 0:
+        if actual > 0 and raw_estimate > 0:
             self.estimated += raw_estimate
             self.actual += actual
