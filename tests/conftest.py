@@ -16,6 +16,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from openai_server import OpenAIServer
 
 
+@pytest.fixture(autouse=True)
+def _forget_structured_forms() -> Iterator[None]:
+    """Each test starts without the structured-output forms learnt by earlier ones (a port can be reused)."""
+    from synth.llm import engine
+
+    engine._REMEMBERED_FORMS.clear()
+    yield
+
+
 @pytest.fixture
 def make_openai_server() -> Iterator[Callable[..., OpenAIServer]]:
     """Factory: `make_openai_server(latency=0.01, faults={...}, style="llama_cpp")` starts a server, stopped after."""
