@@ -165,3 +165,40 @@ def test_bad_options_are_one_line_errors(tmp_path):
     result = subprocess.run([*synth, "filter", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "input not found" in result.stderr
+
+
+def test_embedding_dedup_uses_the_embedder(tmp_path):
+    rows = [scored("How do I boil an egg?", "Put it in boiling water for six minutes.", 0.9),
+            scored("How can I boil an egg?", "Put it in boiling water for six minutes.", 0.9),
+            scored("What is the capital of France?", "Paris is the capital of France.", 0.9)]
+    src = write_stage(tmp_path / "in", [rows])
+    run_filter(str(src), "--out", str(tmp_path / "final"), "--dedup", "embedding", "--dedup-on", "pair",
+               "--embedding-dup-threshold", "0.9", "--embed-cache", str(tmp_path / "cache"))
+    rules = rejects_by_rule(tmp_path / "final")
+    assert [json.loads(r["record"])["query"] for r in rules["near_duplicate"]] == ["How can I boil an egg?"]
+    assert "pair embedding similarity" in rules["near_duplicate"][0]["reason"]
+
+
+def test_llm_judge_drops_what_it_rejects_and_never_asks_twice(tmp_path, openai_server):
+    def judge(body):
+        prompt = body["messages"][-1]["content"]
+        answers = "weather" not in prompt
+        return json.dumps({"answers": answers, "reason": "on topic" if answers else "talks about the weather"})
+
+    openai_server.handler = judge
+    rows = [scored("How do I list installed packages?", "dpkg -l lists every installed package.", 0.9),
+            scored("How do I remove a package?", "The weather is sunny today.", 0.9)]
+    src = write_stage(tmp_path / "in", [rows])
+    llm = ["--base-url", openai_server.base_url, "--api-key", openai_server.api_key, "--model", "test-model"]
+    run_filter(str(src), "--out", str(tmp_path / "final"), "--judge", "true", *llm)
+    assert [r["query"] for r in iter_rows(tmp_path / "final")] == ["How do I list installed packages?"]
+    rules = rejects_by_rule(tmp_path / "final")
+    assert rules["judge"][0]["reason"] == "judge: talks about the weather"
+    sent = openai_server.log.total("chat")
+    assert sent == 2
+    manifest = (tmp_path / "final" / "_manifest.json").read_text()
+    assert openai_server.api_key not in manifest
+    assert json.loads(manifest)["totals"]["stats"]["requests"] == 2
+    (tmp_path / "final" / "retrieval" / "part-00000.parquet").unlink()  # force the part to be redone
+    run_filter(str(src), "--out", str(tmp_path / "final"), "--judge", "true", *llm)
+    assert openai_server.log.total("chat") == sent  # answers come from the journal

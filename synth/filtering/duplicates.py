@@ -90,7 +90,7 @@ class EmbeddingDuplicateIndex:
         self.threshold = threshold
         self.vectors = vectors
         self.memo: dict[str, np.ndarray] = {}
-        self.matrix = np.zeros((0, 0), dtype=np.float32)
+        self.matrix: np.ndarray | None = None  # kept vectors, grown by doubling
         self.size = 0
         self.labels: list[str] = []
 
@@ -106,14 +106,15 @@ class EmbeddingDuplicateIndex:
 
     def check_and_add(self, texts: list[str], label: str) -> tuple[str, float] | None:
         vector = self.vector(texts)
-        if self.size:
+        if self.matrix is not None and self.size:
             similarities = self.matrix[: self.size] @ vector
             best = int(np.argmax(similarities))
             if similarities[best] >= self.threshold:
                 return self.labels[best], float(similarities[best])
-        if self.size == self.matrix.shape[0]:
+        if self.matrix is None or self.size == len(self.matrix):
             grown = np.zeros((max(1024, 2 * self.size), vector.size), dtype=np.float32)
-            grown[: self.size] = self.matrix[: self.size]
+            if self.matrix is not None:
+                grown[: self.size] = self.matrix
             self.matrix = grown
         self.matrix[self.size] = vector
         self.size += 1
