@@ -16,8 +16,8 @@ console = Console(stderr=True)
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command(
-        pipeline: Path = typer.Argument(..., help="Pipeline file: [llm], [embedder] and [[stage]] tables."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [default: runs/NAME]."),
+        pipeline: Path = typer.Argument(..., help="Pipeline file: \\[llm], \\[embedder] and \\[\\[stage]] tables."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Run directory \\[default: runs/NAME]."),
         first: str | None = typer.Option(None, "--from", help="Start at this stage (earlier outputs must exist)."),
         last: str | None = typer.Option(None, "--to", help="Stop after this stage."),
     ) -> None:
