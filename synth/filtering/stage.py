@@ -30,8 +30,6 @@ PairScorer = Callable[[list[dict[str, Any]]], list[tuple[float, list[float]]]]
 """Scores of retrieval rows: (query-positive cosine, query-negative cosines) for each row, via the embedder."""
 
 
-
-
 @dataclass
 class FilterState:
     """What `prepare` decided for the whole dataset, keyed by (part key, row index)."""
