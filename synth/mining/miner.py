@@ -150,8 +150,10 @@ class Miner:
             chosen = rules.sample_top(alive, settings.num_negatives)
         else:
             chosen = rules.sample_random(alive, settings.num_negatives, rng)
+        texts = iter(self.index.texts_of(ids[chosen]))  # one read for the batch, row by row in rank order
         out = [
-            self._updated(row, ids[i][chosen[i]], scores[i][chosen[i]], float(positive_scores[i]), neg_scores[i])
+            self._updated(row, [next(texts) for _ in range(chosen[i].sum())], scores[i][chosen[i]],
+                          float(positive_scores[i]), neg_scores[i])
             for i, row in enumerate(rows)
         ]
         counts = {f"removed_{name}": removed[name] for name in RULE_ORDER}
@@ -163,10 +165,10 @@ class Miner:
         )
         return out, counts
 
+    @staticmethod
     def _updated(
-        self, row: dict[str, Any], ids: np.ndarray, scores: np.ndarray, positive_score: float, old_scores: np.ndarray
+        row: dict[str, Any], texts: list[str], scores: np.ndarray, positive_score: float, old_scores: np.ndarray
     ) -> dict[str, Any]:
-        texts = self.index.texts_of(ids)
         negatives = list(row.get("negatives") or [])
         origins = list(row.get("negative_origins") or [])
         return {
