@@ -21,6 +21,10 @@ def by_location(out) -> dict[str, dict]:
     return {r["location"]: r for r in rejects(out)}
 
 
+def rules_by_location(out) -> dict[str, str]:
+    return {r["location"]: r["rule"] for r in rejects(out)}
+
+
 def test_jsonl_bad_lines_become_rejects_and_every_valid_row_survives(tmp_path):
     data = write_lines(
         tmp_path / "bad.jsonl",
@@ -43,8 +47,7 @@ def test_jsonl_bad_lines_become_rejects_and_every_valid_row_survives(tmp_path):
     result = cli("ingest", data, "--shape", "qa", "--out", out, "--max-record-bytes", "300", "--part-rows", "4")
     assert result.exit_code == 0, result.output
     assert [r["query"] for r in rows(out, "retrieval")] == ["good one", "good two"]
-    found = {location: r["rule"] for location, r in by_location(out).items()}
-    assert found == {
+    assert rules_by_location(out) == {
         "bad.jsonl:line 2": "malformed_json",
         "bad.jsonl:line 3": "invalid_utf8",
         "bad.jsonl:line 4": "too_large",
@@ -72,8 +75,7 @@ def test_csv_bad_records_are_located_by_line(tmp_path):
         ("q1", "a multi\r\nline answer"),
         ("q5", "a5"),
     ]
-    found = {location: r["rule"] for location, r in by_location(out).items()}
-    assert found == {
+    assert rules_by_location(out) == {
         "bad.csv:line 4": "malformed_csv",
         "bad.csv:line 5": "empty_field",
         "bad.csv:line 6": "invalid_utf8",
@@ -148,8 +150,7 @@ def test_parquet_nulls_wrong_types_and_giant_rows(tmp_path):
     args = ["--shape", "qa", "--out", out, "--max-record-bytes", "500"]
     assert cli("ingest", tmp_path / "in.parquet", tmp_path / "numbers.parquet", *args).exit_code == 0
     assert [r["query"] for r in rows(out, "retrieval")] == ["ok", "fine"]
-    found = {location: r["rule"] for location, r in by_location(out).items()}
-    assert found == {
+    assert rules_by_location(out) == {
         "in.parquet:row 1": "null_field",
         "in.parquet:row 2": "too_large",
         "numbers.parquet:row 0": "wrong_type",
