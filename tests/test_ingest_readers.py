@@ -75,3 +75,16 @@ def test_format_override_and_errors(tmp_path):
         list(read_rows(path))
     with pytest.raises(InputFileError, match="input file not found"):
         list(read_rows(tmp_path / "none.jsonl"))
+
+
+def test_a_giant_nested_parquet_cell_is_too_large(tmp_path):
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    giant = [{"role": "user", "content": "x" * 5000}, {"role": "assistant", "content": "y"}]
+    pq.write_table(pa.table({"messages": [chat, giant, chat]}), tmp_path / "chats.parquet")
+    found = list(read_rows(tmp_path / "chats.parquet", max_record_bytes=1000))
+    assert [(r.location, r.rule) for r in found] == [
+        ("chats.parquet:row 0", ""),
+        ("chats.parquet:row 1", "too_large"),
+        ("chats.parquet:row 2", ""),
+    ]
+    assert found[2].values == {"messages": chat}

@@ -45,6 +45,7 @@ DEFAULT_MAX_RECORD_BYTES = 8 << 20
 CHUNK_ROWS = 10_000
 BOM = b"\xef\xbb\xbf"
 _RAW_PREVIEW = 2_000  # characters of an unreadable row kept in its reject
+_JSON_SIZE = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +396,7 @@ def _parquet_chunks(path: Path, rows: int, max_bytes: int) -> Iterator[Chunk]:
 
 
 def _load_parquet(name: str, batch: pa.RecordBatch, start: int, max_bytes: int) -> list[SourceRow]:
-    sizes = _row_text_bytes(batch)
+    sizes = _row_sizes(batch, max_bytes)
     rows = []
     for offset, values in enumerate(batch.to_pylist()):
         location = f"{name}:row {start + offset}"
@@ -404,11 +405,19 @@ def _load_parquet(name: str, batch: pa.RecordBatch, start: int, max_bytes: int) 
     return rows
 
 
-def _row_text_bytes(batch: pa.RecordBatch) -> list[int]:
-    """Bytes of the string and binary cells of each row, computed column-wise (the cheap part of a row's size)."""
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+
+
+def _row_sizes(batch: pa.RecordBatch, max_bytes: int) -> list[int]:
+    """Bytes of each row's text, binary and nested cells (nested ones as JSON); all 0 when the whole batch fits."""
+    if batch.get_total_buffer_size() <= max_bytes:
+        return [0] * batch.num_rows
     total = pa.array([0] * batch.num_rows, pa.int64())
     for column in batch.columns:
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
-            lengths = pc.fill_null(pc.binary_length(column), 0).cast(pa.int64())
-            total = pc.add(total, lengths)
+        if _is_text(column.type):
+            total = pc.add(total, pc.fill_null(pc.binary_length(column), 0).cast(pa.int64()))
+        elif pa.types.is_nested(column.type):
+            lengths = [len(_JSON_SIZE.encode(value)) for value in column.to_pylist()]
+            total = pc.add(total, pa.array(lengths, pa.int64()))
     return total.to_pylist()
