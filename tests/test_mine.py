@@ -213,3 +213,16 @@ def test_ivf_built_in_shards_on_disk_matches_exact_search(tmp_path, monkeypatch)
     ivf_scores, ivf_ids = mining_index.search(ivf, vectors[:50], 5, 16)
     np.testing.assert_array_equal(ivf_ids, exact_ids)
     np.testing.assert_allclose(ivf_scores, exact_scores, rtol=1e-5)
+
+
+def test_an_empty_corpus_file_mines_nothing_but_still_scores(tmp_path, counting):
+    src = make_input(tmp_path / "in")
+    corpus = tmp_path / "empty.txt"
+    corpus.write_text("\n  \n")
+    out = tmp_path / "out"
+    mine(str(src), "--out", str(out), "--embed-model", "bow", "--embed-cache", str(tmp_path / "cache"),
+         "--corpus", str(corpus), "--corpus-from", "file")
+    rows = list(iter_rows(out, Task.RETRIEVAL))
+    assert all(r["positive_score"] is not None and "mined" not in r["negative_origins"] for r in rows)
+    stats = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
+    assert stats["rows_short"] == len(rows) and stats["negatives_mined"] == 0

@@ -111,7 +111,7 @@ def search(index, queries: np.ndarray, k: int, batch_size: int) -> tuple[np.ndar
     k = min(k, index.ntotal)
     scores = np.empty((len(queries), k), dtype=np.float32)
     ids = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), batch_size):
+    for start in range(0, len(queries) if k > 0 else 0, batch_size):  # an empty corpus has no neighbours
         block = np.ascontiguousarray(queries[start : start + batch_size], dtype=np.float32)
         scores[start : start + len(block)], ids[start : start + len(block)] = index.search(block, k)
     return scores, ids
