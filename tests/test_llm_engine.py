@@ -231,6 +231,9 @@ def test_settings_from_environment_and_bad_values(monkeypatch):
         LLMSettings.from_options({"structured": "xml"})
     with pytest.raises(ConfigError, match="concurrency"):
         LLMSettings.from_options({"concurrency": 0})
+    with pytest.raises(ConfigError, match="rpm must be a number, got 'fast'"):
+        LLMSettings.from_options({"rpm": "fast"})
+    assert LLMSettings.from_options({"rpm": "120", "max_tokens": 64.0}).rpm == 120.0
     monkeypatch.delenv("OPENAI_BASE_URL")
     assert LLMSettings.from_options({}).base_url == "https://api.openai.com/v1"  # a key alone means OpenAI
 

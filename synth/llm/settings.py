@@ -31,6 +31,8 @@ LLM_OPTION_DEFAULTS: dict[str, Any] = {
     "prices": {},
 }
 """Every engine option with its default; `None` means "from the environment or the server"."""
+_NUMBERS = {"concurrency": int, "max_tokens": int, "max_attempts": int, "seed": int,
+            "rpm": float, "tpm": float, "temperature": float, "timeout": float}
 
 
 def redact_url(url: str | None) -> str | None:
@@ -43,6 +45,16 @@ def redact_url(url: str | None) -> str | None:
         netloc = f"{host}:{parts.port}" if parts.port else host
         parts = parts._replace(netloc=netloc)
     return urlunsplit(parts)
+
+
+def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float:
+    """A numeric option from a flag or a config file, or a one-line error naming it."""
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class LLMSettings:
     def from_options(cls, options: dict[str, Any]) -> LLMSettings:
         """Settings from a stage's resolved options; unset endpoint and key come from OPENAI_BASE_URL/OPENAI_API_KEY."""
         known = {k: options[k] for k in LLM_OPTION_DEFAULTS if options.get(k) is not None}
+        for name, kind in _NUMBERS.items():
+            if name in known:
+                known[name] = _number(name, known[name], kind)
         api_key = known.get("api_key") or os.environ.get("OPENAI_API_KEY") or None
         base_url = known.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
         if base_url is None and api_key:
