@@ -79,6 +79,19 @@ def test_length_and_content_filter_are_failures_and_bad_schema_is_reasked(openai
     assert reasked.ok and isinstance(reasked.parsed, Pair)
 
 
+def test_reask_shows_the_model_its_error_and_the_schema(openai_server):
+    from openai_server import default_handler
+
+    bodies: list[dict[str, Any]] = []
+    openai_server.handler = lambda body: bodies.append(body) or default_handler(body)
+    openai_server.script(["bad_schema"])
+    with LLMEngine(settings_for(openai_server)) as engine:
+        assert engine.chat_many([ask(1)])[0].ok
+    reask = bodies[1]["messages"]
+    assert reask[-2] == {"role": "assistant", "content": '{"unexpected": "field"}'}
+    assert "does not match the schema" in reask[-1]["content"] and '"negatives"' in reask[-1]["content"]
+
+
 def test_schema_violation_twice_is_a_failed_row_with_the_reason(openai_server):
     openai_server.script(["bad_schema", "bad_schema"])
     with LLMEngine(settings_for(openai_server, concurrency=1)) as engine:

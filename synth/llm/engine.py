@@ -272,7 +272,7 @@ class LLMEngine:
                 self.accounting.reasks += 1
                 # A text answer that came back empty is asked again as is; a structured one is shown its error.
                 if req.response_model and content:
-                    messages = reask_messages(req.messages, content, str(exc))
+                    messages = reask_messages(req.messages, content, str(exc), self._schema(req.response_model))
                 continue
             if self.journal is not None:
                 self.journal.put(key, {"content": content, "prompt_tokens": prompt_total,

@@ -76,13 +76,13 @@ def parse_answer(content: str | None, model: type[BaseModel] | None) -> BaseMode
         raise InvalidAnswer(f"answer does not match the schema: {details}") from None
 
 
-def reask_messages(messages: list[dict[str, Any]], content: str, error: str) -> list[dict[str, Any]]:
-    """The conversation that shows the model its invalid answer and why, to get a valid one."""
-    return [
-        *messages,
-        {"role": "assistant", "content": content},
-        {"role": "user", "content": f"That answer is invalid: {error}. Reply again with only valid JSON."},
-    ]
+def reask_messages(
+    messages: list[dict[str, Any]], content: str, error: str, schema: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The conversation that shows the model its invalid answer, why, and the schema (in case the server ignored
+    the response_format), to get a valid one."""
+    request = f"That answer is invalid: {error}. {schema_instruction(schema)}"
+    return [*messages, {"role": "assistant", "content": content}, {"role": "user", "content": request}]
 
 
 class FormChooser:
