@@ -93,4 +93,6 @@ def test_query_checks():
     assert checks.check_not_copied("caused mainly by the gravitational pull", "Tides are caused mainly by the "
                                    "gravitational pull of the Moon.").rule == "query_copied_from_passage"
     assert checks.check_not_copied("what pulls the tides", "Tides are caused by the Moon.") is None
+    assert checks.check_not_copied("A lawyer specialising in contracts,", "A lawyer specialising in contracts and IP",
+                                   "persona").rule == "query_copied_from_persona"
     assert checks.check_nonempty("  ?! ", "query").rule == "empty_output"

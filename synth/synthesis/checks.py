@@ -118,10 +118,10 @@ def check_word_count(text: str, requested: int, tolerance: float) -> Failure | N
     return None
 
 
-def check_not_copied(query: str, passage: str, min_tokens: int = 4) -> Failure | None:
-    """A query that is a verbatim span of its passage teaches lexical matching, not retrieval."""
-    if len(tokens(query)) >= min_tokens and compact(query) in compact(passage):
-        return Failure("query_copied_from_passage", "the query is a verbatim span of the passage")
+def check_not_copied(query: str, source: str, what: str = "passage", min_tokens: int = 4) -> Failure | None:
+    """A query that is a verbatim span of its passage (or of the persona) teaches copying, not retrieval."""
+    if len(tokens(query)) >= min_tokens and compact(query).strip(",.;:!?") in compact(source):
+        return Failure(f"query_copied_from_{what}", f"the query is a verbatim span of the {what}")
     return None
 
 

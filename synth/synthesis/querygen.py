@@ -86,6 +86,7 @@ class QuerygenStage(SynthesisStage):
                 or check_script(lang_script(job.context["query_lang"]), query)
                 or check_word_count(query, job.context["length"], float(self.options["query_length_tolerance"]))
                 or check_not_copied(query, passage)
+                or check_not_copied(query, job.context["character"], "persona")
                 or check_distinct(query, job.context["original_query"], 0.0, "same_as_source_query",
                                   "the record's own query"))
 
