@@ -252,33 +252,33 @@ class LLMEngine:
 
     async def _chat_one(self, key: str, req: ChatRequest) -> ChatResult:
         """Ask, validate, re-ask once with the validation error, journal the valid answer."""
-        messages = req.messages
-        prompt_total = completion_total = 0
-        for asking in (1, 2):
-            try:
-                content, prompt_tokens, completion_tokens = await self._complete(messages, req)
-            except RequestFailed as exc:
-                self.accounting.failures += 1
-                return ChatResult(False, error=str(exc), prompt_tokens=prompt_total, completion_tokens=completion_total)
-            prompt_total += prompt_tokens
-            completion_total += completion_tokens
+        tokens = [0, 0]  # prompt, completion over both asks
+        content: str | None = None
+        try:
+            content = await self._ask(req.messages, req, tokens)
             try:
                 parsed = parse_answer(content, req.response_model)
             except InvalidAnswer as exc:
-                if asking == 2:
-                    self.accounting.failures += 1
-                    return ChatResult(False, content, error=str(exc), prompt_tokens=prompt_total,
-                                      completion_tokens=completion_total)
                 self.accounting.reasks += 1
                 # A text answer that came back empty is asked again as is; a structured one is shown its error.
+                messages = req.messages
                 if req.response_model and content:
-                    messages = reask_messages(req.messages, content, str(exc), self._schema(req.response_model))
-                continue
-            if self.journal is not None:
-                self.journal.put(key, {"content": content, "prompt_tokens": prompt_total,
-                                       "completion_tokens": completion_total})
-            return ChatResult(True, content, parsed, prompt_tokens=prompt_total, completion_tokens=completion_total)
-        raise AssertionError("unreachable: the loop returns on its second pass")
+                    messages = reask_messages(messages, content, str(exc), self._schema(req.response_model))
+                content = await self._ask(messages, req, tokens)
+                parsed = parse_answer(content, req.response_model)
+        except (RequestFailed, InvalidAnswer) as exc:
+            self.accounting.failures += 1
+            return ChatResult(False, content, error=str(exc), prompt_tokens=tokens[0], completion_tokens=tokens[1])
+        if self.journal is not None:
+            self.journal.put(key, {"content": content, "prompt_tokens": tokens[0], "completion_tokens": tokens[1]})
+        return ChatResult(True, content, parsed, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+
+    async def _ask(self, messages: list[dict[str, Any]], req: ChatRequest, tokens: list[int]) -> str:
+        """One completion; adds its usage to `tokens`."""
+        content, prompt_tokens, completion_tokens = await self._complete(messages, req)
+        tokens[0] += prompt_tokens
+        tokens[1] += completion_tokens
+        return content
 
     async def _complete(self, messages: list[dict[str, Any]], req: ChatRequest) -> tuple[str, int, int]:
         """One chat completion with retries and structured-form fallback; returns (content, prompt, completion)."""
