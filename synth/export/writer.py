@@ -49,7 +49,7 @@ def export_format(
     for task in Task:
         task_parts = [p for p in parts if p.task == task]
         n = 0
-        if task != Task.STS:  # STS records have no negatives
+        if task != Task.STS and task_parts:  # STS records have no negatives
             n = num_negatives if num_negatives is not None else fewest_negatives(task_parts, task)
             if name in FIXED_NEGATIVES:
                 report.num_negatives[task.value] = n
