@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import tomli_w
@@ -25,15 +24,22 @@ def write_run_file(plan: Plan) -> None:
     atomic_write_bytes(plan.run_dir / RUN_FILE, tomli_w.dumps(document).encode("utf-8"))
 
 
-@contextlib.contextmanager
-def shared_endpoint(stages: list[PlannedStage]) -> Iterator[dict[str, Any]]:
-    """LLM options to give every LLM stage without an endpoint: the demo model, started once for the run."""
-    waiting = [s for s in stages if s.needs_llm() and not LLMSettings.from_options(s.options).base_url]
-    if not waiting:
-        yield {}
-        return
-    with local_endpoint_if_needed(LLMSettings.from_options(waiting[0].options)) as live:
-        yield {"base_url": live.base_url, "model": live.model, "concurrency": live.concurrency}
+class SharedEndpoint:
+    """The demo model for LLM stages without an endpoint: started when the first such stage comes, once per run."""
+
+    def __init__(self, stack: contextlib.ExitStack):
+        self.stack = stack
+        self.options: dict[str, Any] | None = None
+
+    def for_stage(self, stage: PlannedStage) -> dict[str, Any]:
+        """The stage's options, pointed at the shared demo model when it needs an LLM and names no endpoint."""
+        options = dict(stage.options)
+        if not stage.needs_llm() or LLMSettings.from_options(options).base_url:
+            return options
+        if self.options is None:
+            live = self.stack.enter_context(local_endpoint_if_needed(LLMSettings.from_options(options)))
+            self.options = {"base_url": live.base_url, "model": live.model, "concurrency": live.concurrency}
+        return {**options, **self.options}
 
 
 def run_plan(plan: Plan, stages: list[PlannedStage]) -> list[StageSummary]:
@@ -41,13 +47,11 @@ def run_plan(plan: Plan, stages: list[PlannedStage]) -> list[StageSummary]:
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     write_run_file(plan)
     summaries = []
-    with shared_endpoint(stages) as endpoint:
+    with contextlib.ExitStack() as stack:
+        endpoint = SharedEndpoint(stack)
         for stage in stages:
             console.rule(f"[bold]{stage.name}[/bold] ({stage.use.replace('_', '-')})")
-            options = dict(stage.options)
-            if endpoint and stage.needs_llm() and not LLMSettings.from_options(options).base_url:
-                options.update(endpoint)
-            summary = stage.module.run(options)
+            summary = stage.module.run(endpoint.for_stage(stage))
             summary.stage = stage.name
             print_summary(summary)
             summaries.append(summary)
