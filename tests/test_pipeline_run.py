@@ -129,6 +129,9 @@ def test_from_and_to_run_a_slice(tmp_path, openai_server):
     assert openai_server.log.total() == 0
     status = synth("status", str(run_dir)).stdout
     assert "run (not started)" in status
+    pipeline.write_text(pipeline.read_text().replace('shape = "sts-binary"', 'shape = "sts-binary"\nlang = "en"'))
+    status = synth("status", str(run_dir)).stdout
+    assert "options changed in pipeline.toml: redo every part" in status  # ingest-sts now has lang = "en"
     result = synth("run", str(pipeline), "--out", str(run_dir), "--from", "mine", check=False)
     assert result.returncode == 2 and "input not found" in result.stderr
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth.errors import InputFileError
+from synth.errors import InputFileError, SynthError
 from synth.lineage import read_manifest, stage_usage
+from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import RUN_FILE
 from synth.store import MANIFEST, file_fingerprint, list_parts, part_name
 
@@ -102,7 +103,24 @@ def stage_status(stage: dict[str, Any]) -> StageStatus:
     return status
 
 
+def changed_stages(run: dict[str, Any], run_dir: Path) -> set[str]:
+    """Stages whose options in the pipeline file differ now from run.toml (a rerun redoes them and what follows)."""
+    pipeline = Path(run.get("pipeline", ""))
+    if not pipeline.is_file():
+        return set()
+    try:
+        current = {s["name"]: s for s in load_plan(pipeline, run_dir).config()["stage"]}
+    except SynthError:
+        return set()
+    return {s["name"] for s in run.get("stage", []) if current.get(s["name"]) != s}
+
+
 def run_status(run_dir: Path) -> tuple[dict[str, Any], list[StageStatus]]:
     """run.toml and the status of each of its stages, in pipeline order."""
     run = load_run(run_dir)
-    return run, [stage_status(stage) for stage in run.get("stage", [])]
+    statuses = [stage_status(stage) for stage in run.get("stage", [])]
+    changed = changed_stages(run, Path(run_dir))
+    for status in statuses:
+        if status.name in changed and status.started:
+            status.rerun = f"options changed in {Path(run['pipeline']).name}: redo every part"
+    return run, statuses
