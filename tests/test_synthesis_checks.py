@@ -96,3 +96,10 @@ def test_query_checks():
     assert checks.check_not_copied("A lawyer specialising in contracts,", "A lawyer specialising in contracts and IP",
                                    "persona").rule == "query_copied_from_persona"
     assert checks.check_nonempty("  ?! ", "query").rule == "empty_output"
+
+
+def test_markup_a_source_does_not_have_is_debris():
+    assert checks.check_no_new_markup("Boil the egg.", "<script>alert('egg')</script>").rule == "markup_in_output"
+    assert checks.check_no_new_markup("Boil the egg.", '{"query": "egg"}').rule == "markup_in_output"
+    assert checks.check_no_new_markup("Use <b>bold</b> here.", "Here, <b>bold</b> is used.") is None
+    assert checks.check_no_new_markup("If a < b and c > d.", "When c > d and a < b.") is None

@@ -17,6 +17,7 @@ from synth.synthesis.checks import (
     check_distinct,
     check_length,
     check_near_duplicate,
+    check_no_new_markup,
     check_nonempty,
     check_script,
     check_similarity_band,
@@ -74,7 +75,8 @@ class AugmentStage(SynthesisStage):
         script = dominant_script(query + positive)
         for name, text, reference in (("query", item.query, query), ("positive", item.positive, positive),
                                       ("negative", item.negative, positive)):
-            failure = (check_nonempty(text, name) or check_script(script, text)
+            failure = (check_nonempty(text, name) or check_no_new_markup(reference, text)
+                       or check_script(script, text)
                        or check_length(reference, text, tolerance))
             if failure:
                 return failure._replace(reason=f"{name}: {failure.reason}")
@@ -88,7 +90,8 @@ class AugmentStage(SynthesisStage):
 
     def check_example(self, job: Job, item: Any) -> Failure | None:
         text = job.context["text"]
-        return (check_nonempty(item.text, "text") or check_script(dominant_script(text), item.text)
+        return (check_nonempty(item.text, "text") or check_no_new_markup(text, item.text)
+                or check_script(dominant_script(text), item.text)
                 or check_length(text, item.text, float(self.options["length_tolerance"]))
                 or check_changed(text, item.text, float(self.options["min_change"]))
                 or self.topic_failure(text, item.text)

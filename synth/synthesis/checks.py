@@ -6,6 +6,7 @@ Bands follow METHOD.md: a paraphrase changes more than 30% of a sentence / 20% o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import NamedTuple
@@ -122,6 +123,17 @@ def check_not_copied(query: str, source: str, what: str = "passage", min_tokens:
     """A query that is a verbatim span of its passage (or of the persona) teaches copying, not retrieval."""
     if len(tokens(query)) >= min_tokens and compact(query).strip(",.;:!?") in compact(source):
         return Failure(f"query_copied_from_{what}", f"the query is a verbatim span of the {what}")
+    return None
+
+
+_MARKUP = re.compile(r"</?[A-Za-z][\w-]*(\s[^<>]*)?/?>|\{\s*\"\w+\"\s*:")
+
+
+def check_no_new_markup(source: str, output: str) -> Failure | None:
+    """HTML tags or JSON fragments the source does not have are a model's debris, not text (small models do this)."""
+    found = _MARKUP.search(output)
+    if found and not _MARKUP.search(source):
+        return Failure("markup_in_output", f"contains {found.group(0)[:40]!r}, the source has no markup")
     return None
 
 

@@ -13,6 +13,7 @@ from synth.synthesis.checks import (
     check_distinct,
     check_length,
     check_near_duplicate,
+    check_no_new_markup,
     check_nonempty,
     check_script,
 )
@@ -39,7 +40,7 @@ class NegativesStage(SynthesisStage):
     def check(self, job: Job, item: Any) -> Failure | None:
         positive = job.context["positive"]
         band = float(self.options["min_change"])
-        return (check_nonempty(item.passage, "negative")
+        return (check_nonempty(item.passage, "negative") or check_no_new_markup(positive, item.passage)
                 or check_script(dominant_script(positive), item.passage)
                 or check_length(positive, item.passage, float(self.options["length_tolerance"]))
                 or check_distinct(item.passage, positive, band, "negative_equals_positive", "the positive")

@@ -17,6 +17,7 @@ from synth.synthesis.checks import (
     check_changed,
     check_length,
     check_near_duplicate,
+    check_no_new_markup,
     check_nonempty,
     check_script,
 )
@@ -61,7 +62,8 @@ class ParaphraseStage(SynthesisStage):
         for name, original in source.items():
             text = getattr(item, name)
             band = change_band(original, bands["sentence_change"], bands["paragraph_change"])
-            failure = (check_nonempty(text, name) or check_script(dominant_script(original), text)
+            failure = (check_nonempty(text, name) or check_no_new_markup(original, text)
+                       or check_script(dominant_script(original), text)
                        or check_changed(original, text, band)
                        or check_length(original, text, bands["length_tolerance"])
                        or check_adjacent_copy(original, text))

@@ -20,6 +20,7 @@ from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
     Failure,
     check_distinct,
+    check_no_new_markup,
     check_nonempty,
     check_not_copied,
     check_script,
@@ -82,7 +83,7 @@ class QuerygenStage(SynthesisStage):
 
     def check_query(self, job: Job, item: Any) -> Failure | None:
         query, passage = item.query, job.context["passage"]
-        return (check_nonempty(query, "query")
+        return (check_nonempty(query, "query") or check_no_new_markup(passage, query)
                 or check_script(lang_script(job.context["query_lang"]), query)
                 or check_word_count(query, job.context["length"], float(self.options["query_length_tolerance"]))
                 or check_not_copied(query, passage)
