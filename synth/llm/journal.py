@@ -48,6 +48,7 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"journal {self.path} cannot be opened: {exc}") from exc
         self._commit_scheduled = False
+        self._pending: list[tuple[str, str, str, float]] = []
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """The journaled answers among `keys`."""
@@ -62,14 +63,8 @@ class Journal:
         return found
 
     def put(self, key: str, value: Any) -> None:
-        """Write one answer now; committed before the event loop does anything else (at once without a loop)."""
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "INSERT OR REPLACE INTO responses (key, stage, value, created) VALUES (?, ?, ?, ?)",
-            (key, self.stage, text, time.time()),
-        )
+        """Record one answer; it is committed before the event loop does anything else (at once without a loop)."""
+        self._pending.append((key, self.stage, json.dumps(value, ensure_ascii=False), time.time()))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -80,9 +75,18 @@ class Journal:
             loop.call_soon(self.commit)
 
     def commit(self) -> None:
-        """Make the answers written so far durable against a killed process."""
+        """Write and commit the answers recorded so far, in one transaction."""
         self._commit_scheduled = False
-        if self._db.in_transaction:
+        if self._pending:
+            rows, self._pending = self._pending, []
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO responses (key, stage, value, created) VALUES (?, ?, ?, ?)", rows
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
 
     def __len__(self) -> int:
