@@ -337,3 +337,16 @@ def test_extra_headers_and_body_pass_through_but_stay_out_of_public_settings(ope
     assert openai_server.log.last_headers["X-Tenant"] == "team-a"
     assert bodies[0]["top_p"] == 0.5 and bodies[0]["seed"] == 11 and bodies[0]["stop"] == ["\n"]
     assert settings.public()["extra_headers"] == ["X-Tenant"]
+
+
+def test_loopback_server_speaks_the_real_openai_sdk(openai_server):
+    from openai import AuthenticationError, OpenAI
+
+    client = OpenAI(base_url=openai_server.base_url, api_key=openai_server.api_key, max_retries=0)
+    answer = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content.startswith("answer ") and answer.usage.prompt_tokens > 0
+    vectors = client.embeddings.create(model="e", input=["a", "b"])
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 32
+    assert [m.id for m in client.models.list()] == ["test-model"]
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=openai_server.base_url, api_key="wrong", max_retries=0).models.list()
