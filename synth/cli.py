@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from importlib import import_module
+from types import FrameType
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from synth.errors import SynthError
 
@@ -37,10 +40,16 @@ for _name in COMMAND_MODULES:
     import_module(f"synth.commands.{_name}").register(app)
 
 
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so `with` blocks run: the demo LLM server stops, temporary files go."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Entry point: run the app; a SynthError becomes one line on stderr and its exit code."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app()
     except SynthError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

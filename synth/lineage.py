@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from synth.llm.accounting import PART_STATS_PREFIX
 from synth.store import MANIFEST
 
 USAGE_KEYS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd")
-"""LLM engine counters that stages put in their per-part stats (see synth.llm.accounting)."""
+"""LLM engine counters that stages put in their per-part stats, prefixed (see synth.llm.accounting)."""
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -41,13 +42,11 @@ def upstream_stages(directory: Path) -> list[Path]:
 
 
 def stage_usage(manifest: dict[str, Any]) -> dict[str, float]:
-    """LLM requests, tokens and cost summed over a stage's parts, else the stage-level `llm` counters."""
+    """LLM requests sent, tokens and cost summed over a stage's parts (answers from the journal cost nothing)."""
     usage = dict.fromkeys(USAGE_KEYS, 0.0)
     for entry in manifest.get("parts", {}).values():
         for key in USAGE_KEYS:
-            value = entry.get("stats", {}).get(key, 0)
+            value = entry.get("stats", {}).get(PART_STATS_PREFIX + key, 0)
             if isinstance(value, int | float):
                 usage[key] += value
-    if not any(usage.values()) and isinstance(manifest.get("llm"), dict):
-        usage.update({k: float(manifest["llm"].get(k, 0)) for k in USAGE_KEYS})
     return usage

@@ -120,7 +120,8 @@ def run_stage(stage: Stage, inputs: list[Path], out: Path, *, quiet: bool = Fals
     remove_stale_parts(out, manifest, {f"{p.task.value}/{name}" for p, name, _ in work})
     summary.skipped = len(work) - len(todo)
     if summary.skipped and not quiet:
-        console.print(f"[{stage.name}] {summary.skipped} of {len(work)} parts already finished: skipped")
+        console.print(f"[{stage.name}] {summary.skipped} of {len(work)} parts already finished: skipped",
+                      markup=False)
     if todo:
         stage.prepare(parts)
     with Progress(

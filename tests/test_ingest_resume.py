@@ -54,7 +54,7 @@ def test_rerun_skips_finished_parts_and_redoes_only_changed_ones(tmp_path):
     before = manifest(out)["parts"]
     assert sorted(before) == ["retrieval/part-00000", "retrieval/part-00001", "retrieval/part-00002"]
     again = cli(*args)
-    assert "3 of 3 parts already finished: skipped" in again.output
+    assert "[ingest] 3 of 3 parts already finished: skipped" in again.output
     assert manifest(out)["parts"] == before
     lines = qa_lines(30)
     lines[15] = json.dumps({"question": "question 15 changed", "answer": "answer 15"})

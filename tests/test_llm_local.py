@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from pydantic import BaseModel
 
 from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings, local_endpoint_if_needed, local_server
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
+SYNTH = [sys.executable, "-c", "from synth.cli import main; main()"]
+needs_local_extra = pytest.mark.skipif(
+    local_server.bundled_model_path() is None or not local_server.server_installed(), reason="needs synth[llm-local]")
 
 
 class Paraphrase(BaseModel):
@@ -14,8 +28,7 @@ class Paraphrase(BaseModel):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(local_server.bundled_model_path() is None or not local_server.server_installed(),
-                    reason="needs synth[llm-local]")
+@needs_local_extra
 def test_bundled_model_answers_structured_output_that_validates(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -46,3 +59,35 @@ def test_configured_endpoint_is_used_as_is(openai_server):
     settings = LLMSettings.from_options({"base_url": openai_server.base_url})
     with local_endpoint_if_needed(settings) as used:
         assert used is settings
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+@needs_local_extra
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_the_demo_server_stops_when_synth_is_stopped(tmp_path, signum):
+    """No llama server is left behind, whether synth is asked to stop or killed outright."""
+    ingest = subprocess.run([*SYNTH, "ingest", str(SAMPLES / "qa.jsonl"), "--shape", "qa",
+                             "--out", str(tmp_path / "in")], capture_output=True, text=True)
+    assert ingest.returncode == 0, ingest.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    process = subprocess.Popen([*SYNTH, "paraphrase", str(tmp_path / "in"), "--out", str(tmp_path / "out")],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    assert process.stderr is not None
+    port = None
+    for line in process.stderr:
+        found = re.search(r"using http://127\.0\.0\.1:(\d+)", line)
+        if found:
+            port = int(found.group(1))
+            break
+    assert port is not None and port_open(port)
+    process.send_signal(signum)
+    process.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not port_open(port)

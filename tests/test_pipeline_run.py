@@ -165,12 +165,17 @@ def test_kill_9_at_random_points_then_rerun_equals_a_clean_run(tmp_path, make_op
     server = make_openai_server(latency=0.02)
     pipeline = write_pipeline(tmp_path, server, "killed.toml")
     run_dir = tmp_path / "killed"
-    chooser = random.Random(7)
+    # Kill points are request counts, not seconds, so a fast machine cannot finish the run before the first kill.
+    # The LLM stages, mining and the filter all send requests, so the points fall across the whole pipeline.
+    requests_in_a_clean_run = clean_server.log.total()
+    kill_points = sorted(random.Random(7).sample(range(requests_in_a_clean_run // 10,
+                                                       requests_in_a_clean_run * 9 // 10), 3))
     kills = 0
-    for _ in range(4):
+    for point in kill_points:
         process = subprocess.Popen([*SYNTH, "run", str(pipeline), "--out", str(run_dir)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(chooser.uniform(1.5, 9.0))
+        while process.poll() is None and len(server.log.times) < point:  # len() of a list is safe across threads
+            time.sleep(0.002)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             kills += 1

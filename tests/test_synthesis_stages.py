@@ -190,6 +190,7 @@ def test_resume_skips_done_parts_and_never_resends_an_answered_request(samples, 
     out = tmp_path / "out"
     assert synth("augment", samples, out, server, "-n", "2").exit_code == 0
     sent = server.log.total("chat")
+    assert manifest(out)["totals"]["stats"]["llm_requests"] == sent  # every part's usage, summed
     first = [r["id"] for r in iter_rows(out)]
     again = synth("augment", samples, out, server, "-n", "2")
     assert again.exit_code == 0 and "already finished: skipped" in again.output
@@ -199,7 +200,9 @@ def test_resume_skips_done_parts_and_never_resends_an_answered_request(samples, 
     assert redo.exit_code == 0
     assert server.log.total("chat") == sent
     assert [r["id"] for r in iter_rows(out)] == first
-    assert manifest(out)["totals"]["stats"]["requests_from_journal"] == manifest(out)["totals"]["stats"]["requests"]
+    stats = manifest(out)["totals"]["stats"]
+    assert stats["requests_from_journal"] == stats["requests"] == stats["llm_from_journal"]
+    assert stats["llm_requests"] == 0 and stats["llm_prompt_tokens"] == 0  # journal answers cost nothing
 
 
 def test_querygen_is_reproducible_and_follows_the_distributions(samples, fake, tmp_path):

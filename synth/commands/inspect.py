@@ -70,7 +70,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, ensure_ascii=False, indent=1, default=str))
             return
-        console.print(f"[bold]{report['directory']}[/bold]  stage: {report['stage'] or 'unknown'}")
+        # soft_wrap: a long path must not split the header line (people and scripts grep for "stage: NAME").
+        console.print(f"stage: {report['stage'] or 'unknown'}  {report['directory']}", markup=False, soft_wrap=True)
         if not report["tasks"]:
             console.print("no parts")
         for task, info in report["tasks"].items():

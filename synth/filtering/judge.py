@@ -59,6 +59,6 @@ class LLMJudge:
                 verdicts.append(Verdict(keep=result.parsed.answers, reason=f"judge: {result.parsed.reason}"))
         return verdicts
 
-    def usage(self) -> dict[str, int | float]:
-        """The engine's running counters (requests, tokens, cost), for per-part stats."""
-        return self.engine.stats()
+    def usage(self, since: dict[str, int | float] | None = None) -> dict[str, int | float]:
+        """The engine's counters (requests, tokens, cost), all or since an earlier snapshot, for per-part stats."""
+        return self.engine.stats(since=since)

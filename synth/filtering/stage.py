@@ -21,6 +21,7 @@ from synth.filtering.negatives import false_negative, over_relative_margin
 from synth.filtering.record_rules import language_violation, length_violation, too_long
 from synth.filtering.settings import setting_for
 from synth.filtering.thresholds import below_threshold, resolve_threshold
+from synth.llm.accounting import as_part_stats
 from synth.llm.settings import LLM_OPTION_DEFAULTS
 from synth.schema import Task
 from synth.stage import PartResult, Stage
@@ -158,7 +159,7 @@ class FilterStage(Stage):
                 rejects.append(reject(self.name, location, drop[0], drop[1], row))
             else:
                 survivors.append((index, row))
-        usage_before = self.judge.usage() if self.judge else {}
+        usage_before = self.judge.usage() if self.judge else None
         verdicts = self.judge_verdicts([row for _, row in survivors])
         negatives_dropped = failed = 0
         for (index, row), verdict in zip(survivors, verdicts, strict=True):
@@ -176,7 +177,7 @@ class FilterStage(Stage):
         stats: dict[str, Any] = {"records_kept": len(rows), "records_dropped": len(rejects) - negatives_dropped,
                                  "negatives_dropped": negatives_dropped}
         if self.judge:
-            stats.update({k: v - usage_before.get(k, 0) for k, v in self.judge.usage().items()})
+            stats.update(as_part_stats(self.judge.usage(since=usage_before)))
         return PartResult(rows=rows, rejects=rejects, stats=stats, failed=failed)
 
     def judge_verdicts(self, rows: list[dict[str, Any]]) -> list[Verdict | None]:

@@ -142,7 +142,8 @@ def run_ingest(opts: IngestOptions, *, quiet: bool = False) -> StageSummary:
             finish(key_done, base_done, future.result())
     remove_stale_parts(opts.out, manifest, seen)
     if summary.skipped and not quiet:
-        console.print(f"[{STAGE}] {summary.skipped} of {len(seen)} parts already finished: skipped")
+        console.print(f"[{STAGE}] {summary.skipped} of {len(seen)} parts already finished: skipped",
+                      markup=False)
     totals = manifest.totals()
     manifest.set("totals", totals)
     summary.rows_in, summary.rows_out = totals["rows_in"], totals["rows_out"]

@@ -36,3 +36,12 @@ class Accounting:
         delta = {key: value - earlier.get(key, 0) for key, value in now.items()}
         delta["cost_usd"] = round(delta["cost_usd"], 6)
         return delta
+
+
+PART_STATS_PREFIX = "llm_"
+"""Engine counters in a part's stats carry this prefix, apart from the stage's own counts of its work."""
+
+
+def as_part_stats(counters: dict[str, int | float]) -> dict[str, int | float]:
+    """Engine counters for one part (from `LLMEngine.stats(since=...)`) as keys of that part's manifest stats."""
+    return {PART_STATS_PREFIX + key: value for key, value in counters.items()}

