@@ -41,30 +41,14 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that it exists only when complete: temporary name, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_table(path: Path, table: pa.Table) -> None:
-    """Write a zstd Parquet file that exists only when complete."""
+@contextlib.contextmanager
+def _atomic_path(path: Path) -> Iterator[str]:
+    """A temporary name beside `path` to write to; afterwards it is fsynced and renamed over `path`, or removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -73,6 +57,18 @@ def atomic_write_table(path: Path, table: pa.Table) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that it exists only when complete: temporary name, fsync, rename."""
+    with _atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> None:
+    """Write a zstd Parquet file that exists only when complete."""
+    with _atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def part_name(index: int) -> str:
