@@ -87,7 +87,7 @@ def test_bf16_vectors_agree_with_fp32():
     from synth.embed.local import LocalEmbedder
 
     texts = ["apt is the package manager of Debian", "a fast image viewer for X11 " * 20, "zsh"]
-    exact = LocalEmbedder(minilm_path(), precision="fp32").embed(texts)
+    exact = LocalEmbedder(minilm_path(), precision="fp32", backend="torch").embed(texts)
     fast_embedder = LocalEmbedder(minilm_path(), precision="bf16")
     fast = fast_embedder.embed(texts)
     assert fast_embedder.precision == "bf16"
@@ -99,3 +99,5 @@ def test_unknown_embedder_is_a_config_error(tmp_path):
         build_embedder({"embedder": "magic", "embed_model": "x", "embed_cache": str(tmp_path)})
     with pytest.raises(ConfigError, match="embed_precision must be"):
         build_embedder({"embed_model": "x", "embed_precision": "int4", "embed_cache": str(tmp_path)})
+    with pytest.raises(ConfigError, match="embed_backend must be"):
+        build_embedder({"embed_model": "x", "embed_backend": "tensorrt", "embed_cache": str(tmp_path)})

@@ -20,6 +20,7 @@ EMBED_DEFAULTS: dict[str, Any] = {
     "embed_base_url": None,
     "embed_batch_size": 64,
     "embed_precision": "auto",
+    "embed_backend": "auto",
     "embed_cache": None,
     "query_format": QZHOU_QUERY_FORMAT,
 }
@@ -67,7 +68,8 @@ def build_embedder(options: dict[str, Any]) -> CachedEmbedder:
     if batch_size < 1:
         raise ConfigError(f"embed_batch_size must be at least 1, got {batch_size}")
     if kind == "local":
-        backend: Any = LocalEmbedder(model, batch_size=batch_size, precision=str(merged["embed_precision"]))
+        backend: Any = LocalEmbedder(model, batch_size=batch_size, precision=str(merged["embed_precision"]),
+                                     backend=str(merged["embed_backend"]))
     elif kind == "api":
         from synth.embed.api import APIEmbedder  # the LLM engine is only needed for this backend
 

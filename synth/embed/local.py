@@ -2,7 +2,8 @@
 
 On a CPU with native bf16 (AVX512-BF16, AMX) the forward pass runs under bf16 autocast, about twice as fast as
 fp32; a probe checks at load time that its vectors agree with fp32 to a cosine of at least 0.999, else fp32 is used.
-The vectors count as the same model's (one cache), which that agreement justifies.
+The ONNX Runtime backend (synth.embed.onnx) is held to the same 0.999 agreement with PyTorch fp32. Vectors of
+every precision and backend count as the same model's (one cache), which that agreement justifies.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from synth.embed.base import normalize
+from synth.embed.base import lowest_cosine, normalize
 from synth.errors import ConfigError
 
 INSTALL_HINT = "pip install 'synth[cpu]' (or 'synth[gpu]' on a CUDA machine)"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BACKENDS = ("auto", "torch", "onnx")
 MIN_AGREEMENT = 0.999
 PROBE_TEXTS = [
     "hello",
@@ -54,26 +56,80 @@ def agreement(model: Any, context: Any) -> float:
     exact = model.encode(PROBE_TEXTS, convert_to_numpy=True, normalize_embeddings=True)
     with context:
         fast = model.encode(PROBE_TEXTS, convert_to_numpy=True, normalize_embeddings=True)
-    return float(np.einsum("ij,ij->i", exact, normalize(fast)).min())
+    return lowest_cosine(exact, fast)
+
+
+def onnx_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pick_backend(requested: str, device: str, precision: str) -> str:
+    """`auto` means onnx on a CPU when onnxruntime is installed, unless a precision other than fp32 is asked for."""
+    if requested != "auto":
+        return requested
+    return "onnx" if device == "cpu" and precision in ("auto", "fp32") and onnx_available() else "torch"
 
 
 class LocalEmbedder:
     """A sentence-transformers model, loaded on first use so a fully cached run never loads it."""
 
-    def __init__(self, model: str, batch_size: int = 64, device: str | None = None, precision: str = "auto"):
+    def __init__(
+        self, model: str, batch_size: int = 64, device: str | None = None, precision: str = "auto",
+        backend: str = "auto",
+    ):
         if precision not in PRECISIONS:
             raise ConfigError(f"embed_precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"embed_backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "onnx" and precision not in ("auto", "fp32"):
+            raise ConfigError(f"embed_backend onnx runs fp32; embed_precision {precision} needs embed_backend torch")
         self.model_name = model
         self.model_id = model
         self.batch_size = batch_size
         self.requested_device = device
         self.requested_precision = precision
+        self.requested_backend = backend
         self.precision = ""
+        self.backend = ""
         self.calls = 0
         self._model: Any = None
+        self._onnx: Any = None
         self._context: Any = contextlib.nullcontext()
 
-    def _load(self) -> Any:
+    def _load(self) -> None:
+        """The ONNX encoder when the backend choice and its agreement check allow it, else the torch model."""
+        device = "cpu" if self.requested_backend == "onnx" else pick_device(self.requested_device)
+        if pick_backend(self.requested_backend, device, self.requested_precision) == "onnx":
+            self._onnx = self._load_onnx()
+        if self._onnx is not None:
+            self.backend, self.precision = "onnx", "fp32"
+        else:
+            self._model = self._load_torch()
+            self.backend = "torch"
+
+    def _load_onnx(self) -> Any:
+        """The ONNX encoder, or None (said on stderr) when `auto` finds it unusable or not exact enough."""
+        from synth.embed.onnx import load_encoder
+
+        forced = self.requested_backend == "onnx"
+        try:
+            encoder = load_encoder(self.model_name, PROBE_TEXTS)
+        except ConfigError as exc:
+            if forced:
+                raise
+            console.print(f"[embed] onnx backend not usable ({exc}); using torch", highlight=False, markup=False)
+            return None
+        cosine = encoder.agreement()
+        chosen = "onnx" if cosine >= MIN_AGREEMENT or forced else "torch"
+        console.print(f"[embed] onnx vs torch fp32 agreement on probe texts: cosine {cosine:.5f}; using {chosen}",
+                      highlight=False, markup=False)
+        return encoder if chosen == "onnx" else None
+
+    def _load_torch(self) -> Any:
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
@@ -104,9 +160,11 @@ class LocalEmbedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of `texts`; sentence-transformers sorts by length inside the call, so pass big lists."""
-        if self._model is None:
-            self._model = self._load()
+        if self._model is None and self._onnx is None:
+            self._load()
         self.calls += 1
+        if self._onnx is not None:
+            return self._onnx.encode(texts, self.batch_size)
         with self._context:
             vectors = self._model.encode(
                 texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
