@@ -63,6 +63,9 @@ class Stage(ABC):
     def finish(self, manifest: Manifest) -> None:
         """Write stage-level facts once all parts are done."""
 
+    def close(self) -> None:
+        """Release connections and files; runs whether the stage finished or stopped with an error."""
+
 
 @dataclass
 class StageSummary:
@@ -106,6 +109,41 @@ def remove_stale_parts(out: Path, manifest: Manifest, keys: set[str]) -> None:
     manifest.save()
 
 
+def process_parts(stage: Stage, todo: list[tuple[PartRef, str, str]], out: Path, manifest: Manifest, cfg_hash: str,
+                  *, quiet: bool = False) -> None:
+    """Process each (part, output name, fingerprint) and record it in the manifest at once (the checkpoint)."""
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=quiet or not todo,
+    ) as progress, shared_progress(progress):  # LLM request bars join this display (rich allows one)
+        bar = progress.add_task(stage.name, total=len(todo))
+        for part, name, fingerprint in todo:
+            started = time.monotonic()
+            table = read_part(part)
+            result = stage.process(part, table)
+            files = [write_part(out, part.task, name, result.rows)]
+            rejects_file = write_rejects(out, part.task, name, result.rejects)
+            if rejects_file:
+                files.append(rejects_file)
+            manifest.record(
+                f"{part.task.value}/{name}",
+                {
+                    "input": str(part.path),
+                    "fingerprint": fingerprint,
+                    "config_hash": cfg_hash if not result.failed else "incomplete",
+                    "files": files,
+                    "rows_in": table.num_rows,
+                    "rows_out": len(result.rows),
+                    "rows_rejected": len(result.rejects),
+                    "rejects_by_rule": count_rejects(result.rejects),
+                    "failed": result.failed,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "stats": result.stats,
+                },
+            )
+            progress.advance(bar)
+
+
 def run_stage(stage: Stage, inputs: list[Path], out: Path, *, quiet: bool = False) -> StageSummary:
     """Process every input part not already done with the same input and config; return the summary."""
     parts = input_parts(inputs)
@@ -122,41 +160,14 @@ def run_stage(stage: Stage, inputs: list[Path], out: Path, *, quiet: bool = Fals
     if summary.skipped and not quiet:
         console.print(f"[{stage.name}] {summary.skipped} of {len(work)} parts already finished: skipped",
                       markup=False)
-    if todo:
-        stage.prepare(parts)
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=quiet or not todo,
-    ) as progress, shared_progress(progress):  # LLM request bars join this display (rich allows one)
-        bar = progress.add_task(stage.name, total=len(todo))
-        for part, name, fingerprint in todo:
-            started = time.monotonic()
-            table = read_part(part)
-            result = stage.process(part, table)
-            files = [write_part(out, part.task, name, result.rows)]
-            rejects_file = write_rejects(out, part.task, name, result.rejects)
-            if rejects_file:
-                files.append(rejects_file)
-            by_rule = count_rejects(result.rejects)
-            manifest.record(
-                f"{part.task.value}/{name}",
-                {
-                    "input": str(part.path),
-                    "fingerprint": fingerprint,
-                    "config_hash": cfg_hash if not result.failed else "incomplete",
-                    "files": files,
-                    "rows_in": table.num_rows,
-                    "rows_out": len(result.rows),
-                    "rows_rejected": len(result.rejects),
-                    "rejects_by_rule": by_rule,
-                    "failed": result.failed,
-                    "seconds": round(time.monotonic() - started, 3),
-                    "stats": result.stats,
-                },
-            )
-            summary.processed += 1
-            progress.advance(bar)
-    stage.finish(manifest)
+    try:
+        if todo:
+            stage.prepare(parts)
+        process_parts(stage, todo, out, manifest, cfg_hash, quiet=quiet)
+        summary.processed = len(todo)
+        stage.finish(manifest)
+    finally:
+        stage.close()
     totals = manifest.totals()
     summary.rows_in, summary.rows_out = totals["rows_in"], totals["rows_out"]
     summary.rejected, summary.rejects_by_rule = totals["rows_rejected"], totals["rejects_by_rule"]

@@ -161,3 +161,29 @@ def test_no_temporary_files_left_behind(tmp_path: Path):
     source = make_input(tmp_path / "in", [[("a", "pa")]])
     run_stage(UpperStage(), [source], tmp_path / "out", quiet=True)
     assert not [p for p in (tmp_path / "out").rglob("*") if p.name.endswith(".tmp")]
+
+
+class CrashingStage(UpperStage):
+    """Raises on its second part, the way a stage stops on a fatal API error; records whether it was closed."""
+
+    closed = False
+
+    def process(self, part, table: pa.Table) -> PartResult:
+        if self.calls == 1:
+            raise RuntimeError("server said 401")
+        return super().process(part, table)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_stage_that_stops_with_an_error_is_closed_and_keeps_its_finished_parts(tmp_path: Path):
+    source = make_input(tmp_path / "in", [[("a", "pa")], [("b", "pb")]])
+    out = tmp_path / "out"
+    stage = CrashingStage()
+    with pytest.raises(RuntimeError, match="401"):
+        run_stage(stage, [source], out, quiet=True)
+    assert stage.closed
+    assert list(Manifest(out, "upper").parts) == ["retrieval/part-00000"]
+    resumed = UpperStage()
+    assert run_stage(resumed, [source], out, quiet=True).rows_out == 2 and resumed.calls == 1

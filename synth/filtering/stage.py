@@ -233,10 +233,12 @@ class FilterStage(Stage):
                 return "llm_negative_margin", reason
         return None
 
-    def finish(self, manifest: Manifest) -> None:
-        """Score distributions before and after, and the resolved thresholds, beside the per-part entries."""
+    def close(self) -> None:
         if self.judge:
             self.judge.engine.close()
+
+    def finish(self, manifest: Manifest) -> None:
+        """Score distributions before and after, and the resolved thresholds, beside the per-part entries."""
         if not self.prepared:
             return
         after: dict[str, list[float]] = {"positive": [], "negative": []}

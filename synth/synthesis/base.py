@@ -17,7 +17,7 @@ from synth.llm.accounting import as_part_stats
 from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import Task, validate_row
 from synth.stage import PartResult, Stage, console
-from synth.store import Manifest, PartRef, reject
+from synth.store import PartRef, reject
 from synth.synthesis.generation import Check, ItemsOf, Job, Rejected, RoundStats, run_rounds
 
 SYNTHESIS_DEFAULTS: dict[str, Any] = {
@@ -85,7 +85,7 @@ class SynthesisStage(Stage):
             self._engine = LLMEngine(self.settings, journal=self.out / "_journal.sqlite", stage=self.name)
         return self._engine
 
-    def finish(self, manifest: Manifest) -> None:
+    def close(self) -> None:
         """Close the engine (its accounting is already in every part's stats)."""
         if self._engine is not None:
             self._engine.close()
