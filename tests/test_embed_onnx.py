@@ -83,7 +83,8 @@ def test_a_damaged_export_is_never_used_and_is_redone(export_root, tmp_path, mon
     assert encoder.agreement() >= 0.999
 
 
-def test_auto_picks_onnx_only_where_torch_would_run_fp32_on_a_cpu(monkeypatch):
+def test_auto_picks_onnx_on_a_cpu_unless_a_low_precision_is_asked_for(monkeypatch):
+    assert local.pick_backend("auto", "cpu", "auto") == "onnx"
     assert local.pick_backend("auto", "cpu", "fp32") == "onnx"
     assert local.pick_backend("auto", "cpu", "bf16") == "torch"
     assert local.pick_backend("auto", "cuda", "fp32") == "torch"
@@ -93,7 +94,7 @@ def test_auto_picks_onnx_only_where_torch_would_run_fp32_on_a_cpu(monkeypatch):
 
 
 def test_auto_uses_onnx_and_falls_back_to_torch_without_onnxruntime(export_root, monkeypatch, capsys):
-    auto = LocalEmbedder(minilm_path(), precision="fp32")
+    auto = LocalEmbedder(minilm_path())
     fast = auto.embed(TEXTS)
     assert (auto.backend, auto.precision) == ("onnx", "fp32")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError

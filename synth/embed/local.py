@@ -68,13 +68,13 @@ def onnx_available() -> bool:
 
 
 def pick_backend(requested: str, device: str, precision: str) -> str:
-    """`auto` means onnx where torch would run fp32 on a CPU and onnxruntime is installed.
+    """`auto` means onnx on a CPU when onnxruntime is installed, unless bf16 or fp16 is asked for (onnx runs fp32).
 
-    Not where torch runs bf16: on an AVX512-BF16 CPU torch bf16 was faster than ONNX Runtime fp32 (see README).
+    Also where torch could run bf16: ONNX Runtime fp32 was faster than torch bf16 on an AVX512-BF16 CPU (README).
     """
     if requested != "auto":
         return requested
-    return "onnx" if device == "cpu" and precision == "fp32" and onnx_available() else "torch"
+    return "onnx" if device == "cpu" and precision in ("auto", "fp32") and onnx_available() else "torch"
 
 
 class LocalEmbedder:
@@ -105,10 +105,8 @@ class LocalEmbedder:
 
     def _load(self) -> None:
         """The ONNX encoder when the backend choice and its agreement check allow it, else the torch model."""
-        forced = self.requested_backend == "onnx"
-        device = "cpu" if forced else pick_device(self.requested_device)
-        precision = "fp32" if forced else pick_precision(self.requested_precision, device)
-        if pick_backend(self.requested_backend, device, precision) == "onnx":
+        device = "cpu" if self.requested_backend == "onnx" else pick_device(self.requested_device)
+        if pick_backend(self.requested_backend, device, self.requested_precision) == "onnx":
             self._onnx = self._load_onnx()
         if self._onnx is not None:
             self.backend, self.precision = "onnx", "fp32"
