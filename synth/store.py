@@ -42,7 +42,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[str]:
+def atomic_path(path: Path) -> Iterator[str]:
     """A temporary name beside `path` to write to; afterwards it is fsynced and renamed over `path`, or removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -61,13 +61,13 @@ def _atomic_path(path: Path) -> Iterator[str]:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that it exists only when complete: temporary name, fsync, rename."""
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)
 
 
 def atomic_write_table(path: Path, table: pa.Table) -> None:
     """Write a zstd Parquet file that exists only when complete."""
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
 

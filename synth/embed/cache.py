@@ -7,22 +7,29 @@ files are written atomically, so a crash leaves no half shard and concurrent wri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from synth.errors import ConfigError
-from synth.store import atomic_write_bytes
+from synth.store import atomic_path, atomic_write_bytes
 
 KEY_DTYPE = np.dtype("S16")
 RECENT_SHARE = 8
 """New keys wait in a small sorted table until it holds 1/RECENT_SHARE of the main one; then the two merge.
 So adding n vectors costs O(n log n) overall instead of a re-sort of the whole table at every write."""
+FANOUT = 8
+TIER_BASE_ROWS = 4096
+MAX_MERGED_ROWS = 1 << 20
+"""Shards are merged FANOUT at a time within a size tier (like an LSM tree), up to this many rows, so a cache of
+millions of vectors stays a few dozen files: each open shard holds a file descriptor (a default limit is 1,024)."""
 
 
 def text_keys(texts: list[str]) -> np.ndarray:
@@ -76,6 +83,14 @@ class KeyTable:
                         np.insert(self.row_of, at, other.row_of))
 
 
+def _tier(rows: int) -> int:
+    """0 up to TIER_BASE_ROWS rows, then one more per FANOUT-fold growth."""
+    tier = 0
+    while rows > TIER_BASE_ROWS * FANOUT**tier:
+        tier += 1
+    return tier
+
+
 class EmbeddingCache:
     """Vectors of one model, looked up by text key; shards are opened memory-mapped, never loaded whole."""
 
@@ -83,6 +98,8 @@ class EmbeddingCache:
         self.directory = Path(root) / namespace(model_id)
         self.model_id = model_id
         self._shards: list[np.ndarray] = []
+        self._names: list[str] = []
+        self._gone: set[str] = set()  # shards another process merged away: still mapped here, never merged again
         self._main = KeyTable.empty()
         self._recent = KeyTable.empty()
         self.dim: int | None = None
@@ -101,6 +118,7 @@ class EmbeddingCache:
                 shard_keys = np.load(keys_path, allow_pickle=False)
                 self._check_dim(np.load(vectors_path, mmap_mode="r").shape[1])
                 self._shards.append(np.load(vectors_path, mmap_mode="r"))
+                self._names.append(keys_path.name.removesuffix(".keys.npy"))
                 keys.append(shard_keys)
                 shard_of.append(np.full(len(shard_keys), len(self._shards) - 1, dtype=np.int32))
                 row_of.append(np.arange(len(shard_keys), dtype=np.int64))
@@ -134,13 +152,15 @@ class EmbeddingCache:
         """Vectors at cache positions (from `find`, all >= 0), read from the memory-mapped shards."""
         out = np.empty((len(positions), self.dim or 0), dtype=np.float32)
         shards, rows = self._locate(positions)
-        for shard in np.unique(shards):
-            hit = shards == shard
-            rows_in_shard = rows[hit]
-            order = np.argsort(rows_in_shard)  # sequential reads from the mapped file
-            block = self._shards[shard][rows_in_shard[order]]
-            out[np.flatnonzero(hit)[order]] = block
+        order = np.lexsort((rows, shards))  # shard by shard, rows ascending: sequential reads from mapped files
+        starts = np.flatnonzero(np.diff(shards[order])) + 1
+        for block in np.split(order, starts):
+            if len(block):
+                out[block] = self._shards[shards[block[0]]][rows[block]]
         return out
+
+    def _paths(self, name: str) -> tuple[Path, Path]:
+        return self.directory / f"{name}.keys.npy", self.directory / f"{name}.vectors.npy"
 
     def put(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Store new vectors as one shard (vectors first, keys last: the keys file marks it complete)."""
@@ -149,13 +169,64 @@ class EmbeddingCache:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self._check_dim(vectors.shape[1])
         name = uuid.uuid4().hex
-        vectors_path = self.directory / f"{name}.vectors.npy"
+        keys_path, vectors_path = self._paths(name)
         atomic_write_bytes(vectors_path, _npy_bytes(vectors))
-        atomic_write_bytes(self.directory / f"{name}.keys.npy", _npy_bytes(np.asarray(keys, dtype=KEY_DTYPE)))
+        atomic_write_bytes(keys_path, _npy_bytes(np.asarray(keys, dtype=KEY_DTYPE)))
         self._shards.append(np.load(vectors_path, mmap_mode="r"))
+        self._names.append(name)
         shard = len(self._shards) - 1
         added = KeyTable.sorted_from(np.asarray(keys, dtype=KEY_DTYPE), np.full(len(keys), shard, dtype=np.int32),
                                      np.arange(len(keys), dtype=np.int64))
         self._recent = self._recent.merged(added)
         if len(self._recent) * RECENT_SHARE > len(self._main):
             self._main, self._recent = self._main.merged(self._recent), KeyTable.empty()
+        while members := self._mergeable():  # each pass merges or sets aside shards, so it ends
+            self._merge(members)
+
+    def _mergeable(self) -> list[int]:
+        """FANOUT shards of one size tier, when some tier has that many (shards at the size cap stay as they are)."""
+        tiers: dict[int, list[int]] = defaultdict(list)
+        for index, shard in enumerate(self._shards):
+            if len(shard) < MAX_MERGED_ROWS and self._names[index] not in self._gone:
+                tiers[_tier(len(shard))].append(index)
+        return next((members[:FANOUT] for members in tiers.values() if len(members) >= FANOUT), [])
+
+    def _merge(self, members: list[int]) -> None:
+        """Rewrite `members` as one shard, streamed (vectors first, keys last), then delete them.
+
+        A member whose files another process has merged away stays mapped here but is set aside, and nothing is
+        merged this time."""
+        try:
+            keys = np.concatenate([np.load(self._paths(self._names[i])[0], allow_pickle=False) for i in members])
+        except FileNotFoundError:
+            names = [self._names[i] for i in members]
+            self._gone.update([n for n in names if not self._paths(n)[0].exists()] or names)
+            return
+        name = uuid.uuid4().hex
+        keys_path, vectors_path = self._paths(name)
+        with atomic_path(vectors_path) as tmp:
+            merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(keys), self.dim or 0))
+            offsets = np.cumsum([0] + [len(self._shards[i]) for i in members])[:-1]
+            for index, start in zip(members, offsets, strict=True):
+                merged[start : start + len(self._shards[index])] = self._shards[index]
+            merged.flush()
+            del merged
+        atomic_write_bytes(keys_path, _npy_bytes(keys))
+        retired = [self._names[i] for i in members]
+        self._replace_shards(members, offsets, name)
+        for old in retired:  # the keys file first: without it a shard no longer counts
+            for path in self._paths(old):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def _replace_shards(self, members: list[int], offsets: np.ndarray, name: str) -> None:
+        """Point the key tables at the merged shard (appended last): member rows move by their shard's offset."""
+        kept = [i for i in range(len(self._shards)) if i not in set(members)]
+        new_shard = np.empty(len(self._shards), dtype=np.int32)
+        row_offset = np.zeros(len(self._shards), dtype=np.int64)
+        new_shard[kept] = np.arange(len(kept), dtype=np.int32)
+        new_shard[members], row_offset[members] = len(kept), offsets
+        self._main, self._recent = (KeyTable(t.keys, new_shard[t.shard_of], t.row_of + row_offset[t.shard_of])
+                                    for t in (self._main, self._recent))
+        self._shards = [self._shards[i] for i in kept] + [np.load(self._paths(name)[1], mmap_mode="r")]
+        self._names = [self._names[i] for i in kept] + [name]

@@ -21,7 +21,7 @@ import numpy as np
 
 from synth.embed.base import lowest_cosine, normalize
 from synth.errors import ConfigError
-from synth.store import _atomic_path, atomic_write_bytes
+from synth.store import atomic_path, atomic_write_bytes
 
 INSTALL_HINT = "pip install 'synth[onnx]'"
 EXPORT_FORMAT = 1
@@ -111,7 +111,7 @@ def export(model_name: str, folder: Path, probe_texts: list[str]) -> None:
     axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]}
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with _atomic_path(folder / GRAPH) as tmp, warnings.catch_warnings(), torch.no_grad():
+        with atomic_path(folder / GRAPH) as tmp, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's warnings are about python control flow we do not use
             torch.onnx.export(LastHidden(), tuple(sample[name] for name in names), tmp, dynamo=False,
                               input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
@@ -120,7 +120,7 @@ def export(model_name: str, folder: Path, probe_texts: list[str]) -> None:
         raise ConfigError(f"cannot export {model_name!r} to ONNX: {exc}") from exc
     atomic_write_bytes(folder / TOKENIZER, tokenizer.backend_tokenizer.to_str().encode("utf-8"))
     reference = model.encode(probe_texts, convert_to_numpy=True, normalize_embeddings=True)
-    with _atomic_path(folder / PROBE) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(folder / PROBE) as tmp, open(tmp, "wb") as fh:
         np.save(fh, normalize(reference), allow_pickle=False)
     meta = {**settings, "model": model_name, "probe_texts": probe_texts,
             "graph_bytes": (folder / GRAPH).stat().st_size}
