@@ -123,8 +123,8 @@ def register(app: typer.Typer) -> None:
         embed_batch_size: int | None = typer.Option(
             None, min=1, help="Texts per model batch or API request \\[default: 64]", rich_help_panel=PANEL_EMBED),
         embed_precision: str | None = typer.Option(
-            None, help="auto | fp32 | bf16 | fp16; auto: fp16 on GPU, bf16 on CPUs with native bf16 when it agrees "
-            "with fp32 to cosine 0.999 \\[default: auto]", rich_help_panel=PANEL_EMBED),
+            None, help="auto | fp32 | bf16 | fp16; auto: fp32 on onnx; on torch fp16 on GPU, bf16 on CPUs with native "
+            "bf16 when it agrees with fp32 to cosine 0.999 \\[default: auto]", rich_help_panel=PANEL_EMBED),
         embed_backend: str | None = typer.Option(
             None, help="auto | torch | onnx; auto: ONNX Runtime on CPU when onnxruntime is installed and its vectors "
             "agree with torch fp32 to cosine 0.999 \\[default: auto]", rich_help_panel=PANEL_EMBED),
