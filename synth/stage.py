@@ -109,6 +109,12 @@ def remove_stale_parts(out: Path, manifest: Manifest, keys: set[str]) -> None:
     manifest.save()
 
 
+def say_skipped(stage: str, skipped: int, total: int) -> None:
+    """Tell a rerun's user what it did not redo (plain text: `[stage]` is not rich markup)."""
+    if skipped:
+        console.print(f"[{stage}] {skipped} of {total} parts already finished: skipped", markup=False)
+
+
 def process_parts(stage: Stage, todo: list[tuple[PartRef, str, str]], out: Path, manifest: Manifest, cfg_hash: str,
                   *, quiet: bool = False) -> None:
     """Process each (part, output name, fingerprint) and record it in the manifest at once (the checkpoint)."""
@@ -157,9 +163,8 @@ def run_stage(stage: Stage, inputs: list[Path], out: Path, *, quiet: bool = Fals
     todo = [w for w in work if not manifest.is_done(f"{w[0].task.value}/{w[1]}", w[2], cfg_hash)]
     remove_stale_parts(out, manifest, {f"{p.task.value}/{name}" for p, name, _ in work})
     summary.skipped = len(work) - len(todo)
-    if summary.skipped and not quiet:
-        console.print(f"[{stage.name}] {summary.skipped} of {len(work)} parts already finished: skipped",
-                      markup=False)
+    if not quiet:
+        say_skipped(stage.name, summary.skipped, len(work))
     try:
         if todo:
             stage.prepare(parts)

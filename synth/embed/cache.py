@@ -221,7 +221,8 @@ class EmbeddingCache:
 
     def _replace_shards(self, members: list[int], offsets: np.ndarray, name: str) -> None:
         """Point the key tables at the merged shard (appended last): member rows move by their shard's offset."""
-        kept = [i for i in range(len(self._shards)) if i not in set(members)]
+        merged = set(members)
+        kept = [i for i in range(len(self._shards)) if i not in merged]
         new_shard = np.empty(len(self._shards), dtype=np.int32)
         row_offset = np.zeros(len(self._shards), dtype=np.int64)
         new_shard[kept] = np.arange(len(kept), dtype=np.int32)

@@ -27,7 +27,7 @@ from synth.ingest.readers import EXTENSIONS, Chunk, columns, detect_format, read
 from synth.ingest.records import STAGE, RecordMaker
 from synth.ingest.values import Rejected, top_column
 from synth.schema import Task
-from synth.stage import StageSummary, remove_stale_parts
+from synth.stage import StageSummary, remove_stale_parts, say_skipped
 from synth.store import Manifest, part_name
 
 console = Console(stderr=True)
@@ -141,9 +141,8 @@ def run_ingest(opts: IngestOptions, *, quiet: bool = False) -> StageSummary:
             key_done, base_done, future = pending.popleft()
             finish(key_done, base_done, future.result())
     remove_stale_parts(opts.out, manifest, seen)
-    if summary.skipped and not quiet:
-        console.print(f"[{STAGE}] {summary.skipped} of {len(seen)} parts already finished: skipped",
-                      markup=False)
+    if not quiet:
+        say_skipped(STAGE, summary.skipped, len(seen))
     totals = manifest.totals()
     manifest.set("totals", totals)
     summary.rows_in, summary.rows_out = totals["rows_in"], totals["rows_out"]
