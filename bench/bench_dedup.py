@@ -7,10 +7,10 @@ Needs the `bench` extra (datasketch, rensa) and Debian's English package descrip
 `apt-get update -o Acquire::Languages=en` fetches /var/lib/apt/lists/*_i18n_Translation-en*.
 
 Every implementation gets the same texts and the same features (synth's normalised text, character 5-grams),
-64 permutations and the filter's threshold, and runs in its own process (so its peak RSS is its own):
+64 permutations and the filter's threshold, and runs in its own process (so its memory is its own):
 - signatures/s: one text at a time, the way the filter meets records;
 - scan: the filter's first-occurrence-wins pass (signature, LSH candidates, earliest candidate whose estimate
-  reaches the threshold, else add the text), with the growth of peak RSS over the scan;
+  reaches the threshold, else add the text), and the resident memory its index holds after the scan;
 - recall: planted near-copies (true Jaccard to their source >= threshold) that the scan flags;
 - precision: flagged texts whose match really reaches the threshold (exact Jaccard of the 5-gram sets),
   which also credits the near-duplicates Debian's descriptions already hold.
@@ -37,9 +37,11 @@ from synth.filtering.minhash import NUM_PERM, SHINGLE, normalise
 
 HERE = Path(__file__).resolve().parent
 TRANSLATIONS = "/var/lib/apt/lists/*_i18n_Translation-en*"
-IMPLEMENTATIONS = ("synth", "datasketch", "datasketch-16x4", "rensa")
+IMPLEMENTATIONS = ("synth", "datasketch", "datasketch-16x4", "rensa", "rensa-hashes")
 KINDS = ("copy", "reformat", "char edits", "word edits")
 BANDS = 16  # synth's banding, also given to rensa (which needs a band count) and to datasketch-16x4
+Scan = tuple[list[tuple[int, int]], Any]
+"""(flagged position, position of its match) pairs, and the index (kept alive while its memory is measured)."""
 
 
 def descriptions() -> list[str]:
@@ -109,27 +111,43 @@ class Implementation:
     def __init__(self, name: str, threshold: float):
         self.name = name
         self.threshold = threshold
-        self.signature, self.scan = getattr(self, name.split("-")[0])()  # datasketch-16x4: datasketch
+        method = "datasketch" if name.startswith("datasketch") else name.replace("-", "_")
+        self.signature, self.scan = getattr(self, method)()
 
-    def synth(self) -> tuple[Callable[[str], Any], Callable[[list[str]], list[tuple[int, int]]]]:
+    def synth(self, hasher: Any = None) -> tuple[Callable[[str], Any], Callable[[list[str]], Scan]]:
         from synth.filtering.minhash import MinHasher, NearDuplicateIndex
 
-        hasher = MinHasher()
+        hasher = hasher or MinHasher()
 
-        def scan(texts: list[str]) -> list[tuple[int, int]]:
+        def scan(texts: list[str]) -> Scan:
             index = NearDuplicateIndex(self.threshold, hasher)
-            found = ((i, index.check_and_add([t], str(i))) for i, t in enumerate(texts))
-            return [(i, int(match[0])) for i, match in found if match]
+            found = [(i, index.check_and_add([t], str(i))) for i, t in enumerate(texts)]
+            return [(i, int(match[0])) for i, match in found if match], index
 
         return lambda text: hasher.signature([text]), scan
 
-    def datasketch(self) -> tuple[Callable[[str], Any], Callable[[list[str]], list[tuple[int, int]]]]:
+    def rensa_hashes(self) -> tuple[Callable[[str], Any], Callable[[list[str]], Scan]]:
+        """synth's 5-gram hashes and LSH index, with rensa computing the signature from the hashes."""
+        import numpy as np
+        from rensa import RMinHash
+
+        from synth.filtering.minhash import MinHasher, shingle_hashes
+
+        class Hasher(MinHasher):
+            def signature(self, texts: list[str]) -> np.ndarray:
+                hashes = shingle_hashes(normalise(texts[0]))
+                digest = RMinHash.digest_matrix_from_flat_token_hashes(hashes, [0, hashes.size], NUM_PERM, 1)
+                return np.array(digest.to_rows()[0], dtype=np.uint64)
+
+        return self.synth(Hasher())
+
+    def datasketch(self) -> tuple[Callable[[str], Any], Callable[[list[str]], Scan]]:
         from datasketch import MinHash, MinHashLSH
 
-        permutations = MinHash(num_perm=NUM_PERM, seed=1).permutations  # made once, as MinHash.bulk does
+        template = MinHash(num_perm=NUM_PERM, seed=1)  # permutations made once, as MinHash.bulk does
 
         def signature(text: str) -> MinHash:
-            minhash = MinHash(num_perm=NUM_PERM, seed=1, permutations=permutations)
+            minhash = MinHash(num_perm=NUM_PERM, seed=1, permutations=template.permutations, scheme=template.scheme)
             minhash.update_batch([s.encode("utf-8") for s in shingles(text)])
             return minhash
 
@@ -137,7 +155,7 @@ class Implementation:
         return signature, lambda texts: self.first_wins(
             texts, signature, MinHashLSH(threshold=self.threshold, num_perm=NUM_PERM, params=params))
 
-    def rensa(self) -> tuple[Callable[[str], Any], Callable[[list[str]], list[tuple[int, int]]]]:
+    def rensa(self) -> tuple[Callable[[str], Any], Callable[[list[str]], Scan]]:
         from rensa import RMinHash, RMinHashLSH
 
         def signature(text: str) -> RMinHash:
@@ -147,7 +165,7 @@ class Implementation:
 
         return signature, lambda texts: self.first_wins(texts, signature, RMinHashLSH(self.threshold, NUM_PERM, BANDS))
 
-    def first_wins(self, texts: list[str], signature: Callable[[str], Any], lsh: Any) -> list[tuple[int, int]]:
+    def first_wins(self, texts: list[str], signature: Callable[[str], Any], lsh: Any) -> Scan:
         """The filter's scan with a library's LSH: the earliest candidate at or over the threshold, else add."""
         kept: dict[int, Any] = {}
         flags = []
@@ -159,11 +177,12 @@ class Implementation:
                 lsh.insert(i, minhash)
             else:
                 flags.append((i, match))
-        return flags
+        return flags, (kept, lsh)
 
 
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mib() -> float:
+    """Resident memory now (not the peak: loading the texts' JSON peaks higher than most indexes)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
 def worker(name: str, data: Path, threshold: float) -> None:
@@ -171,11 +190,12 @@ def worker(name: str, data: Path, threshold: float) -> None:
     texts = json.loads(data.read_text(encoding="utf-8"))["texts"]
     implementation = Implementation(name, threshold)
     implementation.signature(texts[0])  # imports and one-off set-up off the clock
-    before = peak_mib()
+    before = rss_mib()
     started = time.perf_counter()
-    flags = implementation.scan(texts)
+    flags, index = implementation.scan(texts)
     scan_s = time.perf_counter() - started
-    grown = peak_mib() - before
+    grown = rss_mib() - before
+    del index
     started = time.perf_counter()
     for text in texts:
         implementation.signature(text)
@@ -200,9 +220,11 @@ def quality(result: dict[str, Any], dataset: dict[str, Any], threshold: float) -
 
 
 def run(name: str, data: Path, threshold: float) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--worker", name, "--data", str(data),
-                          "--threshold", str(threshold)], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.splitlines()[-1])
+    done = subprocess.run([sys.executable, __file__, "--worker", name, "--data", str(data),
+                           "--threshold", str(threshold)], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{name} failed:\n{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def main() -> None:
@@ -235,7 +257,7 @@ def main() -> None:
                         f"{args.planted:,} planted near-copies ({scores['synth']['positives']:,} at Jaccard >= "
                         f"{args.threshold}), {NUM_PERM} permutations, best of {args.rounds} rounds")
     for column in ("implementation", "signatures/s", "vs synth", "scan s", "vs synth", "recall", "precision",
-                   "flagged", "scan RSS MiB"):
+                   "flagged", "index RSS MiB"):
         table.add_column(column, justify="left" if column == "implementation" else "right")
     for name, result in best.items():
         score = scores[name]
@@ -243,7 +265,7 @@ def main() -> None:
                       f"{result['signatures_per_s'] / base['signatures_per_s']:.2f}x", f"{result['scan_s']:.2f}",
                       f"{result['scan_s'] / base['scan_s']:.2f}x", f"{score['recall']:.4f}",
                       f"{score['precision']:.4f}", f"{score['flagged']:,}", f"{result['rss_mib']:.0f}")
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":
