@@ -10,9 +10,8 @@ import typer
 from synth.commands.common import report_and_exit, stage_options
 from synth.errors import ConfigError, UsageError
 from synth.export.formats import FORMATS
-from synth.export.writer import export_format
+from synth.export.stage import run_export
 from synth.stage import StageSummary
-from synth.store import list_parts, read_part
 
 DEFAULTS: dict[str, Any] = {
     "inputs": [],
@@ -37,17 +36,7 @@ def run(options: dict[str, Any]) -> StageSummary:
     num_negatives = options.get("num_negatives")
     if num_negatives is not None and int(num_negatives) < 0:
         raise ConfigError(f"num_negatives must be 0 or more, got {num_negatives}")
-    source = Path(inputs[0])
-    summary = StageSummary("export", Path(out))
-    summary.rows_in = sum(read_part(p).num_rows for p in list_parts(source))
-    for name in names:
-        report = export_format(source, Path(out), name, num_negatives, options.get("instruction_format"))
-        summary.processed += len(report.files)
-        summary.rows_out += sum(report.written.values())
-        summary.stats.update({f"written {k}": v for k, v in report.written.items()})
-        summary.stats.update({f"skipped {k}": v for k, v in report.skipped.items() if v})
-        summary.stats.update({f"negatives per row {name}/{k}": v for k, v in report.num_negatives.items()})
-    return summary
+    return run_export(Path(inputs[0]), Path(out), names, num_negatives, options.get("instruction_format"))
 
 
 def register(app: typer.Typer) -> None:
