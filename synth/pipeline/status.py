@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth.errors import InputFileError, SynthError
+from synth.errors import InputFileError, SynthError, UsageError
 from synth.executor import Decision, PartPlan, dry_run
 from synth.ingest.runner import plan_ingest
 from synth.lineage import stage_usage
@@ -65,11 +65,13 @@ def rerun_text(decisions: Counter[Decision]) -> str:
 def stage_status(stage: dict[str, Any]) -> StageStatus:
     status = StageStatus(stage["name"], stage["use"], Path(stage["out"]))
     manifest = read_manifest(status.out)
+    plans: list[PartPlan] | None = None
+    problem = ""
     try:
-        plans: list[PartPlan] | None = list(stage_plans(stage))
+        plans = list(stage_plans(stage))
         status.parts_total = len(plans)
-    except InputFileError as exc:  # an upstream stage not run yet, or an input file gone
-        plans, problem = None, str(exc)
+    except UsageError as exc:  # an upstream stage not run yet, an input file gone: the run would stop the same way
+        problem = str(exc)
     if manifest is None:
         status.rerun = "run (not started)"
         return status
