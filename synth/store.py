@@ -41,6 +41,13 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
     """A temporary name beside `path` to write to; afterwards it is fsynced and renamed over `path`, or removed."""
@@ -50,11 +57,14 @@ def atomic_path(path: Path) -> Iterator[str]:
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600: a team's data folder needs more
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not exc.filename:  # pyarrow's write errors name no file: name it
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     _fsync_dir(path.parent)
 

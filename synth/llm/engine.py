@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from synth.errors import ConfigError, FatalAPIError
+from synth.llm import liveness
 from synth.llm.accounting import Accounting
 from synth.llm.journal import Journal, request_key
 from synth.llm.ratelimit import RateLimiter
@@ -48,7 +49,7 @@ from synth.llm.structured import (
     structured_messages,
 )
 from synth.llm.tokens import TokenEstimator, estimate_message_tokens, estimate_text_tokens
-from synth.llm.transport import APIRefusal, TransientError, Transport
+from synth.llm.transport import APIRefusal, TransientError, Transport, Unreachable
 from synth.progress import RequestProgress
 
 T = TypeVar("T")
@@ -360,10 +361,16 @@ class LLMEngine:
         async def attempt() -> Any:
             if self.limiter.limiting():
                 await self.limiter.acquire(reserved)
-            self.accounting.requests += 1
             try:
-                return await transport.request("POST", path, body)
+                answer = await transport.request("POST", path, body)
+            except Unreachable:
+                self.accounting.unreachable += 1
+                liveness.raise_if_dead(self.settings.base_url)
+                raise
             except TransientError as exc:
+                self.accounting.requests += 1
+                if exc.status is None:
+                    liveness.raise_if_dead(self.settings.base_url)
                 if exc.status == 429:
                     self.accounting.rate_limited += 1
                     self.limiter.on_429(exc.headers, fallback_seconds=1.0)
@@ -371,9 +378,13 @@ class LLMEngine:
                     raise FormRefused from None
                 raise
             except APIRefusal as exc:
+                self.accounting.requests += 1
                 if form and self._form_chooser().refused(form, exc.status):
                     raise FormRefused from None
                 raise
+            self.accounting.requests += 1
+            self.accounting.answered += 1
+            return answer
 
         try:  # the first attempt inline: one coroutine frame less on the path every request takes
             data, headers = await attempt()
@@ -406,7 +417,11 @@ class LLMEngine:
         if self._model:
             return self._model
         async def list_models() -> tuple[Any, Any]:
-            return await self._transport().request("GET", "/models")
+            try:
+                return await self._transport().request("GET", "/models")
+            except TransientError:
+                liveness.raise_if_dead(self.settings.base_url)
+                raise
 
         try:
             data, _ = await with_retries(list_models, self.settings.max_attempts, self._count_retry)

@@ -56,21 +56,17 @@ class Rejected:
 
 @dataclass
 class RoundStats:
-    """What the loop did, for the manifest: requests sent, items generated, kept and rejected."""
+    """What the loop did with the answers, for the manifest: outputs generated, kept and rejected, jobs that ran
+    out of tries or whose request failed. Requests, journal hits and tokens are the engine's to count (`llm_*`)."""
 
-    requests: int = 0
-    from_journal: int = 0
     generated: int = 0
     kept: int = 0
     exhausted: int = 0
     failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "requests_from_journal": self.from_journal, "generated": self.generated,
-                "kept": self.kept, "tries_exhausted": self.exhausted, "requests_failed": self.failed,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        return {"generated": self.generated, "kept": self.kept, "tries_exhausted": self.exhausted,
+                "records_failed": self.failed}
 
 
 def _as_data(item: Any) -> Any:
@@ -102,10 +98,6 @@ def run_rounds(
         results = send(todo, prompts)
         for job, result in zip(todo, results, strict=True):
             job.tries += 1
-            stats.requests += 1
-            stats.from_journal += int(bool(result.from_journal))
-            stats.prompt_tokens += result.prompt_tokens
-            stats.completion_tokens += result.completion_tokens
             if not result.ok:
                 if _is_invalid_answer(result):
                     rejected.append(Rejected(job, result.content or "", Failure("invalid_output", result.error)))
