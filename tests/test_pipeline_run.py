@@ -205,7 +205,8 @@ def test_sample_pipeline_on_the_embedded_local_model(tmp_path):
     for stage in ("paraphrase", "llm-negatives", "querygen"):  # every LLM stage got answers the model wrote
         stats = json.loads((run_dir / stage / "_manifest.json").read_text())["totals"]["stats"]
         assert stats["llm_answered"] > 0 and stats["llm_completion_tokens"] > 0, (stage, stats)
-        assert stats["llm_unreachable"] == 0 and stats["kept"] > 0, (stage, stats)
+        assert stats["llm_unreachable"] == 0, (stage, stats)
+        assert f"{stage}: the model wrote (" in result.stderr  # the user sees one of its answers
     records = list(iter_rows(run_dir / "final"))
     assert {r["task"] for r in records} == {"retrieval", "sts", "cls"}
     assert {r["lang"] for r in records} >= {"en", "zh"}

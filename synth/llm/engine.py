@@ -79,6 +79,8 @@ class ChatResult:
     from_journal: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reason: str | None = None
+    """Set when the model stopped before finishing (`length`, `content_filter`): the cut answer is in `content`."""
 
 
 @dataclass
@@ -93,6 +95,15 @@ class JsonResult:
 
 class RequestFailed(Exception):
     """A request that ends as a failed row (after retries, or cut short); the reason goes into the result."""
+
+
+class AnswerStopped(RequestFailed):
+    """The model stopped early (max_tokens, content filter): the same request would stop the same way again."""
+
+    def __init__(self, finish_reason: str, content: str):
+        super().__init__(_STOP_REASONS[finish_reason])
+        self.finish_reason = finish_reason
+        self.content = content
 
 
 class FormRefused(Exception):
@@ -269,7 +280,9 @@ class LLMEngine:
                 parsed = parse_answer(content, req.response_model)
         except (RequestFailed, InvalidAnswer) as exc:
             self.accounting.failures += 1
-            return ChatResult(False, content, error=str(exc), prompt_tokens=tokens[0], completion_tokens=tokens[1])
+            stopped = exc if isinstance(exc, AnswerStopped) else None
+            return ChatResult(False, stopped.content if stopped else content, error=str(exc), prompt_tokens=tokens[0],
+                              completion_tokens=tokens[1], finish_reason=stopped.finish_reason if stopped else None)
         if self.journal is not None:
             self.journal.put(key, {"content": content, "prompt_tokens": tokens[0], "completion_tokens": tokens[1]})
         return ChatResult(True, content, parsed, prompt_tokens=tokens[0], completion_tokens=tokens[1])
@@ -322,7 +335,7 @@ class LLMEngine:
         self.estimator.observe(raw_estimate, prompt_tokens)
         reason = choice.get("finish_reason")
         if reason in _STOP_REASONS:
-            raise RequestFailed(_STOP_REASONS[reason])
+            raise AnswerStopped(reason, content)
         return content, prompt_tokens, completion_tokens
 
     # ----- raw JSON posts ---------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class SynthesisStage(Stage):
         for technique in self.techniques:
             self.templates += self.library.check(technique, technique, self.sample_context(technique))
         self._engine: LLMEngine | None = None
+        self._answer_shown = False
 
     # -- what a subclass provides -------------------------------------------------------------
     @abstractmethod
@@ -103,11 +104,28 @@ class SynthesisStage(Stage):
     def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[Rejected], RoundStats]:
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
         rejected, stats = run_rounds(jobs, self.send, items_of, check, self.max_tries)
+        self.show_an_answer(jobs, rejected)
         reasons = [job.failed for job in jobs if job.failed]
         if reasons:
             console.print(f"[yellow]{self.name}: {len(reasons)} requests failed (asked again on the next run), "
                           f"first: {reasons[0]}", highlight=False, soft_wrap=True)
         return rejected, stats
+
+    def show_an_answer(self, jobs: list[Job], rejected: list[Rejected]) -> None:
+        """Once per stage, one output the model wrote (kept if any, else rejected with its rule): the user sees it."""
+        if self._answer_shown:
+            return
+        kept = next((item for job in jobs for item in job.kept), None)
+        if kept is not None:
+            shown, verdict = kept, "kept"
+        elif rejected:
+            shown, verdict = rejected[0].item, f"rejected: {rejected[0].failure.rule}"
+        else:
+            return
+        text = json.dumps(_as_data(shown), ensure_ascii=False)
+        console.print(f"{self.name}: the model wrote ({verdict}): {text[:300]}", highlight=False, markup=False,
+                      soft_wrap=True)
+        self._answer_shown = True
 
     def new_rows(self, task: Task, rows: list[dict[str, Any]], jobs: list[Job], items_of: ItemsOf,
                   check: Check) -> Synthesised:

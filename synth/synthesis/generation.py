@@ -22,6 +22,8 @@ ItemsOf = Callable[["Job", BaseModel], list[Any]]
 Check = Callable[["Job", Any], "Failure | None"]
 """Why one output of a job fails, or None; it sees `job.kept`, so it can catch near-duplicates."""
 
+STOPPED_RULES = {"length": "answer_cut", "content_filter": "content_filtered"}
+"""The reject rule of an answer the model stopped early, by its finish_reason."""
 AVOID_LIMIT = 8
 """Earlier outputs shown to the model on a retry: enough to steer away from them, few enough to keep prompts short."""
 
@@ -100,7 +102,8 @@ def run_rounds(
             job.tries += 1
             if not result.ok:
                 if _is_invalid_answer(result):
-                    rejected.append(Rejected(job, result.content or "", Failure("invalid_output", result.error)))
+                    rule = STOPPED_RULES.get(result.finish_reason or "", "invalid_output")
+                    rejected.append(Rejected(job, result.content or "", Failure(rule, result.error)))
                 else:
                     job.failed = result.error or "request failed"
                     stats.failed += 1
@@ -121,8 +124,9 @@ def run_rounds(
 
 
 def _is_invalid_answer(result: Any) -> bool:
-    """An answer that came back but did not fit the schema (even when re-asked) is a rejected output.
+    """An answer that came back but did not fit the schema (even when re-asked), or was cut short, is a rejected
+    output: the job tries again with another seed, where a rerun would get the same answer again.
 
-    A request that got no answer (transport failure, cut at max_tokens) carries no content: the row failed.
+    A request that got no answer (transport failure, an empty cut answer) carries no content: the row failed.
     """
     return not result.ok and bool(result.content)
