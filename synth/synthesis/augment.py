@@ -36,7 +36,7 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
     "max_topic_similarity": 0.90,
     **OPTIONAL_EMBED_DEFAULTS,
 }
-"""METHOD.md: +-20% lengths. Ours: the new query changes >30% of the old one, content-word overlap <= 50%,
+"""docs/method.md: +-20% lengths. Ours: the new query changes >30% of the old one, content-word overlap <= 50%,
 embedding cosine to the source in [0.30, 0.90] when an embedder is configured."""
 
 TECHNIQUE = {Task.RETRIEVAL: "augment", Task.CLS: "augment_cls"}

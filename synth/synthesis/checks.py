@@ -1,6 +1,6 @@
 """The checks every generated text must pass, as small pure functions returning None or a `Failure`.
 
-Bands follow METHOD.md: a paraphrase changes more than 30% of a sentence / 20% of a paragraph and stays within
+Bands follow docs/method.md: a paraphrase changes more than 30% of a sentence / 20% of a paragraph and stays within
 +-15% of the length; augment and hard negatives stay within +-20%; duplicates among outputs are dropped.
 """
 

@@ -22,7 +22,7 @@ from synth.synthesis.outputs import NEGATIVE_KINDS, NegativesOutput, schema_json
 from synth.synthesis.text import dominant_script
 
 NEGATIVES_DEFAULTS: dict[str, Any] = {"length_tolerance": 0.20, "min_change": 0.20}
-"""METHOD.md: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
+"""docs/method.md: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
 
 
 class NegativesStage(SynthesisStage):

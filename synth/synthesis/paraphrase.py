@@ -30,7 +30,7 @@ PARAPHRASE_DEFAULTS: dict[str, Any] = {
     "paragraph_change": 0.20,
     "length_tolerance": 0.15,
 }
-"""METHOD.md: more than 30% of a sentence / 20% of a paragraph changed, length within +-15%."""
+"""docs/method.md: more than 30% of a sentence / 20% of a paragraph changed, length within +-15%."""
 
 REWRITTEN_FIELDS: dict[Task, tuple[str, ...]] = {
     Task.RETRIEVAL: ("query", "positive"),
