@@ -44,9 +44,7 @@ def run(options: dict[str, Any]) -> StageSummary:
         report = export_format(source, Path(out), name, num_negatives, options.get("instruction_format"))
         summary.processed += len(report.files)
         summary.rows_out += sum(report.written.values())
-        summary.stats.update({f"written {k}": v for k, v in report.written.items()})
-        summary.stats.update({f"skipped {k}": v for k, v in report.skipped.items() if v})
-        summary.stats.update({f"negatives per row {name}/{k}": v for k, v in report.num_negatives.items()})
+        summary.stats.update(report.stats())
     return summary
 
 
@@ -58,7 +56,8 @@ def register(app: typer.Typer) -> None:
         format: list[str] = typer.Option(None, "--format", "-f",
                                          help=f"One of {', '.join(FORMATS)} (repeatable)."),
         num_negatives: int | None = typer.Option(
-            None, help="negative_N columns for sentence-transformers (default: the fewest any record has)."),
+            None, help="negative_N columns for sentence-transformers (default: the most common count among records "
+                 "with negatives; rows with fewer are skipped and counted)."),
         instruction_format: str | None = typer.Option(
             None, help="Put the instruction on queries, e.g. 'Instruct: {task}\\nQuery: {query}' (default: none)."),
         config: Path | None = typer.Option(None, "--config", help="TOML file; its [export] table gives options."),

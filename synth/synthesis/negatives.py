@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from synth.schema import Task
+from synth.schema import Task, negative_origins
 from synth.synthesis.base import Synthesised, SynthesisStage, merged_meta
 from synth.synthesis.checks import (
     Failure,
@@ -28,6 +28,7 @@ NEGATIVES_DEFAULTS: dict[str, Any] = {"length_tolerance": 0.20, "min_change": 0.
 class NegativesStage(SynthesisStage):
     name = "llm-negatives"
     techniques = ("llm_negatives",)
+    output_kind = "negative"
 
     def technique_config(self) -> dict[str, Any]:
         return {k: float(self.options[k]) for k in NEGATIVES_DEFAULTS}
@@ -60,7 +61,7 @@ class NegativesStage(SynthesisStage):
             for index, row in enumerate(rows)
         ]
         rejected, stats = self.generate(jobs, lambda job, parsed: parsed.negatives, self.check)
-        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
+        result = Synthesised(rejected=rejected, stats=stats.as_dict(), failed=stats.failed)
         for kind in NEGATIVE_KINDS:
             result.stats[f"kept_{kind}"] = sum(1 for j in jobs for k in j.kept if k.kind == kind)
         for job in jobs:
@@ -75,7 +76,6 @@ class NegativesStage(SynthesisStage):
             {"kind": k.kind, "template": job.template.name, "template_sha": job.template.sha} for k in job.kept
         )]})
         negatives = list(row.get("negatives") or [])
-        origins = list(row.get("negative_origins") or [])
-        origins += ["source"] * (len(negatives) - len(origins))  # keep origins aligned with the negatives
         return {**row, "negatives": [*negatives, *(k.passage for k in job.kept)],
-                "negative_origins": [*origins, *(["llm"] * len(job.kept))], "negative_scores": None, "meta": meta}
+                "negative_origins": [*negative_origins(row), *(["llm"] * len(job.kept))], "negative_scores": None,
+                "meta": meta}

@@ -24,6 +24,7 @@ from synth.synthesis.checks import (
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import paraphrase_output, schema_json
 from synth.synthesis.text import dominant_script
+from synth.tasks import TASKS
 
 PARAPHRASE_DEFAULTS: dict[str, Any] = {
     "sentence_change": 0.30,
@@ -31,13 +32,6 @@ PARAPHRASE_DEFAULTS: dict[str, Any] = {
     "length_tolerance": 0.15,
 }
 """docs/method.md: more than 30% of a sentence / 20% of a paragraph changed, length within +-15%."""
-
-REWRITTEN_FIELDS: dict[Task, tuple[str, ...]] = {
-    Task.RETRIEVAL: ("query", "positive"),
-    Task.STS: ("text_a", "text_b"),
-    Task.CLS: ("text",),
-}
-
 
 class ParaphraseStage(SynthesisStage):
     name = "paraphrase"
@@ -50,7 +44,7 @@ class ParaphraseStage(SynthesisStage):
         return {k: float(self.options[k]) for k in PARAPHRASE_DEFAULTS}
 
     def sample_context(self, technique: str) -> dict[str, Any]:
-        fields = REWRITTEN_FIELDS[Task.RETRIEVAL]
+        fields = TASKS[Task.RETRIEVAL].rewritten_fields
         return {"task": "retrieval", "lang": "en", "label": "sample", "num": 2, "avoid": ["{}"],
                 "fields": [{"name": f, "text": "sample text"} for f in fields],
                 "output_schema": schema_json(paraphrase_output(fields)), **self.bands()}
@@ -75,7 +69,7 @@ class ParaphraseStage(SynthesisStage):
                                                               bands["paragraph_change"]))
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
-        fields = REWRITTEN_FIELDS[task]
+        fields = TASKS[task].rewritten_fields
         model = paraphrase_output(fields)
         jobs = []
         for index, row in enumerate(rows):

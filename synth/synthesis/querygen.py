@@ -118,7 +118,7 @@ class QuerygenStage(SynthesisStage):
                 queries.append((config, Job(config.index, template, context, GeneratedQuery)))
         query_rejects, query_stats = self.generate([q for _, q in queries], lambda job, parsed: [parsed],
                                                    self.check_query)
-        result = Synthesised(rejects=self.rejects_of(config_rejects + query_rejects, rows),
+        result = Synthesised(rejected=config_rejects + query_rejects,
                              stats=self.merge_stats(config_stats, query_stats),
                              failed=config_stats.failed + query_stats.failed)
         for config, job in queries:
