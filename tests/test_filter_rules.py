@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from synth.errors import ConfigError
-from synth.filtering.dedup import NearDuplicateIndex, exact_key, normalise
+from synth.filtering.duplicates import exact_key
 from synth.filtering.language import dominant_script, lang_mismatch
+from synth.filtering.minhash import NearDuplicateIndex, normalise
 from synth.filtering.negatives import false_negative, over_relative_margin
 from synth.filtering.options import RULE_DEFAULTS, check_rule_options
 from synth.filtering.record_rules import language_violation, length_violation, too_long

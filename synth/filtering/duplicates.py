@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from synth.errors import ConfigError
-from synth.filtering.dedup import NearDuplicateIndex, exact_key
+from synth.filtering.minhash import NearDuplicateIndex, normalise
 from synth.filtering.settings import setting_for
 from synth.schema import Task
 from synth.tasks import TASKS
@@ -17,6 +18,12 @@ VectorFn = Callable[[list[str]], np.ndarray]
 """Unit vectors of texts, for embedding-based near-duplicate detection."""
 
 DEDUP_METHODS = ("exact", "minhash", "embedding", "off")
+
+
+def exact_key(*texts: str) -> str:
+    """Hash of the normalised texts: equal keys are exact duplicates."""
+    joined = "\x1f".join(normalise(t) for t in texts)
+    return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
 
 
 class DuplicateFinder:
