@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from synth.filtering.language import lang_mismatch
 from synth.llm.tokens import estimate_text_tokens
 from synth.schema import Task
 from synth.tasks import TASKS
+from synth.text import lang_mismatch
 
 
 def too_long(text: str, limit: int | None) -> str | None:

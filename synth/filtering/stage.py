@@ -16,7 +16,6 @@ import pyarrow as pa
 from synth.filtering.distributions import summarise
 from synth.filtering.duplicates import DuplicateFinder, VectorFn
 from synth.filtering.judge import LLMJudge, Verdict
-from synth.filtering.language import lang_mismatch
 from synth.filtering.negatives import false_negative, over_relative_margin
 from synth.filtering.record_rules import language_violation, length_violation, too_long
 from synth.filtering.settings import setting_for
@@ -26,6 +25,7 @@ from synth.llm.settings import LLM_OPTION_DEFAULTS
 from synth.schema import Task, negative_origins
 from synth.stage import PartResult, Stage
 from synth.store import Manifest, PartRef, iter_rows, location, read_part, reject
+from synth.text import lang_mismatch
 
 PairScorer = Callable[[list[dict[str, Any]]], list[tuple[float, list[float]]]]
 """Scores of retrieval rows: (query-positive cosine, query-negative cosines) for each row, via the embedder."""

@@ -11,15 +11,14 @@ from synth.synthesis.base import Synthesised, SynthesisStage, merged_meta
 from synth.synthesis.checks import (
     Failure,
     check_distinct,
+    check_language,
     check_length,
     check_near_duplicate,
     check_no_new_markup,
     check_nonempty,
-    check_script,
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import NEGATIVE_KINDS, NegativesOutput, schema_json
-from synth.synthesis.text import dominant_script
 
 NEGATIVES_DEFAULTS: dict[str, Any] = {"length_tolerance": 0.20, "min_change": 0.20}
 """docs/method.md: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
@@ -42,7 +41,7 @@ class NegativesStage(SynthesisStage):
         positive = job.context["positive"]
         band = float(self.options["min_change"])
         return (check_nonempty(item.passage, "negative") or check_no_new_markup(positive, item.passage)
-                or check_script(dominant_script(positive), item.passage)
+                or check_language(job.context["lang"], item.passage, positive)
                 or check_length(positive, item.passage, float(self.options["length_tolerance"]))
                 or check_distinct(item.passage, positive, band, "negative_equals_positive", "the positive")
                 or check_near_duplicate(item.passage, [*job.context["existing"], *(k.passage for k in job.kept)],

@@ -15,15 +15,14 @@ from synth.synthesis.checks import (
     change_band,
     check_adjacent_copy,
     check_changed,
+    check_language,
     check_length,
     check_near_duplicate,
     check_no_new_markup,
     check_nonempty,
-    check_script,
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import paraphrase_output, schema_json
-from synth.synthesis.text import dominant_script
 from synth.tasks import TASKS
 
 PARAPHRASE_DEFAULTS: dict[str, Any] = {
@@ -57,7 +56,7 @@ class ParaphraseStage(SynthesisStage):
             text = getattr(item, name)
             band = change_band(original, bands["sentence_change"], bands["paragraph_change"])
             failure = (check_nonempty(text, name) or check_no_new_markup(original, text)
-                       or check_script(dominant_script(original), text)
+                       or check_language(job.context["lang"], text, original)
                        or check_changed(original, text, band)
                        or check_length(original, text, bands["length_tolerance"])
                        or check_adjacent_copy(original, text))
