@@ -86,7 +86,8 @@ def test_one_dominant_script_counting_words():
     assert dominant_script("世界和平 hello") == "han"
     assert dominant_script("東京大学") == Script.HAN
     assert dominant_script("東京大学の歴史") == Script.KANA  # one kana in seven: Japanese
-    assert dominant_script("这是我们的店，欢迎光临本店的の顾客们，我们提供最好的服务和产品") == Script.HAN  # a stray kana
+    stray_kana = "这是我们的店，欢迎光临本店的の顾客们，我们提供最好的服务和产品"
+    assert dominant_script(stray_kana) == Script.HAN  # one stray kana in Chinese
     assert dominant_script("สวัสดีครับ Python") == Script.THAI  # Thai has no spaces: letters, not runs, count
     assert dominant_script("12345 !? 🎉") is None
 
