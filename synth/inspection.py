@@ -13,9 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synth.errors import InputFileError
+from synth.schema import COUNTED_COLUMNS
 from synth.store import REJECTS, PartRef, list_parts, read_manifest
-
-COUNTED_COLUMNS = ("origin", "source", "lang")
 
 
 def _count_column(path: Path, column: str, counts: Counter[str]) -> None:

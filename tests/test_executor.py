@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +17,7 @@ from synth.executor import Decision, decide, dry_run
 from synth.pipeline.status import run_status
 from synth.schema import Task
 from synth.stage import PartResult, plan_input_parts, run_stage
-from synth.store import ManifestError, config_hash, iter_rejects, read_manifest, write_part
+from synth.store import ManifestError, config_hash, iter_rejects, read_manifest, reject, write_part
 from tests.test_store_stage import UpperStage, make_input, retrieval_row
 
 
@@ -98,7 +96,7 @@ class RejectsOnce(UpperStage):
     def process(self, part, table: pa.Table) -> PartResult:
         if self.suffix:
             return super().process(part, table)
-        return PartResult([], [{"stage": "t", "location": "x", "rule": "r", "reason": "r", "record": "{}"}])
+        return PartResult([], [reject("t", "x", "r", "r", {})])
 
 
 def test_a_part_that_no_longer_has_rejects_loses_its_old_rejects_file(tmp_path: Path):
@@ -181,17 +179,3 @@ def test_a_second_writer_of_a_stage_dir_stops_at_once_naming_the_first(tmp_path:
         first.send_signal(signal.SIGKILL)  # a crash: the kernel releases the lock with the process
         first.wait()
     assert synth_process("ingest", data, "--shape", "qa", "--out", out).returncode == 0
-
-
-def test_export_is_a_stage_that_resumes_and_removes_files_of_formats_no_longer_asked_for(tmp_path: Path):
-    source = make_input(tmp_path / "final", [[("a", "pa")], [("b", "pb")]])
-    out = tmp_path / "export"
-    assert cli("export", source, "--out", out, "-f", "jsonl").exit_code == 0
-    again = cli("export", source, "--out", out, "-f", "jsonl")
-    assert "2 of 2 parts already finished: skipped" in again.output
-    assert sorted(p.name for p in (out / "jsonl" / "retrieval").iterdir()) == ["train-00000.jsonl", "train-00001.jsonl"]
-    assert cli("export", source, "--out", out, "-f", "flagembedding").exit_code == 0
-    assert not list((out / "jsonl").rglob("*.jsonl"))
-    assert len(list((out / "flagembedding" / "retrieval").glob("train-*.jsonl"))) == 2
-    assert Counter(dry_run(plan_input_parts([source]), out, read_manifest(out))) == {Decision.SKIP: 2}
-    assert os.path.exists(out / "_synth.lock")

@@ -10,8 +10,9 @@ import typer
 from synth.commands.common import report_and_exit, stage_options
 from synth.errors import ConfigError, UsageError
 from synth.export.formats import FORMATS
-from synth.export.stage import run_export
+from synth.export.writer import export_format
 from synth.stage import StageSummary
+from synth.store import list_parts, read_part
 
 DEFAULTS: dict[str, Any] = {
     "inputs": [],
@@ -36,7 +37,15 @@ def run(options: dict[str, Any]) -> StageSummary:
     num_negatives = options.get("num_negatives")
     if num_negatives is not None and int(num_negatives) < 0:
         raise ConfigError(f"num_negatives must be 0 or more, got {num_negatives}")
-    return run_export(Path(inputs[0]), Path(out), names, num_negatives, options.get("instruction_format"))
+    source = Path(inputs[0])
+    summary = StageSummary("export", Path(out))
+    summary.rows_in = sum(read_part(p).num_rows for p in list_parts(source))
+    for name in names:
+        report = export_format(source, Path(out), name, num_negatives, options.get("instruction_format"))
+        summary.processed += len(report.files)
+        summary.rows_out += sum(report.written.values())
+        summary.stats.update(report.stats())
+    return summary
 
 
 def register(app: typer.Typer) -> None:
@@ -47,7 +56,8 @@ def register(app: typer.Typer) -> None:
         format: list[str] = typer.Option(None, "--format", "-f",
                                          help=f"One of {', '.join(FORMATS)} (repeatable)."),
         num_negatives: int | None = typer.Option(
-            None, help="negative_N columns for sentence-transformers (default: the fewest any record has)."),
+            None, help="negative_N columns for sentence-transformers (default: the most common count among records "
+                 "with negatives; rows with fewer are skipped and counted)."),
         instruction_format: str | None = typer.Option(
             None, help="Put the instruction on queries, e.g. 'Instruct: {task}\\nQuery: {query}' (default: none)."),
         config: Path | None = typer.Option(None, "--config", help="TOML file; its [export] table gives options."),

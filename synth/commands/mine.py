@@ -132,8 +132,9 @@ def register(app: typer.Typer) -> None:
             None, help="Embedding cache directory \\[default: $SYNTH_EMBED_CACHE or ~/.cache/synth/embeddings]",
             rich_help_panel=PANEL_EMBED),
         query_format: str | None = typer.Option(
-            None, help="Query text with its instruction; '{query}' for models without instructions "
-            "\\[default: 'Instruct: {task}\\nQuery:{query}']", rich_help_panel=PANEL_EMBED),
+            None, help="How queries are written before embedding: auto (the model's declared query prompt, else the "
+            "bare query), qzhou ('Instruct: {task}\\nQuery:{query}'), bare, or a format with {query} and {task} "
+            "\\[default: auto]", rich_help_panel=PANEL_EMBED),
         corpus: list[Path] | None = typer.Option(
             None, help="Extra candidate passages: .txt, .jsonl or .parquet (repeatable)", rich_help_panel=PANEL_INDEX),
         corpus_from: str | None = typer.Option(

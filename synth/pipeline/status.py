@@ -64,6 +64,11 @@ def rerun_text(decisions: Counter[Decision]) -> str:
 
 def stage_status(stage: dict[str, Any]) -> StageStatus:
     status = StageStatus(stage["name"], stage["use"], Path(stage["out"]))
+    if stage["use"] == "export":  # export writes trainer files without a manifest
+        files = sorted(status.out.rglob("train-*")) if status.out.is_dir() else []
+        status.started, status.parts_done, status.parts_total = bool(files), len(files), len(files)
+        status.rerun = "rewrite the exports" if files else "export the final data"
+        return status
     manifest = read_manifest(status.out)
     plans: list[PartPlan] | None = None
     problem = ""
