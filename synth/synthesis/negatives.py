@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from synth.registry import Option
 from synth.schema import Task
 from synth.synthesis.base import Synthesised, SynthesisStage, merged_meta
 from synth.synthesis.checks import (
@@ -19,10 +20,14 @@ from synth.synthesis.checks import (
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import NEGATIVE_KINDS, NegativesOutput, schema_json
+from synth.synthesis.spec import band, synthesis_spec
 from synth.synthesis.text import dominant_script
 
-NEGATIVES_DEFAULTS: dict[str, Any] = {"length_tolerance": 0.20, "min_change": 0.20}
-"""METHOD.md: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
+BANDS: tuple[Option, ...] = (
+    band("length_tolerance", 0.20, "Negative length within +-this share of the positive."),
+    band("min_change", 0.20, "A negative changes more than this share of the positive."),
+)
+"""QZhou: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
 
 
 class NegativesStage(SynthesisStage):
@@ -30,7 +35,7 @@ class NegativesStage(SynthesisStage):
     techniques = ("llm_negatives",)
 
     def technique_config(self) -> dict[str, Any]:
-        return {k: float(self.options[k]) for k in NEGATIVES_DEFAULTS}
+        return {o.key: float(self.options[o.key]) for o in BANDS}
 
     def sample_context(self, technique: str) -> dict[str, Any]:
         return {"lang": "en", "query": "q", "positive": "p", "num": 2, "avoid": ["{}"], "kinds": NEGATIVE_KINDS,
@@ -79,3 +84,7 @@ class NegativesStage(SynthesisStage):
         origins += ["source"] * (len(negatives) - len(origins))  # keep origins aligned with the negatives
         return {**row, "negatives": [*negatives, *(k.passage for k in job.kept)],
                 "negative_origins": [*origins, *(["llm"] * len(job.kept))], "negative_scores": None, "meta": meta}
+
+
+LLM_NEGATIVES = synthesis_spec(NegativesStage, "Write hard negatives that deviate in meaning, add irrelevant detail "
+                               "or answer another aspect.", BANDS)

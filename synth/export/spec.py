@@ -1,26 +1,26 @@
-"""`synth export`: final shards as sentence-transformers, FlagEmbedding or plain JSONL training files."""
+"""Export as a registered stage: final shards as sentence-transformers, FlagEmbedding or plain JSONL training files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import typer
-
-from synth.commands.common import report_and_exit, stage_options
 from synth.errors import ConfigError, UsageError
 from synth.export.formats import FORMATS
 from synth.export.writer import export_format
+from synth.registry import Inputs, Option, StageSpec
 from synth.stage import StageSummary
 from synth.store import list_parts, read_part
 
-DEFAULTS: dict[str, Any] = {
-    "inputs": [],
-    "out": None,
-    "format": ["sentence-transformers"],
-    "num_negatives": None,
-    "instruction_format": None,
-}
+OPTIONS: tuple[Option, ...] = (
+    Option("out", Path, None, "Where to write OUT/FORMAT/TASK/train-*.*", flags=("--out", "-o")),
+    Option("format", list[str], ["sentence-transformers"], f"One of {', '.join(FORMATS)} (repeatable).",
+           flags=("--format", "-f")),
+    Option("num_negatives", int, None, "negative_N columns for sentence-transformers.",
+           default_text="the fewest any record has"),
+    Option("instruction_format", str, None, "Put the instruction on queries, e.g. 'Instruct: {task}\\nQuery: {query}'.",
+           default_text="none"),
+)
 
 
 def run(options: dict[str, Any]) -> StageSummary:
@@ -50,20 +50,7 @@ def run(options: dict[str, Any]) -> StageSummary:
     return summary
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("export")
-    def export_command(
-        input_dir: Path = typer.Argument(..., help="Final data directory (the filter's output)."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Where to write OUT/FORMAT/TASK/train-*.*"),
-        format: list[str] = typer.Option(None, "--format", "-f",
-                                         help=f"One of {', '.join(FORMATS)} (repeatable)."),
-        num_negatives: int | None = typer.Option(
-            None, help="negative_N columns for sentence-transformers (default: the fewest any record has)."),
-        instruction_format: str | None = typer.Option(
-            None, help="Put the instruction on queries, e.g. 'Instruct: {task}\\nQuery: {query}' (default: none)."),
-        config: Path | None = typer.Option(None, "--config", help="TOML file; its [export] table gives options."),
-    ) -> None:
-        """Write trainer-ready files that `datasets.load_dataset` reads."""
-        flags = {"inputs": [str(input_dir)], "out": str(out) if out else None, "format": format or None,
-                 "num_negatives": num_negatives, "instruction_format": instruction_format}
-        report_and_exit(run(stage_options("export", flags, DEFAULTS, config)))
+EXPORT = StageSpec(
+    "export", "Write trainer-ready files that `datasets.load_dataset` reads.",
+    Inputs("Final data directory (the filter's output).", name="input_dir", many=False), OPTIONS, run,
+    out_folder="export")
