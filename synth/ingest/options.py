@@ -47,7 +47,7 @@ INGEST_OPTIONS: tuple[Option, ...] = (
            parse=parse_joiner_flags),
     Option("label_map", list[str], {}, "RAW=LABEL: rename labels before checking them.",
            parse=lambda values: parse_pairs(values, "--label-map")),
-    Option("chat_turns", str, CHAT_TURNS[0], f"chat-qa: the {CHAT_TURNS[0]!r} user/assistant pair or {CHAT_TURNS[1]!r}."),
+    Option("chat_turns", str, CHAT_TURNS[0], "chat-qa: the 'first' user/assistant pair or 'all'."),
     Option("max_record_bytes", int, DEFAULT_MAX_RECORD_BYTES, "Larger records are rejects."),
     Option("part_rows", int, PART_ROWS, "Input rows per output part."),
     Option("seed", int, 0, "Seed of the CLS positive/negative sampling."),

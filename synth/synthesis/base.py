@@ -20,6 +20,7 @@ from synth.stage import PartResult, Stage, console
 from synth.store import PartRef, reject
 from synth.synthesis.generation import Check, ItemsOf, Job, Rejected, RoundStats, run_rounds
 
+
 def merged_meta(row: dict[str, Any], extra: dict[str, Any]) -> str:
     """The row's meta JSON with `extra` merged in."""
     meta = json.loads(row.get("meta") or "{}")
