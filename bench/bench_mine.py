@@ -173,8 +173,8 @@ def child_synth(args: argparse.Namespace) -> None:
 
         local.LocalEmbedder._load = load_and_time
     options = {**MINE.defaults(), "inputs": [str(args.data / "in")], "out": str(args.out),
-               "embed_cache": str(args.cache), "embed_model": args.model, "query_format": "{query}",
-               "embed_batch_size": SETTINGS["batch_size"],
+               "embed_cache": str(args.cache), "embed_model": args.model,
+               "embed_batch_size": SETTINGS["batch_size"],  # the default query format
                "range_max": SETTINGS["range_max"], "num_negatives": SETTINGS["num_negatives"],
                "relative_margin": SETTINGS["relative_margin"], "embed_backend": args.backend}
     summary = MINE.run(options)

@@ -14,9 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synth.errors import InputFileError
+from synth.schema import COUNTED_COLUMNS
 from synth.store import MANIFEST, REJECTS, PartRef, list_parts
-
-COUNTED_COLUMNS = ("origin", "source", "lang")
 
 
 def _count_column(path: Path, column: str, counts: Counter[str]) -> None:

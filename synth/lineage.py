@@ -9,7 +9,7 @@ from typing import Any
 from synth.llm.accounting import PART_STATS_PREFIX
 from synth.store import MANIFEST
 
-USAGE_KEYS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd")
+USAGE_KEYS = ("requests", "answered", "from_journal", "prompt_tokens", "completion_tokens", "cost_usd")
 """LLM engine counters that stages put in their per-part stats, prefixed (see synth.llm.accounting)."""
 
 

@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synth.errors import InputFileError
-from synth.schema import REJECT_SCHEMA, Task, to_table
+from synth.schema import REJECT_SCHEMA, RejectKind, Task, to_table
+from synth.tasks import TASKS
 
 MANIFEST = "_manifest.json"
 REJECTS = "_rejects"
@@ -41,6 +42,13 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
     """A temporary name beside `path` to write to; afterwards it is fsynced and renamed over `path`, or removed."""
@@ -50,11 +58,14 @@ def atomic_path(path: Path) -> Iterator[str]:
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600: a team's data folder needs more
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not exc.filename:  # pyarrow's write errors name no file: name it
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     _fsync_dir(path.parent)
 
@@ -94,7 +105,7 @@ def list_parts(directory: Path) -> list[PartRef]:
     if not directory.is_dir():
         raise InputFileError(f"not a stage directory: {directory}")
     parts = []
-    for task in Task:
+    for task in TASKS:
         sub = directory / task.value
         if sub.is_dir():
             parts += [PartRef(task, p.stem, p) for p in sorted(sub.glob("part-*.parquet"))]
@@ -208,15 +219,35 @@ def write_rejects(directory: Path, task: Task | str, name: str, rejects: list[di
     return rel
 
 
-def reject(stage: str, location: str, rule: str, reason: str, record: Any) -> dict[str, str]:
-    """One reject row: where it came from, which rule dropped it and why, and the row itself."""
+def location(source: PartRef | str, number: int, record_id: str | None = None, *, unit: str = "row",
+             negative: int | None = None) -> str:
+    """Where a reject came from, the one format every stage writes: `FILE:row N` (`line N` for a line of a text
+    file), then ` id ID` of the record and ` negative I` of one of its negatives when there is one.
+
+    A stage part is named by its key, `retrieval/part-00000.parquet`, so parts of two task types never read alike.
+    Meant for people: code tells records from negatives by the reject's `kind`, never by parsing this.
+    """
+    text = f"{f'{source.key}.parquet' if isinstance(source, PartRef) else source}:{unit} {number}"
+    if record_id is not None:
+        text += f" id {record_id}"
+    if negative is not None:
+        text += f" negative {negative}"
+    return text
+
+
+def reject(
+    stage: str, location: str, rule: str, reason: str, record: Any, kind: RejectKind = "record"
+) -> dict[str, str]:
+    """One reject row: what it dropped (`kind`), where it came from, which rule dropped it and why, and the row."""
     if not isinstance(record, str):
         record = json.dumps(record, ensure_ascii=False, default=str)
-    return {"stage": stage, "location": location, "rule": rule, "reason": reason, "record": record}
+    return {"stage": stage, "kind": kind, "location": location, "rule": rule, "reason": reason, "record": record}
 
 
 def iter_rejects(directory: Path) -> Iterator[dict[str, Any]]:
+    """Every reject of a stage directory; files written before rejects had a `kind` read as records."""
     root = Path(directory) / REJECTS
     if root.is_dir():
         for path in sorted(root.rglob("*.parquet")):
-            yield from pq.read_table(path).to_pylist()
+            for row in pq.read_table(path).to_pylist():
+                yield {"kind": "record", **row}

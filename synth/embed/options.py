@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synth.embed.instructions import QZHOU_QUERY_FORMAT
+from synth.embed.instructions import AUTO_QUERY_FORMAT
 from synth.registry import Option, defaults_of
 
 PANEL = "Embedder"
@@ -21,8 +21,10 @@ EMBED_OPTIONS: tuple[Option, ...] = (
            "installed and its vectors agree with torch fp32 to cosine 0.999.", panel=PANEL),
     Option("embed_cache", Path, None, "Embedding cache directory.",
            default_text="$SYNTH_EMBED_CACHE or ~/.cache/synth/embeddings", panel=PANEL),
-    Option("query_format", str, QZHOU_QUERY_FORMAT,
-           "Query text with its instruction; '{query}' for models without instructions.", panel=PANEL),
+    Option("query_format", str, AUTO_QUERY_FORMAT,
+           "How queries are written before embedding: auto (the model's declared query prompt, else the bare "
+           "query), qzhou ('Instruct: {task}\\nQuery:{query}'), bare, or a format with {query} and {task}.",
+           panel=PANEL),
 )
 EMBED_DEFAULTS: dict[str, Any] = defaults_of(EMBED_OPTIONS)
 """The shared embedding option keys with their defaults."""

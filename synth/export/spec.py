@@ -16,8 +16,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("out", Path, None, "Where to write OUT/FORMAT/TASK/train-*.*", flags=("--out", "-o")),
     Option("format", list[str], ["sentence-transformers"], f"One of {', '.join(FORMATS)} (repeatable).",
            flags=("--format", "-f")),
-    Option("num_negatives", int, None, "negative_N columns for sentence-transformers.",
-           default_text="the fewest any record has"),
+    Option("num_negatives", int, None, "negative_N columns for sentence-transformers; rows with fewer negatives "
+           "are skipped and counted.", default_text="the most common count among records with negatives"),
     Option("instruction_format", str, None, "Put the instruction on queries, e.g. 'Instruct: {task}\\nQuery: {query}'.",
            default_text="none"),
 )
@@ -44,9 +44,7 @@ def run(options: dict[str, Any]) -> StageSummary:
         report = export_format(source, Path(out), name, num_negatives, options.get("instruction_format"))
         summary.processed += len(report.files)
         summary.rows_out += sum(report.written.values())
-        summary.stats.update({f"written {k}": v for k, v in report.written.items()})
-        summary.stats.update({f"skipped {k}": v for k, v in report.skipped.items() if v})
-        summary.stats.update({f"negatives per row {name}/{k}": v for k, v in report.num_negatives.items()})
+        summary.stats.update(report.stats())
     return summary
 
 

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from synth.errors import ConfigError
-from synth.filtering.dedup import NearDuplicateIndex, exact_key
-from synth.filtering.fields import DEDUP_KEYS
+from synth.filtering.minhash import NearDuplicateIndex, normalise
 from synth.filtering.settings import setting_for
 from synth.schema import Task
+from synth.tasks import TASKS
 
 VectorFn = Callable[[list[str]], np.ndarray]
 """Unit vectors of texts, for embedding-based near-duplicate detection."""
 
 DEDUP_METHODS = ("exact", "minhash", "embedding", "off")
+
+
+def exact_key(*texts: str) -> str:
+    """Hash of the normalised texts: equal keys are exact duplicates."""
+    joined = "\x1f".join(normalise(t) for t in texts)
+    return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
 
 
 class DuplicateFinder:
@@ -36,7 +43,7 @@ class DuplicateFinder:
             if method != "embedding":
                 continue
             for kind in kinds:
-                fields = DEDUP_KEYS[Task(row["task"])].get(kind)
+                fields = TASKS[Task(row["task"])].dedup_keys.get(kind)
                 if fields:
                     wanted.setdefault((row["task"], kind, method), []).extend(row[f] for f in fields)
         for (task, kind, method), texts in wanted.items():
@@ -52,7 +59,7 @@ class DuplicateFinder:
             return None
         task = Task(row["task"])
         for kind in kinds:
-            fields = DEDUP_KEYS[task].get(kind)
+            fields = TASKS[task].dedup_keys.get(kind)
             if fields is None:
                 continue
             texts = [row[f] for f in fields]

@@ -16,11 +16,11 @@ from synth.synthesis.checks import (
     Failure,
     check_changed,
     check_distinct,
+    check_language,
     check_length,
     check_near_duplicate,
     check_no_new_markup,
     check_nonempty,
-    check_script,
     check_similarity_band,
     check_topic_shift,
 )
@@ -28,7 +28,6 @@ from synth.synthesis.generation import Job
 from synth.synthesis.outputs import AugmentClsOutput, AugmentOutput, schema_json
 from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
 from synth.synthesis.spec import DROP_SOURCE, band, synthesis_spec
-from synth.synthesis.text import dominant_script
 
 BANDS: tuple[Option, ...] = (
     band("length_tolerance", 0.20, "New query/passages within +-this share of the originals."),
@@ -37,7 +36,7 @@ BANDS: tuple[Option, ...] = (
     band("min_topic_similarity", 0.30, "With an embedder: cosine to the source at least this."),
     band("max_topic_similarity", 0.90, "With an embedder: cosine to the source at most this."),
 )
-"""QZhou: +-20% lengths. Ours: the new query changes >30% of the old one, content-word overlap <= 50%,
+"""docs/method.md: +-20% lengths. Ours: the new query changes >30% of the old one, content-word overlap <= 50%,
 embedding cosine to the source in [0.30, 0.90] when an embedder is configured."""
 
 TECHNIQUE = {Task.RETRIEVAL: "augment", Task.CLS: "augment_cls"}
@@ -72,11 +71,11 @@ class AugmentStage(SynthesisStage):
     def check_triple(self, job: Job, item: Any) -> Failure | None:
         query, positive = job.context["query"], job.context["positive"]
         tolerance = float(self.options["length_tolerance"])
-        script = dominant_script(query + positive)
+        lang, source = job.context["lang"], f"{query}\n{positive}"
         for name, text, reference in (("query", item.query, query), ("positive", item.positive, positive),
                                       ("negative", item.negative, positive)):
             failure = (check_nonempty(text, name) or check_no_new_markup(reference, text)
-                       or check_script(script, text)
+                       or check_language(lang, text, source)
                        or check_length(reference, text, tolerance))
             if failure:
                 return failure._replace(reason=f"{name}: {failure.reason}")
@@ -91,7 +90,7 @@ class AugmentStage(SynthesisStage):
     def check_example(self, job: Job, item: Any) -> Failure | None:
         text = job.context["text"]
         return (check_nonempty(item.text, "text") or check_no_new_markup(text, item.text)
-                or check_script(dominant_script(text), item.text)
+                or check_language(job.context["lang"], item.text, text)
                 or check_length(text, item.text, float(self.options["length_tolerance"]))
                 or check_changed(text, item.text, float(self.options["min_change"]))
                 or self.topic_failure(text, item.text)

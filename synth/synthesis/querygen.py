@@ -21,10 +21,10 @@ from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
     Failure,
     check_distinct,
+    check_language,
     check_no_new_markup,
     check_nonempty,
     check_not_copied,
-    check_script,
     check_word_count,
 )
 from synth.synthesis.generation import Job, RoundStats
@@ -33,7 +33,6 @@ from synth.synthesis.personas import PersonaIndex, default_personas_path, load_p
 from synth.synthesis.sampling import DIFFICULTIES, QUESTION_TYPES, SAME_LANGUAGE, RequirementSampler, language_name
 from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
 from synth.synthesis.spec import DROP_SOURCE, NUM, PANEL, band, synthesis_spec
-from synth.synthesis.text import lang_script
 
 OPTIONS: tuple[Option, ...] = (
     DROP_SOURCE,
@@ -89,7 +88,7 @@ class QuerygenStage(SynthesisStage):
     def check_query(self, job: Job, item: Any) -> Failure | None:
         query, passage = item.query, job.context["passage"]
         return (check_nonempty(query, "query") or check_no_new_markup(passage, query)
-                or check_script(lang_script(job.context["query_lang"]), query)
+                or check_language(job.context["query_lang"], query)
                 or check_word_count(query, job.context["length"], float(self.options["query_length_tolerance"]))
                 or check_not_copied(query, passage)
                 or check_not_copied(query, job.context["character"], "persona")
@@ -123,7 +122,7 @@ class QuerygenStage(SynthesisStage):
                 queries.append((config, Job(config.index, template, context, GeneratedQuery)))
         query_rejects, query_stats = self.generate([q for _, q in queries], lambda job, parsed: [parsed],
                                                    self.check_query)
-        result = Synthesised(rejects=self.rejects_of(config_rejects + query_rejects, rows),
+        result = Synthesised(rejected=config_rejects + query_rejects,
                              stats=self.merge_stats(config_stats, query_stats),
                              failed=config_stats.failed + query_stats.failed)
         for config, job in queries:

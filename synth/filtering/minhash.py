@@ -1,13 +1,12 @@
-"""Exact and near-duplicate detection over a whole dataset, first occurrence wins.
+"""MinHash signatures and their LSH index, for near duplicates over a whole dataset, first occurrence wins.
 
-Exact: texts equal after normalisation (NFKC, case-folded, punctuation and extra spaces removed).
-Near: MinHash over character 5-grams (works without word boundaries, so also for Chinese) with LSH banding;
-a candidate is a duplicate when its estimated Jaccard similarity reaches the threshold.
+Texts are compared after normalisation (NFKC, case-folded, punctuation and extra spaces removed), as character
+5-grams (works without word boundaries, so also for Chinese), with LSH banding; a candidate is a duplicate when
+its estimated Jaccard similarity reaches the threshold.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 
@@ -26,12 +25,6 @@ BANDS = 16
 def normalise(text: str) -> str:
     """Text as compared for duplicates: case, width, punctuation and spacing differences vanish."""
     return _PUNCT_OR_SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-
-
-def exact_key(*texts: str) -> str:
-    """Hash of the normalised texts: equal keys are exact duplicates."""
-    joined = "\x1f".join(normalise(t) for t in texts)
-    return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def shingle_hashes(text: str) -> np.ndarray:
