@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -24,7 +25,7 @@ from synth.llm.accounting import as_part_stats
 from synth.llm.settings import LLM_OPTION_DEFAULTS
 from synth.schema import Task, negative_origins
 from synth.stage import PartResult, Stage
-from synth.store import Manifest, PartRef, iter_rows, location, read_part, reject
+from synth.store import PartRef, iter_rows, location, read_part, reject
 from synth.text import lang_mismatch
 
 PairScorer = Callable[[list[dict[str, Any]]], list[tuple[float, list[float]]]]
@@ -238,16 +239,18 @@ class FilterStage(Stage):
         if self.judge:
             self.judge.engine.close()
 
-    def finish(self, manifest: Manifest) -> None:
+    def finish(self, out: Path) -> dict[str, Any]:
         """Score distributions before and after, and the resolved thresholds, beside the per-part entries."""
         if not self.prepared:
-            return
+            return {}
         after: dict[str, list[float]] = {"positive": [], "negative": []}
-        for row in iter_rows(manifest.directory, Task.RETRIEVAL):
+        for row in iter_rows(out, Task.RETRIEVAL):
             after["positive"].append(row["positive_score"])
             after["negative"].extend(row["negative_scores"] or [])
-        manifest.set("score_distributions", {
-            kind: {"before": summarise(self.state.before[kind]), "after": summarise(after[kind])}
-            for kind in ("positive", "negative")
-        })
-        manifest.set("thresholds", {k: round(v, 4) for k, v in sorted(self.state.thresholds.items())})
+        return {
+            "score_distributions": {
+                kind: {"before": summarise(self.state.before[kind]), "after": summarise(after[kind])}
+                for kind in ("positive", "negative")
+            },
+            "thresholds": {k: round(v, 4) for k, v in sorted(self.state.thresholds.items())},
+        }
