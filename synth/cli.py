@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from importlib import import_module
 from types import FrameType
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from synth.commands import inspect, run, status
+from synth.commands.stage import register_stage
 from synth.errors import SynthError
+from synth.stages import STAGES
 
 app = typer.Typer(
     name="synth",
@@ -22,23 +24,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# One line per command module; registration order is the order `synth --help` lists them in.
-COMMAND_MODULES: list[str] = [
-    "ingest",
-    "paraphrase",
-    "augment",
-    "llm_negatives",
-    "querygen",
-    "inspect",
-    "mine",
-    "filter",
-    "export",
-    "run",
-    "status",
-]
-
-for _name in COMMAND_MODULES:
-    import_module(f"synth.commands.{_name}").register(app)
+# Every registered stage in pipeline order, then the commands that look at or run stage outputs.
+for _spec in STAGES:
+    register_stage(app, _spec)
+for _module in (inspect, run, status):
+    _module.register(app)
 
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:

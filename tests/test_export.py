@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from synth.card import render_card
 from synth.cli import app
-from synth.commands import export as export_command
 from synth.export.formats import FORMATS, plain
+from synth.export.spec import EXPORT
 from synth.store import atomic_write_table
 from synth.tasks import TASKS, Task, TaskSpec
 from tests.pipeline_fixtures import cls, retrieval, sts, write_stage
@@ -77,7 +77,7 @@ def test_unknown_format_is_a_usage_error(tmp_path):
 
 
 def run_export(source, out, **options):
-    return export_command.run({**export_command.DEFAULTS, "inputs": [str(source)], "out": str(out), **options})
+    return EXPORT.run({**EXPORT.defaults(), "inputs": [str(source)], "out": str(out), **options})
 
 
 def st_rows(out, task: str) -> list[dict]:

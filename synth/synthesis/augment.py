@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from synth.llm import LLMSettings
+from synth.registry import Option
 from synth.schema import Task
 from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
@@ -25,16 +26,16 @@ from synth.synthesis.checks import (
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import AugmentClsOutput, AugmentOutput, schema_json
-from synth.synthesis.similarity import OPTIONAL_EMBED_DEFAULTS, TextSimilarity, embed_config, embedder_configured
+from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
+from synth.synthesis.spec import DROP_SOURCE, band, synthesis_spec
 
-AUGMENT_DEFAULTS: dict[str, Any] = {
-    "length_tolerance": 0.20,
-    "min_change": 0.30,
-    "max_topic_overlap": 0.50,
-    "min_topic_similarity": 0.30,
-    "max_topic_similarity": 0.90,
-    **OPTIONAL_EMBED_DEFAULTS,
-}
+BANDS: tuple[Option, ...] = (
+    band("length_tolerance", 0.20, "New query/passages within +-this share of the originals."),
+    band("min_change", 0.30, "The new query changes more than this share of the old one."),
+    band("max_topic_overlap", 0.50, "At most this share of content words shared with the source."),
+    band("min_topic_similarity", 0.30, "With an embedder: cosine to the source at least this."),
+    band("max_topic_similarity", 0.90, "With an embedder: cosine to the source at most this."),
+)
 """docs/method.md: +-20% lengths. Ours: the new query changes >30% of the old one, content-word overlap <= 50%,
 embedding cosine to the source in [0.30, 0.90] when an embedder is configured."""
 
@@ -50,8 +51,7 @@ class AugmentStage(SynthesisStage):
         self.similarity = TextSimilarity(options) if embedder_configured(options) else None
 
     def technique_config(self) -> dict[str, Any]:
-        bounds = {k: float(self.options[k]) for k in ("length_tolerance", "min_change", "max_topic_overlap",
-                                                      "min_topic_similarity", "max_topic_similarity")}
+        bounds = {o.key: float(self.options[o.key]) for o in BANDS}
         return {**bounds, **embed_config(self.options)}
 
     def sample_context(self, technique: str) -> dict[str, Any]:
@@ -120,3 +120,7 @@ class AugmentStage(SynthesisStage):
         # The source text is another example of the same class: the new example's positive.
         return {"text": item.text, "label": parent["label"], "positive": parent["text"],
                 "negatives": parent.get("negatives") or []}
+
+
+AUGMENT = synthesis_spec(AugmentStage, "Extend records to neighbouring topics: retrieval triples and new CLS examples "
+                         "(STS passes through).", (DROP_SOURCE, *BANDS, *OPTIONAL_EMBED_OPTIONS))

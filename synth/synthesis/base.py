@@ -20,14 +20,6 @@ from synth.stage import PartResult, Stage, console
 from synth.store import PartRef, location, reject
 from synth.synthesis.generation import Check, ItemsOf, Job, Rejected, RoundStats, run_rounds
 
-SYNTHESIS_DEFAULTS: dict[str, Any] = {
-    "num": 3,
-    "max_tries": 20,
-    "prompts": None,
-    "drop_source": False,
-}
-"""Options every synthesis stage has (besides the LLM options): outputs per record, the retry bound of the paper."""
-
 
 def merged_meta(row: dict[str, Any], extra: dict[str, Any]) -> str:
     """The row's meta JSON with `extra` merged in."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from synth.registry import Option
 from synth.schema import Task, negative_origins
 from synth.synthesis.base import Synthesised, SynthesisStage, merged_meta
 from synth.synthesis.checks import (
@@ -19,8 +20,12 @@ from synth.synthesis.checks import (
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import NEGATIVE_KINDS, NegativesOutput, schema_json
+from synth.synthesis.spec import band, synthesis_spec
 
-NEGATIVES_DEFAULTS: dict[str, Any] = {"length_tolerance": 0.20, "min_change": 0.20}
+BANDS: tuple[Option, ...] = (
+    band("length_tolerance", 0.20, "Negative length within +-this share of the positive."),
+    band("min_change", 0.20, "A negative changes more than this share of the positive."),
+)
 """docs/method.md: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
 
 
@@ -30,7 +35,7 @@ class NegativesStage(SynthesisStage):
     output_kind = "negative"
 
     def technique_config(self) -> dict[str, Any]:
-        return {k: float(self.options[k]) for k in NEGATIVES_DEFAULTS}
+        return {o.key: float(self.options[o.key]) for o in BANDS}
 
     def sample_context(self, technique: str) -> dict[str, Any]:
         return {"lang": "en", "query": "q", "positive": "p", "num": 2, "avoid": ["{}"], "kinds": NEGATIVE_KINDS,
@@ -78,3 +83,7 @@ class NegativesStage(SynthesisStage):
         return {**row, "negatives": [*negatives, *(k.passage for k in job.kept)],
                 "negative_origins": [*negative_origins(row), *(["llm"] * len(job.kept))], "negative_scores": None,
                 "meta": meta}
+
+
+LLM_NEGATIVES = synthesis_spec(NegativesStage, "Write hard negatives that deviate in meaning, add irrelevant detail "
+                               "or answer another aspect.", BANDS)

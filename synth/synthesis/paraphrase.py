@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synth.registry import Option
 from synth.schema import Task
 from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
@@ -23,24 +24,26 @@ from synth.synthesis.checks import (
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import paraphrase_output, schema_json
+from synth.synthesis.spec import DROP_SOURCE, band, synthesis_spec
 from synth.tasks import TASKS
 
-PARAPHRASE_DEFAULTS: dict[str, Any] = {
-    "sentence_change": 0.30,
-    "paragraph_change": 0.20,
-    "length_tolerance": 0.15,
-}
+BANDS: tuple[Option, ...] = (
+    band("sentence_change", 0.30, "A one-sentence rewrite changes more than this share."),
+    band("paragraph_change", 0.20, "A paragraph rewrite changes more than this share."),
+    band("length_tolerance", 0.15, "Rewrite length within +-this share of the source."),
+)
 """docs/method.md: more than 30% of a sentence / 20% of a paragraph changed, length within +-15%."""
+
 
 class ParaphraseStage(SynthesisStage):
     name = "paraphrase"
     techniques = ("paraphrase",)
 
     def technique_config(self) -> dict[str, Any]:
-        return {k: float(self.options[k]) for k in PARAPHRASE_DEFAULTS}
+        return self.bands()
 
     def bands(self) -> dict[str, float]:
-        return {k: float(self.options[k]) for k in PARAPHRASE_DEFAULTS}
+        return {o.key: float(self.options[o.key]) for o in BANDS}
 
     def sample_context(self, technique: str) -> dict[str, Any]:
         fields = TASKS[Task.RETRIEVAL].rewritten_fields
@@ -89,3 +92,7 @@ class ParaphraseStage(SynthesisStage):
             return {**texts, "label": parent["label"], "positive": parent.get("positive"),
                     "negatives": parent.get("negatives") or []}
         return texts
+
+
+PARAPHRASE = synthesis_spec(ParaphraseStage, "Paraphrase records: retrieval (query, positive), STS (text_a, text_b) "
+                            "and CLS texts.", (DROP_SOURCE, *BANDS))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.llm import LLMSettings
+from synth.registry import Option
 from synth.schema import Task
 from synth.store import PartRef, file_fingerprint
 from synth.synthesis.base import Synthesised, SynthesisStage
@@ -29,20 +30,24 @@ from synth.synthesis.checks import (
 from synth.synthesis.generation import Job, RoundStats
 from synth.synthesis.outputs import GeneratedQuery, QueryConfig, schema_json
 from synth.synthesis.personas import PersonaIndex, default_personas_path, load_personas, match_persona
-from synth.synthesis.sampling import RequirementSampler, language_name
-from synth.synthesis.similarity import OPTIONAL_EMBED_DEFAULTS, TextSimilarity, embed_config, embedder_configured
+from synth.synthesis.sampling import DIFFICULTIES, QUESTION_TYPES, SAME_LANGUAGE, RequirementSampler, language_name
+from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
+from synth.synthesis.spec import DROP_SOURCE, NUM, PANEL, band, synthesis_spec
 
-QUERYGEN_DEFAULTS: dict[str, Any] = {
-    "num": 1,
-    "personas": None,
-    "top_personas": 5,
-    "question_types": {"keywords": 1, "acquire_knowledge": 1, "summary": 1, "yes_or_no": 1, "background": 1},
-    "difficulties": {"high_school": 1, "university": 1, "phd": 1},
-    "query_lengths": {"5": 1, "10": 2, "15": 2, "25": 1},
-    "query_languages": {"same": 1},
-    "query_length_tolerance": 0.5,
-    **OPTIONAL_EMBED_DEFAULTS,
-}
+OPTIONS: tuple[Option, ...] = (
+    DROP_SOURCE,
+    Option("personas", Path, None, "Persona pool (JSONL with a `persona` field).", default_text="the shipped sample",
+           panel=PANEL),
+    Option("top_personas", int, 5, "Candidate personas per passage.", min=1, panel=PANEL),
+    Option("question_types", str, dict.fromkeys(QUESTION_TYPES, 1), "Weights, e.g. keywords=2,summary=1.",
+           panel=PANEL),
+    Option("difficulties", str, dict.fromkeys(DIFFICULTIES, 1), "Weights, e.g. university=1,phd=1.", panel=PANEL),
+    Option("query_lengths", str, {"5": 1, "10": 2, "15": 2, "25": 1}, "Weights of lengths in words, e.g. 5=1,10=2.",
+           panel=PANEL),
+    Option("query_languages", str, {SAME_LANGUAGE: 1}, "Weights, e.g. same=3,en=1.", panel=PANEL),
+    band("query_length_tolerance", 0.5, "Query length within +-this share of the requested."),
+    *OPTIONAL_EMBED_OPTIONS,
+)
 """The paper's five question types and three difficulties, equally likely; lengths in words (CJK: characters)
 and the +-50% length tolerance are ours."""
 
@@ -149,3 +154,8 @@ class QuerygenStage(SynthesisStage):
                                "querygen", job.template, meta)
         row["lang"] = context["query_lang"]
         return row
+
+
+QUERYGEN = synthesis_spec(
+    QuerygenStage, "Generate queries for passages from the point of view of matching personas.", OPTIONS,
+    shared=(NUM.but(default=1, help="Queries per passage."),))
