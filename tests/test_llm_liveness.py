@@ -70,3 +70,18 @@ def test_an_unreachable_endpoint_is_not_counted_as_requests_sent(tmp_path):
         stats = engine.stats()
     assert not result.ok and "connection failed" in (result.error or "")
     assert stats["requests"] == 0 and stats["unreachable"] == 2 and stats["answered"] == 0
+
+
+def test_a_stage_whose_llm_answered_nothing_fails_and_says_so(tmp_path, capsys):
+    from synth.stage import StageSummary
+    from synth.summary import exit_code, print_summary
+
+    nothing = StageSummary("paraphrase", tmp_path, stats={"llm_requests": 0, "llm_unreachable": 12,
+                                                          "llm_answered": 0, "llm_from_journal": 0})
+    assert exit_code(nothing) == 1
+    print_summary(nothing)
+    assert "LLM answers" in capsys.readouterr().err
+    answered = StageSummary("paraphrase", tmp_path, stats={"llm_requests": 3, "llm_answered": 0,
+                                                           "llm_from_journal": 5})
+    assert exit_code(answered) == 0  # every answer from the journal is still an answer
+    assert exit_code(StageSummary("mine", tmp_path)) == 0  # a stage without an LLM
