@@ -159,7 +159,7 @@ def child_synth(args: argparse.Namespace) -> None:
     import synth.embed.factory as factory
     import synth.embed.local as local
     import synth.embed.onnx as onnx
-    from synth.commands.mine import DEFAULTS, run
+    from synth.mining.spec import MINE
 
     if args.cheap:
         monkey = HashingEmbedder()
@@ -172,11 +172,12 @@ def child_synth(args: argparse.Namespace) -> None:
             meter.time_encode(onnx.OnnxEncoder if self.backend == "onnx" else None)
 
         local.LocalEmbedder._load = load_and_time
-    options = {**DEFAULTS, "inputs": [str(args.data / "in")], "out": str(args.out), "embed_cache": str(args.cache),
-               "embed_model": args.model, "query_format": "{query}", "embed_batch_size": SETTINGS["batch_size"],
+    options = {**MINE.defaults(), "inputs": [str(args.data / "in")], "out": str(args.out),
+               "embed_cache": str(args.cache), "embed_model": args.model,
+               "embed_batch_size": SETTINGS["batch_size"],  # the default query format
                "range_max": SETTINGS["range_max"], "num_negatives": SETTINGS["num_negatives"],
                "relative_margin": SETTINGS["relative_margin"], "embed_backend": args.backend}
-    summary = run(options)
+    summary = MINE.run(options)
     print(f"synth: {summary.rows_out} rows, stats {summary.stats}", file=sys.stderr)
     meter.report()
 

@@ -21,10 +21,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from openai_server import spawn_server_process  # noqa: E402
 
-from synth.commands import llm_negatives  # noqa: E402
 from synth.schema import Task, validate_row  # noqa: E402
 from synth.store import write_part  # noqa: E402
 from synth.synthesis import checks  # noqa: E402
+from synth.synthesis.negatives import LLM_NEGATIVES  # noqa: E402
 
 WORDS = [
     "tide", "moon", "sun", "gravity", "ocean", "water", "pull", "align", "spring", "neap", "coast", "wave",
@@ -72,7 +72,7 @@ def bench_stage(records: int, concurrency: int) -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory() as tmp, spawn_server_process(latency=0.05, api_key="k") as base_url:
         write_part(Path(tmp) / "in", Task.RETRIEVAL, "part-00000", rows)
         options = {
-            **llm_negatives.DEFAULTS,
+            **LLM_NEGATIVES.defaults(),
             "inputs": [f"{tmp}/in"],
             "out": f"{tmp}/out",
             "base_url": base_url,
@@ -86,7 +86,7 @@ def bench_stage(records: int, concurrency: int) -> list[tuple[str, float]]:
         for label in ("llm-negatives, fresh (records/s)", "llm-negatives, resumed from the journal (records/s)"):
             (Path(tmp) / "out" / "_manifest.json").unlink(missing_ok=True)
             started = time.perf_counter()
-            llm_negatives.run(options)
+            LLM_NEGATIVES.run(options)
             results.append((label, records / (time.perf_counter() - started)))
         return results
 

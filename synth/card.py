@@ -12,14 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from synth.export.formats import FORMATS
+from synth.export.writer import default_negatives, negative_counts
 from synth.filtering.distributions import HIST_EDGES
 from synth.lineage import read_manifest, stage_usage, upstream_stages
-from synth.schema import Task
+from synth.schema import COUNTED_COLUMNS, Task
 from synth.store import atomic_write_bytes, iter_rejects, list_parts, read_part
+from synth.tasks import TASKS
 
 CARD = "README.md"
 IMAGES = "_card"
-COUNTED_COLUMNS = ("source", "origin", "lang")
 
 
 def count_records(directory: Path) -> dict[str, Any]:
@@ -37,9 +39,9 @@ def count_records(directory: Path) -> dict[str, Any]:
 
 def count_drops(directory: Path) -> dict[str, Counter]:
     """Dropped records and dropped negatives per rule, from the rejects on disk."""
-    drops = {"records": Counter(), "negatives": Counter()}
+    drops = {"record": Counter(), "negative": Counter()}
     for row in iter_rejects(directory):
-        drops["negatives" if " negative " in row["location"] else "records"][row["rule"]] += 1
+        drops[row["kind"]][row["rule"]] += 1
     return drops
 
 
@@ -112,10 +114,30 @@ def counts_section(directory: Path) -> list[str]:
     return lines
 
 
+def negatives_section(directory: Path) -> list[str]:
+    """Negatives per record, and what that makes of the export formats with a fixed number of negative columns."""
+    parts, rows, notes = list_parts(directory), [], []
+    for task, spec in TASKS.items():
+        task_parts = [p for p in parts if p.task == task]
+        if not spec.negatives or not task_parts:
+            continue
+        counts = negative_counts(task_parts)
+        rows += [[task.value, have, f"{n:,}"] for have, n in sorted(counts.items())]
+        columns = default_negatives(counts)
+        fewer = sum(n for have, n in counts.items() if have < columns)
+        notes.append(f"- {task.value}: {columns} negative columns; {fewer:,} records with fewer are not exported")
+    if not rows:
+        return []
+    fixed = ", ".join(name for name, export in FORMATS.items() if export.fixed_negatives)
+    return ["## Negatives per record", "", table_md(["task", "negatives", "records"], rows), "",
+            f"`synth export` gives the rows of {fixed} the most common negative count among records that have "
+            "negatives (`--num-negatives` sets another):", "", *notes, ""]
+
+
 def drops_section(directory: Path, manifest: dict[str, Any]) -> list[str]:
     drops = count_drops(directory)
-    rules = sorted(set(drops["records"]) | set(drops["negatives"]))
-    rows = [[rule, f"{drops['records'][rule]:,}", f"{drops['negatives'][rule]:,}"] for rule in rules]
+    rules = sorted(set(drops["record"]) | set(drops["negative"]))
+    rows = [[rule, f"{drops['record'][rule]:,}", f"{drops['negative'][rule]:,}"] for rule in rules]
     lines = ["## Filter rules and drops", "",
              table_md(["rule", "records dropped", "negatives dropped"], rows) if rows else "Nothing dropped.", "",
              "Settings:", "", "```json", json.dumps(manifest.get("config", {}), indent=1, sort_keys=True), "```", ""]
@@ -155,7 +177,7 @@ def render_card(directory: Path) -> str:
     intro = ["# Dataset card", "",
              f"Produced by synth's `{manifest.get('stage', 'filter')}` stage: Parquet parts in the unified schema "
              f"under {tasks}; dropped records and negatives with their rule under `_rejects/`.", ""]
-    lines = intro + counts_section(directory) + drops_section(directory, manifest)
+    lines = intro + counts_section(directory) + negatives_section(directory) + drops_section(directory, manifest)
     return "\n".join(lines + scores_section(directory, manifest) + usage_section(directory))
 
 

@@ -5,7 +5,6 @@ Reads Parquet metadata and a few columns part by part, so it stays cheap on larg
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synth.errors import InputFileError
-from synth.store import MANIFEST, REJECTS, PartRef, list_parts
-
-COUNTED_COLUMNS = ("origin", "source", "lang")
+from synth.schema import COUNTED_COLUMNS
+from synth.store import REJECTS, PartRef, list_parts, read_manifest
 
 
 def _count_column(path: Path, column: str, counts: Counter[str]) -> None:
@@ -57,8 +55,7 @@ def inspect_dir(directory: Path, samples: int = 3) -> dict[str, Any]:
     if not directory.is_dir():
         raise InputFileError(f"not a directory: {directory}")
     parts = list_parts(directory)
-    manifest_path = directory / MANIFEST
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    manifest = read_manifest(directory) or {}
     tasks: dict[str, Any] = {}
     for task in sorted({part.task.value for part in parts}):
         task_parts = [part for part in parts if part.task.value == task]

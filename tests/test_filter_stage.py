@@ -98,7 +98,7 @@ def test_duplicates_are_found_across_parts(tmp_path):
     near = [json.loads(r["record"])["query"] for r in rules["near_duplicate"]]
     assert near == ["What is the Debian package file format?"]
     reasons = {json.loads(r["record"]).get("query"): r["reason"] for r in rules["duplicate"]}
-    assert reasons["What is a package"].startswith("same query as retrieval/part-00000 row 1 id ")
+    assert reasons["What is a package"].startswith("same query as retrieval/part-00000.parquet:row 1 id ")
     assert sum(1 for _ in iter_rows(tmp_path / "final")) == 11 - 5
 
 
@@ -202,3 +202,47 @@ def test_llm_judge_drops_what_it_rejects_and_never_asks_twice(tmp_path, openai_s
     (tmp_path / "final" / "retrieval" / "part-00000.parquet").unlink()  # force the part to be redone
     run_filter(str(src), "--out", str(tmp_path / "final"), "--judge", "true", *llm)
     assert openai_server.log.total("chat") == sent  # answers come from the journal
+
+
+def test_rejects_say_what_they_dropped_in_a_column_and_the_card_counts_by_it(tmp_path):
+    rows = [scored("what is apt", "apt installs Debian packages", 0.5, origin="querygen"),  # min_score drops it
+            scored("what is aptitude", "aptitude is a text UI for apt", 0.8, origin="paraphrase", negatives=[
+                ("a fine negative", 0.3, "mined"), ("a false negative", 0.95, "mined")])]
+    src = write_stage(tmp_path / "in", [rows])
+    out = tmp_path / "final"
+    run_filter(str(src), "--out", str(out), "--dedup", "off")
+    found = {r["rule"]: r for r in iter_rejects(out)}
+    assert (found["min_score"]["kind"], found["false_negative"]["kind"]) == ("record", "negative")
+    assert found["min_score"]["location"] == f"retrieval/part-00000.parquet:row 0 id {rows[0]['id']}"
+    assert found["false_negative"]["location"] == f"retrieval/part-00000.parquet:row 1 id {rows[1]['id']} negative 1"
+    card = (out / "README.md").read_text()
+    assert "| false_negative | 0 | 1 |" in card and "| min_score | 1 | 0 |" in card
+
+
+def test_the_card_reads_kinds_not_locations_and_old_rejects_without_kind_are_records(tmp_path):
+    import pyarrow as pa
+
+    from synth.card import count_drops
+    from synth.store import location, reject, write_rejects
+
+    out = write_stage(tmp_path / "final", [[scored("q", "p", 0.9)]])
+    where = location("retrieval/part-00000.parquet", 0, "abc")  # no " negative " anywhere in it
+    write_rejects(out, "retrieval", "part-00000", [reject("filter", where, "too_long", "why", {}, kind="negative")])
+    old = {"stage": ["filter"], "location": ["part-00001.parquet row 0 id x"], "rule": ["judge"], "reason": ["r"],
+           "record": ["{}"]}  # the columns before rejects had a kind
+    pq.write_table(pa.table(old), out / "_rejects" / "retrieval" / "part-00001.parquet")
+    assert [r["kind"] for r in iter_rejects(out)] == ["negative", "record"]
+    drops = count_drops(out)
+    assert (dict(drops["negative"]), dict(drops["record"])) == ({"too_long": 1}, {"judge": 1})
+
+
+def test_negatives_without_a_recorded_origin_have_one_guess(tmp_path):
+    from synth.schema import UNKNOWN_NEGATIVE_ORIGIN, negative_origins
+
+    row = retrieval("what is apt", "apt installs Debian packages", positive_score=0.8,
+                    negatives=["a false negative", "fine"], negative_scores=[0.95, 0.1])
+    assert negative_origins(row) == [UNKNOWN_NEGATIVE_ORIGIN] * 2 == ["source", "source"]
+    assert negative_origins({**row, "negative_origins": ["llm"]}) == ["llm", "source"]
+    run_filter(str(write_stage(tmp_path / "in", [[row]])), "--out", str(tmp_path / "final"), "--dedup", "off")
+    [dropped] = iter_rejects(tmp_path / "final")
+    assert json.loads(dropped["record"])["origin"] == UNKNOWN_NEGATIVE_ORIGIN

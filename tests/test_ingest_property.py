@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synth.commands.ingest import DEFAULTS, run
+from synth.ingest.spec import INGEST
 from synth.schema import record_id
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,7 +21,7 @@ anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.te
 
 def ingest(path: Path, shape: str, **options) -> tuple[int, int, int]:
     out = path.parent / "out"
-    summary = run({**DEFAULTS, "inputs": [path], "shape": shape, "out": out, **options})
+    summary = INGEST.run({**INGEST.defaults(), "inputs": [path], "shape": shape, "out": out, **options})
     return summary.rows_in, summary.rows_out, summary.rejected
 
 

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from synth.commands import llm_options
+from synth.cli import app
 from synth.errors import FatalAPIError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
 
@@ -73,11 +72,6 @@ def test_api_key_never_reaches_files_messages_or_help(make_openai_server, tmp_pa
     written = [p for p in out.rglob("*") if p.is_file()]
     assert written and all(secret.encode() not in p.read_bytes() for p in written)
 
-    app = typer.Typer()
-
-    @app.command()
-    def stage(api_key: llm_options.ApiKey = None, model: llm_options.Model = None) -> None:
-        """A stage using the shared flags."""
-
-    help_text = CliRunner().invoke(app, ["--help"], env={"OPENAI_API_KEY": secret, "COLUMNS": "200"}).output
-    assert "--api-key" in help_text and secret not in help_text
+    for command in ("paraphrase", "mine", "filter"):  # every command with the shared LLM flags
+        help_text = CliRunner().invoke(app, [command, "--help"], env={"OPENAI_API_KEY": secret, "COLUMNS": "200"})
+        assert "--api-key" in help_text.output and secret not in help_text.output

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings, local_endpoint_if_needed, local_server
+from synth.llm.journal import Journal
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
 SYNTH = [sys.executable, "-c", "from synth.cli import main; main()"]
@@ -91,3 +92,63 @@ def test_the_demo_server_stops_when_synth_is_stopped(tmp_path, signum):
     while port_open(port) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not port_open(port)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@needs_local_extra
+def test_the_installed_llama_cpp_uses_no_instructions_of_the_build_host():
+    """A native build picks the build host's instructions (AMX on some CPUs) and crashes on other CPUs."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    assert "AMX" not in info and "AVX512" not in info, info
+    if os.uname().machine == "x86_64":
+        assert "AVX2 = 1" in info, info
+
+
+def test_the_setup_builds_llama_cpp_portably_and_never_from_the_wheel_cache():
+    script = (ROOT / ".ci" / "install-llama-cpp").read_text()
+    assert "-DGGML_NATIVE=OFF" in script and "-DGGML_AMX_TILE=OFF" in script
+    assert "--no-cache-dir" in script and "--no-binary llama-cpp-python" in script
+    setup = (ROOT / ".ci" / "setup").read_text().splitlines()
+    build = next(i for i, line in enumerate(setup) if "install-llama-cpp" in line)
+    extras = next(i for i, line in enumerate(setup) if "llm-local" in line and "pip install" in line)
+    assert build < extras  # built first, so the extra finds it installed and never takes a wheel
+    cached = subprocess.run([sys.executable, "-m", "pip", "cache", "list", "llama_cpp_python*"],
+                            capture_output=True, text=True)
+    assert "llama_cpp_python" not in cached.stdout  # nothing a later install could reuse
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.slow
+@needs_local_extra
+def test_a_demo_server_killed_mid_stage_stops_synth_with_the_reason_and_keeps_answers(tmp_path):
+    ingest = subprocess.run([*SYNTH, "ingest", str(SAMPLES / "qa.jsonl"), "--shape", "qa",
+                             "--out", str(tmp_path / "in")], capture_output=True, text=True)
+    assert ingest.returncode == 0, ingest.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    out = tmp_path / "out"
+    process = subprocess.Popen([*SYNTH, "paraphrase", str(tmp_path / "in"), "--out", str(out), "--num", "3"],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    journal = out / "_journal.sqlite"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if journal.exists() and len(Journal(journal)) >= 1:
+            break
+        time.sleep(0.5)
+    answered = len(Journal(journal))
+    assert answered >= 1 and process.poll() is None
+    (server,) = children_of(process.pid)
+    os.kill(server, signal.SIGKILL)
+    killed = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - killed < 15, stderr[-2000:]  # at once, not after six retries per request
+    assert process.returncode == 2, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the demo LLM server") and "killed by signal 9 (SIGKILL)" in last, last
+    assert "Traceback" not in stderr and len(Journal(journal)) >= answered  # every journaled answer kept

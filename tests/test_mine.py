@@ -226,3 +226,15 @@ def test_an_empty_corpus_file_mines_nothing_but_still_scores(tmp_path, counting)
     assert all(r["positive_score"] is not None and "mined" not in r["negative_origins"] for r in rows)
     stats = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
     assert stats["rows_short"] == len(rows) and stats["negatives_mined"] == 0
+
+
+def test_a_record_whose_origins_do_not_match_its_negatives_is_a_located_record_reject(tmp_path, counting):
+    from synth.store import iter_rejects
+
+    rows = [retrieval(q, p) for q, p in PACKAGES[:4]]
+    rows[2] = retrieval(*PACKAGES[2], negatives=["Nano is a small text editor."], negative_origins=[])
+    src = write_stage(tmp_path / "in", [rows])
+    mine(str(src), "--out", str(tmp_path / "out"), "--embed-model", "bow", "--embed-cache", str(tmp_path / "cache"))
+    [bad] = iter_rejects(tmp_path / "out")
+    assert (bad["rule"], bad["kind"]) == ("negative_origins_mismatch", "record")
+    assert bad["location"] == f"retrieval/part-00000.parquet:row 2 id {rows[2]['id']}"

@@ -8,7 +8,7 @@ import pytest
 
 from synth.errors import ConfigError
 from synth.synthesis.personas import Persona, PersonaIndex, default_personas_path, load_personas, match_persona
-from synth.synthesis.querygen import QUERYGEN_DEFAULTS
+from synth.synthesis.querygen import QUERYGEN
 from synth.synthesis.sampling import RequirementSampler, parse_distribution
 
 
@@ -22,7 +22,7 @@ def test_distributions_from_strings_and_tables():
 
 
 def test_sampling_is_reproducible_and_follows_the_weights():
-    options = {**QUERYGEN_DEFAULTS, "seed": 3, "question_types": "summary=3,keywords=1", "query_lengths": "7=1",
+    options = {**QUERYGEN.defaults(), "seed": 3, "question_types": "summary=3,keywords=1", "query_lengths": "7=1",
                "query_languages": "same=1,en=1"}
     sampler = RequirementSampler(options)
     draws = [sampler.draw(f"record-{i}", 0, "zh") for i in range(2000)]

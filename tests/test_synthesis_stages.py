@@ -142,6 +142,20 @@ def test_copies_are_rejected_with_a_reason_and_regeneration_is_bounded(samples, 
     assert len(list(iter_rows(out))) == records  # the sources, nothing else
 
 
+@pytest.mark.parametrize(("command", "kind"), [("paraphrase", "record"), ("llm-negatives", "negative")])
+def test_rejected_outputs_say_what_they_would_have_been_and_name_their_parent_row(
+    samples, make_openai_server, tmp_path, command, kind
+):
+    server = make_openai_server(handler=FakeModel(mode="copy"))
+    out = tmp_path / "copy"
+    assert synth(command, samples[:1], out, server, "-n", "1", "--max-tries", "1").exit_code == 0
+    parents = list(iter_rows(Path(samples[0])))
+    rejects = list(iter_rejects(out))
+    assert len(rejects) == len(parents) and {r["kind"] for r in rejects} == {kind}
+    assert [r["location"] for r in rejects] == [
+        f"retrieval/part-00000.parquet:row {i} id {row['id']}" for i, row in enumerate(parents)]
+
+
 def test_hostile_corpus_text_reaches_the_server_verbatim(fake, tmp_path):
     server, model = fake
     hostile = ('What is {{ 7*7 }} and {% raw %}? He said "yes" & \'no\'\nnext line </query> 混合 текст 🙂 '
@@ -201,7 +215,7 @@ def test_resume_skips_done_parts_and_never_resends_an_answered_request(samples, 
     assert server.log.total("chat") == sent
     assert [r["id"] for r in iter_rows(out)] == first
     stats = manifest(out)["totals"]["stats"]
-    assert stats["requests_from_journal"] == stats["requests"] == stats["llm_from_journal"]
+    assert stats["llm_from_journal"] == sent and stats["llm_answered"] == 0  # every answer read back
     assert stats["llm_requests"] == 0 and stats["llm_prompt_tokens"] == 0  # journal answers cost nothing
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import run_plan
+from synth.summary import exit_code
 
 console = Console(stderr=True)
 
@@ -28,4 +29,4 @@ def register(app: typer.Typer) -> None:
         console.print(f"run directory: {plan.run_dir} (see `synth status {plan.run_dir}`)", highlight=False)
         if failed:
             console.print(f"[red]{failed} rows failed; run the same command again to retry them", highlight=False)
-        raise typer.Exit(1 if failed else 0)
+        raise typer.Exit(max((exit_code(s) for s in summaries), default=0))

@@ -9,7 +9,7 @@ import numpy as np
 
 from synth.embed.base import Embedder, normalize
 from synth.embed.cache import EmbeddingCache, text_keys
-from synth.embed.instructions import QZHOU_QUERY_FORMAT, format_query
+from synth.embed.instructions import format_query
 
 FLUSH_TEXTS = 4096
 """Texts embedded between two cache writes: a crash loses at most this much work."""
@@ -26,13 +26,13 @@ class EmbedStats:
 
 
 class CachedEmbedder:
-    """Queries get the record's instruction in `query_format`; documents are embedded as they are."""
+    """Queries are written in `query_format` (with the record's instruction as `{task}`); documents as they are."""
 
     def __init__(
         self,
         backend: Embedder,
         cache: EmbeddingCache | None = None,
-        query_format: str = QZHOU_QUERY_FORMAT,
+        query_format: str = "{query}",
         flush_texts: int = FLUSH_TEXTS,
     ):
         self.backend = backend

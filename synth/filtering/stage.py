@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -16,16 +17,16 @@ import pyarrow as pa
 from synth.filtering.distributions import summarise
 from synth.filtering.duplicates import DuplicateFinder, VectorFn
 from synth.filtering.judge import LLMJudge, Verdict
-from synth.filtering.language import lang_mismatch
 from synth.filtering.negatives import false_negative, over_relative_margin
 from synth.filtering.record_rules import language_violation, length_violation, too_long
 from synth.filtering.settings import setting_for
 from synth.filtering.thresholds import below_threshold, resolve_threshold
 from synth.llm.accounting import as_part_stats
 from synth.llm.settings import LLM_OPTION_DEFAULTS
-from synth.schema import Task
+from synth.schema import Task, negative_origins
 from synth.stage import PartResult, Stage
-from synth.store import Manifest, PartRef, iter_rows, read_part, reject
+from synth.store import PartRef, iter_rows, location, read_part, reject
+from synth.text import lang_mismatch
 
 PairScorer = Callable[[list[dict[str, Any]]], list[tuple[float, list[float]]]]
 """Scores of retrieval rows: (query-positive cosine, query-negative cosines) for each row, via the embedder."""
@@ -92,7 +93,7 @@ class FilterStage(Stage):
             dedup.prefetch(rows)
             for index, row in enumerate(rows):
                 row = self.with_scores(part.key, index, row)
-                verdict = self.record_verdict(row) or dedup.check(row, f"{part.key} row {index} id {row['id']}")
+                verdict = self.record_verdict(row) or dedup.check(row, location(part, index, row["id"]))
                 if verdict:
                     self.state.drops[(part.key, index)] = verdict
         self.prepared = True
@@ -153,24 +154,22 @@ class FilterStage(Stage):
         survivors: list[tuple[int, dict[str, Any]]] = []
         for index, row in enumerate(table.to_pylist()):
             row = self.with_scores(part.key, index, row)
-            location = f"{part.path.name} row {index} id {row['id']}"
             drop = self.state.drops.get((part.key, index))
             if drop:
-                rejects.append(reject(self.name, location, drop[0], drop[1], row))
+                rejects.append(reject(self.name, location(part, index, row["id"]), drop[0], drop[1], row))
             else:
                 survivors.append((index, row))
         usage_before = self.judge.usage() if self.judge else None
         verdicts = self.judge_verdicts([row for _, row in survivors])
         negatives_dropped = failed = 0
         for (index, row), verdict in zip(survivors, verdicts, strict=True):
-            location = f"{part.path.name} row {index} id {row['id']}"
             if verdict is not None and verdict.failed:
                 failed += 1
                 continue
             if verdict is not None and not verdict.keep:
-                rejects.append(reject(self.name, location, "judge", verdict.reason, row))
+                rejects.append(reject(self.name, location(part, index, row["id"]), "judge", verdict.reason, row))
                 continue
-            kept, dropped = self.filter_negatives(row, location)
+            kept, dropped = self.filter_negatives(row, part, index)
             rows.append(kept)
             rejects += dropped
             negatives_dropped += len(dropped)
@@ -189,19 +188,22 @@ class FilterStage(Stage):
                 verdicts[i] = verdict
         return verdicts
 
-    def filter_negatives(self, row: dict[str, Any], location: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The row with failing negatives removed (scores and origins kept aligned), and their rejects."""
+    def filter_negatives(
+        self, row: dict[str, Any], part: PartRef, index: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Row `index` of `part` with failing negatives removed (scores and origins kept aligned), and their rejects."""
         negatives = row.get("negatives") or []
         if row["task"] != Task.RETRIEVAL or not negatives:
             return row, []
         scores = row.get("negative_scores") or [None] * len(negatives)
-        origins = row.get("negative_origins") or ["mined"] * len(negatives)
+        origins = negative_origins(row)
         keep, rejects = [], []
         for i, (text, score, origin) in enumerate(zip(negatives, scores, origins, strict=True)):
             failure = self.negative_failure(row, text, score, origin)
             if failure:
                 record = {"id": row["id"], "query": row["query"], "negative": text, "score": score, "origin": origin}
-                rejects.append(reject(self.name, f"{location} negative {i}", failure[0], failure[1], record))
+                where = location(part, index, row["id"], negative=i)
+                rejects.append(reject(self.name, where, failure[0], failure[1], record, kind="negative"))
             else:
                 keep.append(i)
         kept = {
@@ -237,16 +239,18 @@ class FilterStage(Stage):
         if self.judge:
             self.judge.engine.close()
 
-    def finish(self, manifest: Manifest) -> None:
+    def finish(self, out: Path) -> dict[str, Any]:
         """Score distributions before and after, and the resolved thresholds, beside the per-part entries."""
         if not self.prepared:
-            return
+            return {}
         after: dict[str, list[float]] = {"positive": [], "negative": []}
-        for row in iter_rows(manifest.directory, Task.RETRIEVAL):
+        for row in iter_rows(out, Task.RETRIEVAL):
             after["positive"].append(row["positive_score"])
             after["negative"].extend(row["negative_scores"] or [])
-        manifest.set("score_distributions", {
-            kind: {"before": summarise(self.state.before[kind]), "after": summarise(after[kind])}
-            for kind in ("positive", "negative")
-        })
-        manifest.set("thresholds", {k: round(v, 4) for k, v in sorted(self.state.thresholds.items())})
+        return {
+            "score_distributions": {
+                kind: {"before": summarise(self.state.before[kind]), "after": summarise(after[kind])}
+                for kind in ("positive", "negative")
+            },
+            "thresholds": {k: round(v, 4) for k, v in sorted(self.state.thresholds.items())},
+        }

@@ -1,17 +1,10 @@
-"""Language of a row: the row's own column, the `--lang` flag, or a guess from the script it is written in."""
+"""Language of a row: the row's own column, the `--lang` flag, or a guess from its text (see synth.text.identify)."""
 
 from __future__ import annotations
 
-import re
+from synth.text.identify import guess_language
 
 AUTO = "auto"
-_SCRIPTS = (
-    (re.compile(r"[\u3040-\u30ff]"), "ja"),  # kana first: Japanese also uses Han characters
-    (re.compile(r"[\uac00-\ud7af\u1100-\u11ff]"), "ko"),
-    (re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]"), "zh"),
-    (re.compile(r"[\u0400-\u04ff]"), "ru"),
-    (re.compile(r"[\u0600-\u06ff]"), "ar"),
-)
 
 DEFAULT_JOINERS = {
     "zh": "\n请阅读上述文章，回答下列问题：",  # QZhou-Embedding's joiner
@@ -21,13 +14,9 @@ DEFAULT_JOINERS = {
 
 
 def guess_lang(text: str) -> str:
-    """zh / ja / ko / ru / ar by script, `en` for everything else: pass `--lang` for other Latin-script languages."""
-    if text.isascii():
-        return "en"
-    for pattern, lang in _SCRIPTS:
-        if pattern.search(text):
-            return lang
-    return "en"
+    """The language the text's script points to (`en` for Latin script, or lingua's pick with the `lang` extra);
+    `en` for a text without letters. Pass `--lang` to name the language instead."""
+    return guess_language(text) or "en"
 
 
 def joiner_for(lang: str, joiners: dict[str, str]) -> str:

@@ -9,13 +9,52 @@ from typing import Any
 from synth.config import parse_pairs
 from synth.errors import ConfigError, InputFileError
 from synth.ingest.lang import AUTO, DEFAULT_JOINERS
-from synth.ingest.readers import EXTENSIONS, FORMATS
+from synth.ingest.readers import DEFAULT_MAX_RECORD_BYTES, EXTENSIONS, FORMATS
 from synth.ingest.shapes import SHAPES, Shape, ShapeSettings
+from synth.registry import Option
 from synth.schema import DEFAULT_INSTRUCTIONS
+from synth.store import PART_ROWS
 
 LANG_FIELD = "lang"
 """Optional per-row language column (mappable with `--map lang=COLUMN`), used when `--lang` is `auto`."""
 CHAT_TURNS = ("first", "all")
+
+
+def parse_joiner_flags(values: list[str]) -> dict[str, str]:
+    """`--joiner LANG=TEXT` keeps TEXT exactly (leading newlines and spaces matter), unlike `--map`."""
+    joiners = {}
+    for item in values:
+        lang, sep, text = item.partition("=")
+        if not sep or not lang.strip() or not text:
+            raise ConfigError(f"--joiner expects LANG=TEXT, got {item!r}")
+        joiners[lang.strip()] = text
+    return joiners
+
+
+INGEST_OPTIONS: tuple[Option, ...] = (
+    Option("shape", str, None, f"Input shape: {', '.join(SHAPES)}."),
+    Option("out", Path, None, "Output stage directory.", flags=("--out", "-o")),
+    Option("map", list[str], {}, "FIELD=COLUMN: read a shape field from another column.",
+           parse=lambda values: parse_pairs(values, "--map")),
+    Option("lang", str, AUTO, "Language code of the data; 'auto': the `lang` column, else a guess."),
+    Option("instruction", str, None, "Task instruction.", default_text="per task type"),
+    Option("source", str, None, "Dataset name in the `source` column.", default_text="the file stem"),
+    Option("format", str, None, f"{', '.join(FORMATS)}.", default_text="from the extension"),
+    Option("score_range", str, None, "sts-score: range of the scores, e.g. 0,5."),
+    Option("both_directions", bool, True, "STS/NLI: also emit (b, a).",
+           flags=("--both-directions/--no-both-directions",)),
+    Option("joiner", list[str], {}, "reading: LANG=TEXT joiner between context and question ('\\n' is a newline).",
+           parse=parse_joiner_flags),
+    Option("label_map", list[str], {}, "RAW=LABEL: rename labels before checking them.",
+           parse=lambda values: parse_pairs(values, "--label-map")),
+    Option("chat_turns", str, CHAT_TURNS[0], "chat-qa: the 'first' user/assistant pair or 'all'."),
+    Option("max_record_bytes", int, DEFAULT_MAX_RECORD_BYTES, "Larger records are rejects."),
+    Option("part_rows", int, PART_ROWS, "Input rows per output part."),
+    Option("seed", int, 0, "Seed of the CLS positive/negative sampling."),
+    Option("num_negatives", int, 3, "cls: negatives from other classes."),
+    Option("class_pool", int, 1000, "cls: texts sampled per class to draw from."),
+    Option("workers", int, 1, "Processes making parts in parallel; does not change the output."),
+)
 
 
 @dataclass(frozen=True)
@@ -131,7 +170,7 @@ def _known_suffix(path: Path) -> bool:
 
 
 def ingest_options(options: dict[str, Any]) -> IngestOptions:
-    """Resolved option dict (see `synth.commands.ingest.DEFAULTS`) -> checked, typed options."""
+    """Resolved option dict (the keys of `INGEST_OPTIONS`) -> checked, typed options."""
     if not options.get("shape"):
         raise ConfigError(f"--shape is required (one of: {', '.join(SHAPES)})")
     shape = SHAPES.get(options["shape"])

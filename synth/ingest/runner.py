@@ -1,36 +1,29 @@
-"""Run an ingest: check every input first, then turn fixed row ranges of each file into parts, skipping finished ones.
+"""Plan an ingest: check every input first, then cut each file into fixed row ranges, one part each.
 
 Part N covers a fixed range of input rows; its fingerprint is the hash of those input bytes (plus the file's source
 name), and the config hash covers every option, so a rerun redoes exactly the parts whose input or config changed.
+The executor decides what to skip and writes the parts, with `--workers N` in worker processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import multiprocessing
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
-
 from synth.errors import InputFileError
+from synth.executor import LocalExecutor, PartPlan, PartResult, PartWork, StageSummary
 from synth.ingest.classes import ClassPool
-from synth.ingest.options import IngestOptions
-from synth.ingest.parts import init_worker, make_part, worker_part
+from synth.ingest.options import IngestOptions, ingest_options
+from synth.ingest.parts import make_part
 from synth.ingest.readers import EXTENSIONS, Chunk, columns, detect_format, read_chunks
 from synth.ingest.records import STAGE, RecordMaker
 from synth.ingest.values import Rejected, top_column
 from synth.schema import Task
-from synth.stage import StageSummary, remove_stale_parts, say_skipped
-from synth.store import Manifest, part_name
-
-console = Console(stderr=True)
+from synth.store import part_name
 
 
 @dataclass(frozen=True)
@@ -88,63 +81,46 @@ def build_class_pool(opts: IngestOptions, files: list[InputFile]) -> ClassPool:
     return pool
 
 
-def _executor(opts: IngestOptions, pool: ClassPool | None) -> ProcessPoolExecutor | None:
-    """Worker processes for `--workers N` (spawned, not forked: the progress bar runs a thread)."""
-    if opts.workers <= 1:
-        return None
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(opts.workers, mp_context=context, initializer=init_worker, initargs=(opts, pool))
+def ingest_plans(opts: IngestOptions, files: list[InputFile]) -> Iterator[PartPlan]:
+    """Part N covers the N-th fixed row range; its fingerprint hashes the range's input bytes and the source name."""
+    for index, (item, offset, chunk) in enumerate(_chunks(opts, files)):
+        fingerprint = hashlib.sha256(f"{item.source}\x00{chunk.digest}".encode()).hexdigest()
+        yield PartPlan(opts.shape.task, part_name(index), f"{item.path.name} {chunk.span}", fingerprint,
+                       (item.source, chunk), offset + chunk.position)
+
+
+def plan_ingest(options: dict[str, Any]) -> Iterator[PartPlan]:
+    """The parts an ingest with these resolved options plans (what `synth status` compares with the manifest)."""
+    opts = ingest_options(options)
+    return ingest_plans(opts, plan_inputs(opts))
+
+
+class IngestWork(PartWork):
+    """An ingest as the executor runs it: inputs checked and the CLS class pool built before anything is written."""
+
+    name = STAGE
+    progress_unit = "bytes"
+
+    def __init__(self, opts: IngestOptions):
+        self.opts = opts
+        self.files = plan_inputs(opts)
+        self.pool = build_class_pool(opts, self.files) if opts.shape.task is Task.CLS else None
+        self.progress_total = sum(item.path.stat().st_size for item in self.files)
+
+    def config(self) -> dict[str, Any]:
+        config = self.opts.config()
+        if self.pool is not None:
+            config["class_pool_digest"] = self.pool.digest()
+        return config
+
+    def plan(self) -> Iterator[PartPlan]:
+        return ingest_plans(self.opts, self.files)
+
+    def run_part(self, plan: PartPlan) -> PartResult:
+        source, chunk = plan.source
+        return make_part(self.opts, self.pool, source, chunk)
 
 
 def run_ingest(opts: IngestOptions, *, quiet: bool = False) -> StageSummary:
     """The whole ingest; returns the summary (counts over all parts, finished now or before)."""
-    files = plan_inputs(opts)
-    config = opts.config()
-    pool = None
-    if opts.shape.task is Task.CLS:
-        pool = build_class_pool(opts, files)
-        config["class_pool_digest"] = pool.digest()
-    opts.out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(opts.out, STAGE)
-    cfg_hash = manifest.set_config(config)
-    task = opts.shape.task
-    summary = StageSummary(STAGE, opts.out)
-    seen: set[str] = set()
-    pending: deque[tuple[str, dict[str, Any], Future[dict[str, Any]]]] = deque()
-
-    def finish(key: str, base: dict[str, Any], entry: dict[str, Any]) -> None:
-        manifest.record(key, {**base, **entry})
-        summary.processed += 1
-
-    total_bytes = sum(item.path.stat().st_size for item in files)
-    shown = (TextColumn("[bold]ingest"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
-    executor = _executor(opts, pool)
-    with Progress(*shown, console=console, disable=quiet) as progress, executor or contextlib.nullcontext():
-        bar = progress.add_task("ingest", total=total_bytes)
-        for index, (item, offset, chunk) in enumerate(_chunks(opts, files)):
-            name = part_name(index)
-            key = f"{task.value}/{name}"
-            seen.add(key)
-            fingerprint = hashlib.sha256(f"{item.source}\x00{chunk.digest}".encode()).hexdigest()
-            base = {"input": f"{item.path.name} {chunk.span}", "fingerprint": fingerprint, "config_hash": cfg_hash}
-            if manifest.is_done(key, fingerprint, cfg_hash):
-                summary.skipped += 1
-            elif executor is None:
-                finish(key, base, make_part(opts, pool, item.source, name, chunk))
-            else:
-                pending.append((key, base, executor.submit(worker_part, item.source, name, chunk)))
-                while len(pending) >= 2 * opts.workers:  # bounded: at most two chunks in flight per worker
-                    key_done, base_done, future = pending.popleft()
-                    finish(key_done, base_done, future.result())
-            progress.update(bar, completed=offset + chunk.position)
-        while pending:
-            key_done, base_done, future = pending.popleft()
-            finish(key_done, base_done, future.result())
-    remove_stale_parts(opts.out, manifest, seen)
-    if not quiet:
-        say_skipped(STAGE, summary.skipped, len(seen))
-    totals = manifest.totals()
-    manifest.set("totals", totals)
-    summary.rows_in, summary.rows_out = totals["rows_in"], totals["rows_out"]
-    summary.rejected, summary.rejects_by_rule = totals["rows_rejected"], totals["rejects_by_rule"]
-    return summary
+    return LocalExecutor(opts.workers).run(IngestWork(opts), opts.out, quiet=quiet)

@@ -1,4 +1,4 @@
-"""Input shapes (METHOD.md section 1) and how each becomes unified records: one small function per shape.
+"""Input shapes (docs/method.md, section 1) and how each becomes unified records: one small function per shape.
 
 A shape names its fields (which are also its default column names) and turns one row's field values into
 task-specific record bodies, or raises `Rejected`.

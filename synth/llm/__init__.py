@@ -1,5 +1,6 @@
 """The LLM engine shared by every LLM stage; see `synth.llm.engine` for a usage example."""
 
+from synth.llm import liveness
 from synth.llm.engine import ChatRequest, ChatResult, JsonResult, LLMEngine
 from synth.llm.local_server import local_endpoint_if_needed
 from synth.llm.settings import LLM_OPTION_DEFAULTS, LLMSettings
@@ -11,5 +12,6 @@ __all__ = [
     "JsonResult",
     "LLMEngine",
     "LLMSettings",
+    "liveness",
     "local_endpoint_if_needed",
 ]

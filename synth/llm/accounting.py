@@ -7,9 +7,15 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class Accounting:
-    """Running totals; `cost_usd` uses a price table of USD per 1M input and output tokens per model."""
+    """Running totals; `cost_usd` uses a price table of USD per 1M input and output tokens per model.
+
+    `requests` are HTTP requests that reached the server (retries included), `unreachable` attempts that never
+    did, `answered` requests the server answered with a result, `from_journal` answers read back from the journal.
+    """
 
     requests: int = 0
+    unreachable: int = 0
+    answered: int = 0
     from_journal: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0

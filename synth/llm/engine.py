@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from synth.errors import ConfigError, FatalAPIError
+from synth.llm import liveness
 from synth.llm.accounting import Accounting
 from synth.llm.journal import Journal, request_key
 from synth.llm.ratelimit import RateLimiter
@@ -48,7 +49,7 @@ from synth.llm.structured import (
     structured_messages,
 )
 from synth.llm.tokens import TokenEstimator, estimate_message_tokens, estimate_text_tokens
-from synth.llm.transport import APIRefusal, TransientError, Transport
+from synth.llm.transport import APIRefusal, TransientError, Transport, Unreachable
 from synth.progress import RequestProgress
 
 T = TypeVar("T")
@@ -78,6 +79,8 @@ class ChatResult:
     from_journal: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reason: str | None = None
+    """Set when the model stopped before finishing (`length`, `content_filter`): the cut answer is in `content`."""
 
 
 @dataclass
@@ -92,6 +95,15 @@ class JsonResult:
 
 class RequestFailed(Exception):
     """A request that ends as a failed row (after retries, or cut short); the reason goes into the result."""
+
+
+class AnswerStopped(RequestFailed):
+    """The model stopped early (max_tokens, content filter): the same request would stop the same way again."""
+
+    def __init__(self, finish_reason: str, content: str):
+        super().__init__(_STOP_REASONS[finish_reason])
+        self.finish_reason = finish_reason
+        self.content = content
 
 
 class FormRefused(Exception):
@@ -268,7 +280,9 @@ class LLMEngine:
                 parsed = parse_answer(content, req.response_model)
         except (RequestFailed, InvalidAnswer) as exc:
             self.accounting.failures += 1
-            return ChatResult(False, content, error=str(exc), prompt_tokens=tokens[0], completion_tokens=tokens[1])
+            stopped = exc if isinstance(exc, AnswerStopped) else None
+            return ChatResult(False, stopped.content if stopped else content, error=str(exc), prompt_tokens=tokens[0],
+                              completion_tokens=tokens[1], finish_reason=stopped.finish_reason if stopped else None)
         if self.journal is not None:
             self.journal.put(key, {"content": content, "prompt_tokens": tokens[0], "completion_tokens": tokens[1]})
         return ChatResult(True, content, parsed, prompt_tokens=tokens[0], completion_tokens=tokens[1])
@@ -321,7 +335,7 @@ class LLMEngine:
         self.estimator.observe(raw_estimate, prompt_tokens)
         reason = choice.get("finish_reason")
         if reason in _STOP_REASONS:
-            raise RequestFailed(_STOP_REASONS[reason])
+            raise AnswerStopped(reason, content)
         return content, prompt_tokens, completion_tokens
 
     # ----- raw JSON posts ---------------------------------------------------------------------------------------
@@ -360,10 +374,16 @@ class LLMEngine:
         async def attempt() -> Any:
             if self.limiter.limiting():
                 await self.limiter.acquire(reserved)
-            self.accounting.requests += 1
             try:
-                return await transport.request("POST", path, body)
+                answer = await transport.request("POST", path, body)
+            except Unreachable:
+                self.accounting.unreachable += 1
+                liveness.raise_if_dead(self.settings.base_url)
+                raise
             except TransientError as exc:
+                self.accounting.requests += 1
+                if exc.status is None:
+                    liveness.raise_if_dead(self.settings.base_url)
                 if exc.status == 429:
                     self.accounting.rate_limited += 1
                     self.limiter.on_429(exc.headers, fallback_seconds=1.0)
@@ -371,9 +391,13 @@ class LLMEngine:
                     raise FormRefused from None
                 raise
             except APIRefusal as exc:
+                self.accounting.requests += 1
                 if form and self._form_chooser().refused(form, exc.status):
                     raise FormRefused from None
                 raise
+            self.accounting.requests += 1
+            self.accounting.answered += 1
+            return answer
 
         try:  # the first attempt inline: one coroutine frame less on the path every request takes
             data, headers = await attempt()
@@ -406,7 +430,11 @@ class LLMEngine:
         if self._model:
             return self._model
         async def list_models() -> tuple[Any, Any]:
-            return await self._transport().request("GET", "/models")
+            try:
+                return await self._transport().request("GET", "/models")
+            except TransientError:
+                liveness.raise_if_dead(self.settings.base_url)
+                raise
 
         try:
             data, _ = await with_retries(list_models, self.settings.max_attempts, self._count_retry)

@@ -42,7 +42,7 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process, fsyncs less
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
@@ -105,3 +105,16 @@ class Journal:
     def close(self) -> None:
         self.commit()
         self._db.close()
+
+
+def _enable_wal(db: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch to WAL; two processes opening a new journal at once may find it locked, which the busy timeout does
+    not cover for a journal-mode change: wait and try again."""
+    for attempt in range(attempts):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)

@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.console import Console
 
 from synth.errors import ConfigError
+from synth.llm import liveness
 from synth.llm.settings import LLMSettings
 
 LOCAL_MODEL = "smollm2-135m-instruct"
@@ -30,6 +31,7 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_CONCURRENCY = 2
 """llama-cpp-python's server answers one request at a time; a second in flight keeps it busy without timeouts."""
 STARTUP_SECONDS = 180.0
+LOG_TAIL_LINES = 3
 console = Console(stderr=True)
 
 
@@ -87,14 +89,22 @@ class LocalServer:
         except BaseException:
             self.__exit__()
             raise
+        liveness.watch(self.base_url, self.death_reason)
         return self
+
+    def death_reason(self) -> str | None:
+        """None while the server runs; else one line with its exit code or signal and the end of its log."""
+        if self._process is None or self._process.poll() is None:
+            return None
+        how = exit_description(self._process.returncode)
+        return f"the demo LLM server (pid {self._process.pid}) {how}: {self._tail()}"
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + STARTUP_SECONDS
         assert self._process is not None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise ConfigError(f"the local LLM server exited with code {self._process.returncode}: {self._tail()}")
+                raise ConfigError(f"the local LLM server {exit_description(self._process.returncode)}: {self._tail()}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
                     if response.status == 200:
@@ -104,11 +114,13 @@ class LocalServer:
         raise ConfigError(f"the local LLM server did not answer within {STARTUP_SECONDS:.0f}s: {self._tail()}")
 
     def _tail(self) -> str:
+        """The last lines of the server's log, on one line."""
         self._log.seek(0)
-        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else "no output"
+        lines = [line.strip() for line in self._log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        return "last log lines: " + " | ".join(lines[-LOG_TAIL_LINES:]) if lines else "it wrote no log"
 
     def __exit__(self, *exc: object) -> None:
+        liveness.unwatch(self.base_url)
         if self._process and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -117,6 +129,17 @@ class LocalServer:
                 self._process.kill()
                 self._process.wait()
         self._log.close()
+
+
+def exit_description(returncode: int) -> str:
+    """`exited with code 1` or `was killed by signal 9 (SIGKILL)`, from a Popen return code."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = f" ({signal.Signals(-returncode).name})"
+    except ValueError:
+        name = ""
+    return f"was killed by signal {-returncode}{name}"
 
 
 @contextlib.contextmanager

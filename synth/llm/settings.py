@@ -8,31 +8,38 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from synth.errors import ConfigError
+from synth.registry import Option, defaults_of
 
 OPENAI_URL = "https://api.openai.com/v1"
 STRUCTURED_MODES = ("auto", "json_schema", "json_object_schema", "json_object", "prompt")
 """How a pydantic output model is asked for; `auto` tries them in this order and remembers what the server accepts."""
 
-LLM_OPTION_DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "base_url": None,
-    "api_key": None,
-    "concurrency": 64,
-    "rpm": None,
-    "tpm": None,
-    "temperature": 0.7,
-    "max_tokens": 1024,
-    "timeout": 120.0,
-    "max_attempts": 6,
-    "structured": "auto",
-    "seed": None,
-    "extra_headers": {},
-    "extra_body": {},
-    "prices": {},
-}
-"""Every engine option with its default; `None` means "from the environment or the server"."""
-_NUMBERS = {"concurrency": int, "max_tokens": int, "max_attempts": int, "seed": int,
-            "rpm": float, "tpm": float, "temperature": float, "timeout": float}
+PANEL = "LLM endpoint"
+LLM_OPTIONS: tuple[Option, ...] = (
+    Option("model", str, None, "Model name.", default_text="the first model the endpoint lists", panel=PANEL),
+    Option("base_url", str, None, "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.",
+           default_text="$OPENAI_BASE_URL; with neither, the bundled demo model when synth[llm-local] is installed",
+           panel=PANEL),
+    Option("api_key", str, None, "API key; never logged or written.", default_text="$OPENAI_API_KEY", panel=PANEL),
+    Option("concurrency", int, 64, "Requests in flight.", min=1, panel=PANEL),
+    Option("rpm", float, None, "Client-side requests-per-minute budget.", min=0.001,
+           default_text="none; follows the server's headers", panel=PANEL),
+    Option("tpm", float, None, "Client-side tokens-per-minute budget.", min=0.001, default_text="none", panel=PANEL),
+    Option("temperature", float, 0.7, "Sampling temperature.", min=0.0, panel=PANEL),
+    Option("max_tokens", int, 1024, "Max tokens per answer.", min=1, panel=PANEL),
+    Option("timeout", float, 120.0, "Seconds per request attempt.", min=0.001, panel=PANEL),
+    Option("max_attempts", int, 6, "Attempts per request on transient faults.", min=1, panel=PANEL),
+    Option("structured", str, "auto", f"How to ask for JSON: {' | '.join(STRUCTURED_MODES)}.", panel=PANEL),
+    Option("seed", int, None, "Seed sent to the model and used for sampling.", default_text="none", panel=PANEL),
+    Option("extra_headers", dict, {}, "HTTP headers sent with every request; never logged or written.",
+           config_only=True),
+    Option("extra_body", dict, {}, "Extra fields merged into every request body.", config_only=True),
+    Option("prices", dict, {}, "USD per 1M tokens by model, {MODEL = {input = X, output = Y}}, for the cost.",
+           config_only=True),
+)
+"""Every engine option; a default of `None` means "from the environment or the server"."""
+LLM_OPTION_DEFAULTS: dict[str, Any] = defaults_of(LLM_OPTIONS)
+_NUMBERS = {o.key: o.type for o in LLM_OPTIONS if o.type in (int, float)}
 
 
 def redact_url(url: str | None) -> str | None:
@@ -64,14 +71,14 @@ class LLMSettings:
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    concurrency: int = 64
+    concurrency: int = LLM_OPTION_DEFAULTS["concurrency"]
     rpm: float | None = None
     tpm: float | None = None
-    temperature: float | None = 0.7
-    max_tokens: int | None = 1024
-    timeout: float = 120.0
-    max_attempts: int = 6
-    structured: str = "auto"
+    temperature: float | None = LLM_OPTION_DEFAULTS["temperature"]
+    max_tokens: int | None = LLM_OPTION_DEFAULTS["max_tokens"]
+    timeout: float = LLM_OPTION_DEFAULTS["timeout"]
+    max_attempts: int = LLM_OPTION_DEFAULTS["max_attempts"]
+    structured: str = LLM_OPTION_DEFAULTS["structured"]
     seed: int | None = None
     extra_headers: dict[str, str] = field(default_factory=dict, repr=False)
     extra_body: dict[str, Any] = field(default_factory=dict)

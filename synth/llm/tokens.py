@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_CJK = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff00-\uffef]")
+from synth.text import Script, char_class
+
+_WIDE = re.compile(
+    f"[{char_class(Script.HAN, Script.KANA, Script.BOPOMOFO, Script.HANGUL)}\u3000-\u303f\u3200-\u33ff\uff00-\uffef]"
+)
+"""CJK letters, CJK punctuation and full-width forms: about one token per character."""
 MESSAGE_OVERHEAD = 4
 """Tokens a chat template adds around each message (role markers), as OpenAI documents for its models."""
 
@@ -14,7 +19,7 @@ def estimate_text_tokens(text: str) -> int:
     """About 4 ASCII characters per token, 1 token per CJK character, 2.5 characters for other scripts."""
     if text.isascii():
         return (len(text) + 3) // 4
-    cjk = len(_CJK.findall(text))
+    cjk = len(_WIDE.findall(text))
     ascii_chars = len(text.encode("ascii", "ignore"))
     other = len(text) - cjk - ascii_chars
     return int(ascii_chars / 4 + cjk + other / 2.5) + 1

@@ -27,6 +27,10 @@ class TransientError(Exception):
         self.headers: Mapping[str, str] = headers or {}
 
 
+class Unreachable(TransientError):
+    """The request never reached a server (connection refused, no route, DNS): nothing was sent or charged."""
+
+
 class APIRefusal(Exception):
     """The server refused the request itself (4xx other than 429); retrying the same request cannot help."""
 
@@ -87,6 +91,8 @@ class Transport:
                 status, headers = response.status, response.headers
         except TimeoutError:
             raise TransientError(f"no answer within {self.timeout.total:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise Unreachable(f"connection failed: {type(exc).__name__}: {redact(str(exc), self.secret)}") from None
         except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
             raise TransientError(f"connection failed: {type(exc).__name__}: {redact(str(exc), self.secret)}") from None
         if status >= 500 or status in _TRANSIENT_STATUS:

@@ -24,6 +24,7 @@ import pyarrow as pa
 from synth.embed.cached import CachedEmbedder
 from synth.mining.corpus import iter_pairs, normalized_key, read_corpus_file, text_key
 from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices
+from synth.mining.options import MINE_DEFAULTS
 from synth.store import PartRef, atomic_write_bytes, file_fingerprint
 
 ARTIFACT_DIR = "_index"
@@ -37,9 +38,9 @@ ITEM_SCHEMA = pa.schema([("text", pa.string()), ("key", pa.uint64()), ("norm_key
 class CorpusSettings:
     """Which texts are mining candidates: `positives`, `file` (the `files`), or `both`."""
 
-    source: str = "both"
+    source: str = MINE_DEFAULTS["corpus_from"]
     files: tuple[str, ...] = ()
-    field: str = "text"
+    field: str = MINE_DEFAULTS["corpus_field"]
 
 
 def fingerprint(parts: list[PartRef], corpus: CorpusSettings, model_id: str, index: IndexSettings) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from synth.errors import ConfigError
+from synth.mining.options import MINE_DEFAULTS
 
 ADD_CHUNK = 65_536
 TRAIN_SAMPLE = 65_536
@@ -36,11 +37,11 @@ def _faiss():
 class IndexSettings:
     """How the index is built and searched; only `exact_max`, `nlist` and `seed` change the built index."""
 
-    exact_max: int = 200_000
+    exact_max: int = MINE_DEFAULTS["exact_max"]
     nlist: int | None = None
-    nprobe: int = 32
-    search_batch_size: int = 1024
-    seed: int = 0
+    nprobe: int = MINE_DEFAULTS["nprobe"]
+    search_batch_size: int = MINE_DEFAULTS["search_batch_size"]
+    seed: int = MINE_DEFAULTS["seed"]
 
     def kind(self, size: int) -> str:
         return "flat" if size <= self.exact_max else "ivf"

@@ -13,8 +13,8 @@ from synth.mining import rules
 from synth.mining.artifact import MiningIndex
 from synth.mining.corpus import keys_of, normalized_key
 from synth.mining.index import search
+from synth.mining.options import MINE_DEFAULTS, SAMPLING
 
-SAMPLING = ("top", "random")
 RULE_ORDER = (
     "query", "positive", "duplicate", "near_duplicate", "existing_negative",
     "max_score", "margin", "relative_margin", "rank_window",
@@ -26,15 +26,15 @@ RULE_ORDER = (
 class MineSettings:
     """The mining rules' parameters (see `synth mine --help`)."""
 
-    range_min: int = 0
-    range_max: int = 30
-    num_negatives: int = 4
-    sampling: str = "top"
-    seed: int = 0
+    range_min: int = MINE_DEFAULTS["range_min"]
+    range_max: int = MINE_DEFAULTS["range_max"]
+    num_negatives: int = MINE_DEFAULTS["num_negatives"]
+    sampling: str = MINE_DEFAULTS["sampling"]
+    seed: int = MINE_DEFAULTS["seed"]
     max_score: float | None = None
     margin: float | None = None
-    relative_margin: float | None = 0.05
-    dup_threshold: float | None = 0.98
+    relative_margin: float | None = MINE_DEFAULTS["relative_margin"]
+    dup_threshold: float | None = MINE_DEFAULTS["dup_threshold"]
 
     def check(self) -> MineSettings:
         """Refuse settings that cannot mine anything, naming the option."""

@@ -16,7 +16,7 @@ from synth.mining.index import GPU_MAX_K, IndexSettings, num_gpus
 from synth.mining.miner import Miner, MineSettings
 from synth.schema import Task
 from synth.stage import PartResult, Stage
-from synth.store import Manifest, PartRef, reject
+from synth.store import PartRef, location, reject
 
 
 class MineStage(Stage):
@@ -69,7 +69,7 @@ class MineStage(Stage):
         good, rejects = [], []
         for number, row in enumerate(rows):
             if len(row.get("negative_origins") or []) != len(row.get("negatives") or []):
-                rejects.append(reject(self.name, f"{part.path}:row {number}", "negative_origins_mismatch",
+                rejects.append(reject(self.name, location(part, number, row["id"]), "negative_origins_mismatch",
                                       "negative_origins must have one entry per negative", row))
             else:
                 good.append(row)
@@ -81,6 +81,5 @@ class MineStage(Stage):
                       cache_hits=after["cache_hits"] - before["cache_hits"])
         return PartResult(mined, rejects, counts)
 
-    def finish(self, manifest: Manifest) -> None:
-        if self.artifact:
-            manifest.set("index", self.artifact)
+    def finish(self, out: Path) -> dict[str, Any]:
+        return {"index": self.artifact} if self.artifact else {}

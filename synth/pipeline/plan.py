@@ -6,45 +6,45 @@ File shape::
     [llm]                            # shared LLM options, given to every stage that has them
     [embedder]                       # shared embedder options (embedder, embed_model, ...)
     [[stage]]
-    use = "ingest"                   # the command: ingest, paraphrase, llm-negatives, querygen, mine, filter, export
+    use = "ingest"                   # a stage of synth.stages: ingest, paraphrase, augment, llm-negatives, ...
     name = "ingest-qa"               # optional, default `use`; the stage's folder in the run directory
+                                     # (letters, digits, - and _ only)
     inputs = ["qa.jsonl"]            # files (relative to this file) or names of earlier stages; default: previous stage
     # ... the command's own options
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from synth.config import load_toml, resolve
-from synth.embed import EMBED_DEFAULTS
+from synth.embed.options import EMBED_DEFAULTS
 from synth.errors import ConfigError
 from synth.llm.settings import LLM_OPTION_DEFAULTS
+from synth.registry import StageSpec
+from synth.stages import stage_spec
 from synth.store import config_hash
 
-STAGE_COMMANDS = ("ingest", "paraphrase", "augment", "llm_negatives", "querygen", "mine", "filter", "export")
-LLM_STAGES = frozenset({"paraphrase", "augment", "llm_negatives", "querygen"})
-DEFAULT_OUT = {"filter": "final", "export": "export"}
-"""The filter's output is the final data (`RUN/final`), the export's the trainer files (`RUN/export`)."""
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+"""A stage name is its folder in the run directory, so it may not contain `/`, `.` or anything else."""
 SECRET_KEYS = frozenset({"api_key", "extra_headers"})
 TOP_KEYS = frozenset({"name", "out", "llm", "embedder", "stage"})
 
 
 @dataclass
 class PlannedStage:
-    """One stage of the plan: its name, command module and resolved options (inputs and out included)."""
+    """One stage of the plan: its name, the registered stage it uses and resolved options (inputs and out included)."""
 
     name: str
     use: str
     options: dict[str, Any]
 
     @property
-    def module(self) -> ModuleType:
-        return import_module(f"synth.commands.{self.use}")
+    def spec(self) -> StageSpec:
+        return stage_spec(self.use)
 
     @property
     def out(self) -> Path:
@@ -55,7 +55,7 @@ class PlannedStage:
         return {k: v for k, v in self.options.items() if k not in SECRET_KEYS and v is not None}
 
     def needs_llm(self) -> bool:
-        return self.use in LLM_STAGES or (self.use == "filter" and bool(self.options.get("judge")))
+        return self.spec.needs_llm(self.options)
 
 
 @dataclass
@@ -85,11 +85,11 @@ class Plan:
         return self.stages[start:stop]
 
 
-def command_name(use: Any) -> str:
-    name = str(use).replace("-", "_")
-    if name not in STAGE_COMMANDS:
-        known = ", ".join(c.replace("_", "-") for c in STAGE_COMMANDS)
-        raise ConfigError(f"unknown stage command {use!r} (known: {known})")
+def stage_name(table: dict[str, Any], path: Path) -> str:
+    """The stage's name (default: its `use`), refused unless it is a plain folder name."""
+    name = str(table.get("name") or table["use"])
+    if not PLAIN_NAME.fullmatch(name):
+        raise ConfigError(f"stage name {name!r} in {path} must be a plain folder name (letters, digits, - and _)")
     return name
 
 
@@ -134,11 +134,11 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
     for table in tables:
         if "use" not in table:
             raise ConfigError(f"a [[stage]] in {path} has no `use` key (which command to run)")
-        use = command_name(table["use"])
-        name = str(table.get("name") or table["use"])
+        spec = stage_spec(table["use"])
+        name = stage_name(table, path)
         if name in outs:
             raise ConfigError(f"two stages are named {name!r} in {path}: give one a `name`")
-        defaults = import_module(f"synth.commands.{use}").DEFAULTS
+        defaults = spec.defaults()
         shared = {k: v for k, v in {**llm, **embedder}.items() if k in defaults}
         own = {k: v for k, v in table.items() if k not in ("use", "name", "inputs", "out")}
         try:
@@ -147,7 +147,7 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
             raise ConfigError(f"stage {name!r} in {path}: {exc}") from exc
         previous = stages[-1] if stages else None
         options["inputs"] = resolve_inputs(table.get("inputs"), previous, outs, path.parent, name)
-        options["out"] = str((run_dir / str(table.get("out") or DEFAULT_OUT.get(use, name))).resolve())
+        options["out"] = str((run_dir / str(table.get("out") or spec.out_folder or name)).resolve())
         outs[name] = Path(options["out"])
-        stages.append(PlannedStage(name, use, options))
+        stages.append(PlannedStage(name, spec.module_name, options))
     return Plan(path, run_dir, stages)

@@ -50,8 +50,8 @@ def run_plan(plan: Plan, stages: list[PlannedStage]) -> list[StageSummary]:
     with contextlib.ExitStack() as stack:
         endpoint = SharedEndpoint(stack)
         for stage in stages:
-            console.rule(f"[bold]{stage.name}[/bold] ({stage.use.replace('_', '-')})")
-            summary = stage.module.run(endpoint.for_stage(stage))
+            console.rule(f"[bold]{stage.name}[/bold] ({stage.spec.name})")
+            summary = stage.spec.run(endpoint.for_stage(stage))
             summary.stage = stage.name
             print_summary(summary)
             summaries.append(summary)

@@ -1,17 +1,25 @@
-"""What a run directory holds, stage by stage, and what a rerun would do: read from run.toml and the manifests."""
+"""What a run directory holds, stage by stage, and what a rerun would do: read from run.toml and the manifests.
+
+"What a rerun would do" is the executor's own decision (`synth.executor.dry_run`) over the same plan of parts.
+"""
 
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth.errors import InputFileError, SynthError
-from synth.lineage import read_manifest, stage_usage
+from synth.errors import InputFileError, SynthError, UsageError
+from synth.executor import Decision, PartPlan, dry_run
+from synth.ingest.runner import plan_ingest
+from synth.lineage import stage_usage
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import RUN_FILE
-from synth.store import MANIFEST, file_fingerprint, list_parts, part_name
+from synth.stage import plan_input_parts
+from synth.store import is_failed, manifest_totals, read_manifest
 
 
 @dataclass
@@ -37,69 +45,49 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
-def input_parts(inputs: list[str]) -> list | None:
-    """The parts a part-wise stage reads, in run_stage's order; None when its inputs are raw files (ingest)."""
-    parts = []
-    for item in inputs:
-        if not (Path(item) / MANIFEST).is_file():
-            return None
-        parts += list_parts(Path(item))
-    return parts
+def stage_plans(stage: dict[str, Any]) -> Iterable[PartPlan]:
+    """The parts a rerun of the stage would plan, by the planner its run uses (ingest reads its raw files)."""
+    if stage["use"] == "ingest":
+        return plan_ingest(stage)
+    return plan_input_parts([Path(item) for item in stage.get("inputs", [])])
 
 
-def finished(entry: dict[str, Any], cfg_hash: str) -> bool:
-    return entry.get("config_hash") == cfg_hash and not entry.get("failed")
-
-
-def rerun_plan(parts: list, manifest: dict[str, Any]) -> str:
-    """Compare the input parts on disk with the manifest, the way run_stage decides what to redo."""
-    entries, cfg_hash = manifest.get("parts", {}), manifest.get("config_hash")
-    counts = {"skip": 0, "new": 0, "changed": 0, "failed": 0}
-    for index, part in enumerate(parts):
-        entry = entries.get(f"{part.task.value}/{part_name(index)}")
-        if entry is None:
-            counts["new"] += 1
-        elif entry.get("fingerprint") != file_fingerprint(part.path):
-            counts["changed"] += 1
-        elif not finished(entry, cfg_hash):
-            counts["failed"] += 1
-        else:
-            counts["skip"] += 1
-    todo = counts["new"] + counts["changed"] + counts["failed"]
+def rerun_text(decisions: Counter[Decision]) -> str:
+    """What a rerun would do, from the executor's decision for each part."""
+    skip = decisions[Decision.SKIP]
+    todo = sum(decisions.values()) - skip
     if not todo:
-        return f"skip all {counts['skip']} parts"  # nothing new, changed or failed
-    detail = ", ".join(f"{n} {k}" for k, n in counts.items() if n and k != "skip")
-    return f"process {todo} parts ({detail}), skip {counts['skip']}"
+        return f"skip all {skip} parts"  # nothing new, changed, failed or missing
+    detail = ", ".join(f"{decisions[d]} {d}" for d in Decision if d is not Decision.SKIP and decisions[d])
+    return f"process {todo} parts ({detail}), skip {skip}"
 
 
 def stage_status(stage: dict[str, Any]) -> StageStatus:
     status = StageStatus(stage["name"], stage["use"], Path(stage["out"]))
-    if stage["use"] == "export":
+    if stage["use"] == "export":  # export writes trainer files without a manifest
         files = sorted(status.out.rglob("train-*")) if status.out.is_dir() else []
         status.started, status.parts_done, status.parts_total = bool(files), len(files), len(files)
         status.rerun = "rewrite the exports" if files else "export the final data"
         return status
     manifest = read_manifest(status.out)
-    parts = input_parts(stage.get("inputs", []))
-    status.parts_total = len(parts) if parts is not None else None
+    plans: list[PartPlan] | None = None
+    problem = ""
+    try:
+        plans = list(stage_plans(stage))
+        status.parts_total = len(plans)
+    except UsageError as exc:  # an upstream stage not run yet, an input file gone: the run would stop the same way
+        problem = str(exc)
     if manifest is None:
         status.rerun = "run (not started)"
         return status
-    entries = manifest.get("parts", {})
+    entries, cfg_hash = manifest.get("parts", {}), manifest.get("config_hash")
+    totals = manifest_totals(manifest)
     status.started = True
-    status.parts_done = sum(finished(e, manifest.get("config_hash")) for e in entries.values())
-    status.failed = sum(e.get("failed", 0) for e in entries.values())
-    status.rows_in = sum(e.get("rows_in", 0) for e in entries.values())
-    status.rows_out = sum(e.get("rows_out", 0) for e in entries.values())
-    for entry in entries.values():
-        for rule, count in entry.get("rejects_by_rule", {}).items():
-            status.rejects_by_rule[rule] = status.rejects_by_rule.get(rule, 0) + count
+    status.parts_done = sum(not is_failed(e) and e.get("config_hash") == cfg_hash for e in entries.values())
+    status.failed, status.rows_in, status.rows_out = totals["failed"], totals["rows_in"], totals["rows_out"]
+    status.rejects_by_rule = totals["rejects_by_rule"]
     status.usage = stage_usage(manifest)
-    if parts is None:
-        status.parts_total = len(entries)
-        status.rerun = f"re-read inputs, skip {status.parts_done} unchanged parts"
-    else:
-        status.rerun = rerun_plan(parts, manifest)
+    status.rerun = rerun_text(dry_run(plans, status.out, manifest)) if plans is not None else f"stop: {problem}"
     return status
 
 

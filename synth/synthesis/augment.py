@@ -9,34 +9,34 @@ from __future__ import annotations
 from typing import Any
 
 from synth.llm import LLMSettings
+from synth.registry import Option
 from synth.schema import Task
 from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
     Failure,
     check_changed,
     check_distinct,
+    check_language,
     check_length,
     check_near_duplicate,
     check_no_new_markup,
     check_nonempty,
-    check_script,
     check_similarity_band,
     check_topic_shift,
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import AugmentClsOutput, AugmentOutput, schema_json
-from synth.synthesis.similarity import OPTIONAL_EMBED_DEFAULTS, TextSimilarity, embed_config, embedder_configured
-from synth.synthesis.text import dominant_script
+from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
+from synth.synthesis.spec import DROP_SOURCE, band, synthesis_spec
 
-AUGMENT_DEFAULTS: dict[str, Any] = {
-    "length_tolerance": 0.20,
-    "min_change": 0.30,
-    "max_topic_overlap": 0.50,
-    "min_topic_similarity": 0.30,
-    "max_topic_similarity": 0.90,
-    **OPTIONAL_EMBED_DEFAULTS,
-}
-"""METHOD.md: +-20% lengths. Ours: the new query changes >30% of the old one, content-word overlap <= 50%,
+BANDS: tuple[Option, ...] = (
+    band("length_tolerance", 0.20, "New query/passages within +-this share of the originals."),
+    band("min_change", 0.30, "The new query changes more than this share of the old one."),
+    band("max_topic_overlap", 0.50, "At most this share of content words shared with the source."),
+    band("min_topic_similarity", 0.30, "With an embedder: cosine to the source at least this."),
+    band("max_topic_similarity", 0.90, "With an embedder: cosine to the source at most this."),
+)
+"""docs/method.md: +-20% lengths. Ours: the new query changes >30% of the old one, content-word overlap <= 50%,
 embedding cosine to the source in [0.30, 0.90] when an embedder is configured."""
 
 TECHNIQUE = {Task.RETRIEVAL: "augment", Task.CLS: "augment_cls"}
@@ -51,8 +51,7 @@ class AugmentStage(SynthesisStage):
         self.similarity = TextSimilarity(options) if embedder_configured(options) else None
 
     def technique_config(self) -> dict[str, Any]:
-        bounds = {k: float(self.options[k]) for k in ("length_tolerance", "min_change", "max_topic_overlap",
-                                                      "min_topic_similarity", "max_topic_similarity")}
+        bounds = {o.key: float(self.options[o.key]) for o in BANDS}
         return {**bounds, **embed_config(self.options)}
 
     def sample_context(self, technique: str) -> dict[str, Any]:
@@ -72,11 +71,11 @@ class AugmentStage(SynthesisStage):
     def check_triple(self, job: Job, item: Any) -> Failure | None:
         query, positive = job.context["query"], job.context["positive"]
         tolerance = float(self.options["length_tolerance"])
-        script = dominant_script(query + positive)
+        lang, source = job.context["lang"], f"{query}\n{positive}"
         for name, text, reference in (("query", item.query, query), ("positive", item.positive, positive),
                                       ("negative", item.negative, positive)):
             failure = (check_nonempty(text, name) or check_no_new_markup(reference, text)
-                       or check_script(script, text)
+                       or check_language(lang, text, source)
                        or check_length(reference, text, tolerance))
             if failure:
                 return failure._replace(reason=f"{name}: {failure.reason}")
@@ -91,7 +90,7 @@ class AugmentStage(SynthesisStage):
     def check_example(self, job: Job, item: Any) -> Failure | None:
         text = job.context["text"]
         return (check_nonempty(item.text, "text") or check_no_new_markup(text, item.text)
-                or check_script(dominant_script(text), item.text)
+                or check_language(job.context["lang"], item.text, text)
                 or check_length(text, item.text, float(self.options["length_tolerance"]))
                 or check_changed(text, item.text, float(self.options["min_change"]))
                 or self.topic_failure(text, item.text)
@@ -121,3 +120,7 @@ class AugmentStage(SynthesisStage):
         # The source text is another example of the same class: the new example's positive.
         return {"text": item.text, "label": parent["label"], "positive": parent["text"],
                 "negatives": parent.get("negatives") or []}
+
+
+AUGMENT = synthesis_spec(AugmentStage, "Extend records to neighbouring topics: retrieval triples and new CLS examples "
+                         "(STS passes through).", (DROP_SOURCE, *BANDS, *OPTIONAL_EMBED_OPTIONS))

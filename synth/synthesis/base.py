@@ -15,18 +15,10 @@ from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
 from synth.llm.accounting import as_part_stats
 from synth.prompts import PromptLibrary, PromptTemplate
-from synth.schema import Task, validate_row
+from synth.schema import RejectKind, Task, validate_row
 from synth.stage import PartResult, Stage, console
-from synth.store import PartRef, reject
+from synth.store import PartRef, location, reject
 from synth.synthesis.generation import Check, ItemsOf, Job, Rejected, RoundStats, run_rounds
-
-SYNTHESIS_DEFAULTS: dict[str, Any] = {
-    "num": 3,
-    "max_tries": 20,
-    "prompts": None,
-    "drop_source": False,
-}
-"""Options every synthesis stage has (besides the LLM options): outputs per record, the retry bound of the paper."""
 
 
 def merged_meta(row: dict[str, Any], extra: dict[str, Any]) -> str:
@@ -40,6 +32,8 @@ class SynthesisStage(Stage):
     """A part-wise LLM stage: subclasses build jobs from rows and rows from kept outputs."""
 
     techniques: tuple[str, ...] = ()
+    output_kind: RejectKind = "record"
+    """What a rejected output would have been: a record, or a negative of its parent (llm-negatives)."""
 
     def __init__(self, options: dict[str, Any], settings: LLMSettings):
         self.options = options
@@ -54,6 +48,7 @@ class SynthesisStage(Stage):
         for technique in self.techniques:
             self.templates += self.library.check(technique, technique, self.sample_context(technique))
         self._engine: LLMEngine | None = None
+        self._answer_shown = False
 
     # -- what a subclass provides -------------------------------------------------------------
     @abstractmethod
@@ -103,17 +98,34 @@ class SynthesisStage(Stage):
     def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[Rejected], RoundStats]:
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
         rejected, stats = run_rounds(jobs, self.send, items_of, check, self.max_tries)
+        self.show_an_answer(jobs, rejected)
         reasons = [job.failed for job in jobs if job.failed]
         if reasons:
             console.print(f"[yellow]{self.name}: {len(reasons)} requests failed (asked again on the next run), "
                           f"first: {reasons[0]}", highlight=False, soft_wrap=True)
         return rejected, stats
 
+    def show_an_answer(self, jobs: list[Job], rejected: list[Rejected]) -> None:
+        """Once per stage, one output the model wrote (kept if any, else rejected with its rule): the user sees it."""
+        if self._answer_shown:
+            return
+        kept = next((item for job in jobs for item in job.kept), None)
+        if kept is not None:
+            shown, verdict = kept, "kept"
+        elif rejected:
+            shown, verdict = rejected[0].item, f"rejected: {rejected[0].failure.rule}"
+        else:
+            return
+        text = json.dumps(_as_data(shown), ensure_ascii=False)
+        console.print(f"{self.name}: the model wrote ({verdict}): {text[:300]}", highlight=False, markup=False,
+                      soft_wrap=True)
+        self._answer_shown = True
+
     def new_rows(self, task: Task, rows: list[dict[str, Any]], jobs: list[Job], items_of: ItemsOf,
                   check: Check) -> Synthesised:
         """Generate for every job, then one new row per kept output after its parent (`fields_of` fills it)."""
         rejected, stats = self.generate(jobs, items_of, check)
-        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
+        result = Synthesised(rejected=rejected, stats=stats.as_dict(), failed=stats.failed)
         for job in jobs:
             parent = rows[job.index]
             result.added[job.index] = [
@@ -142,11 +154,13 @@ class SynthesisStage(Stage):
             **fields,
         }
 
-    def rejects_of(self, rejected: list[Rejected], parents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Reject rows for outputs that failed a check, located by the parent record's id."""
+    def rejects_of(
+        self, part: PartRef, rejected: list[Rejected], parents: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Reject rows for outputs that failed a check, located by their parent record."""
         return [
-            reject(self.name, f"id {parents[r.job.index]['id']}", r.failure.rule, r.failure.reason,
-                   _as_data(r.item))
+            reject(self.name, location(part, r.job.index, parents[r.job.index]["id"]), r.failure.rule,
+                   r.failure.reason, _as_data(r.item), kind=self.output_kind)
             for r in rejected
         ]
 
@@ -158,7 +172,7 @@ class SynthesisStage(Stage):
         usage = self._engine.stats(since=before) if self._engine is not None else {}
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
-        rejects = list(result.rejects)
+        rejects = self.rejects_of(part, result.rejected, rows)
         kept_new = 0
         for index, row in enumerate(rows):
             source = result.replaced.get(index, row)
@@ -169,11 +183,11 @@ class SynthesisStage(Stage):
                 try:
                     made = validate_row(candidate["task"], candidate)
                 except ValidationError as exc:
-                    rejects.append(reject(self.name, f"id {row['id']}", "invalid_record",
+                    rejects.append(reject(self.name, location(part, index, row["id"]), "invalid_record",
                                           exc.errors()[0]["msg"], candidate))
                     continue
                 if made["id"] in seen:
-                    rejects.append(reject(self.name, f"id {row['id']}", "duplicate_record",
+                    rejects.append(reject(self.name, location(part, index, row["id"]), "duplicate_record",
                                           "same content as another row of this part", made))
                     continue
                 seen.add(made["id"])
@@ -186,11 +200,12 @@ class SynthesisStage(Stage):
 
 @dataclass
 class Synthesised:
-    """A stage's work on one part: rows added after a source, sources replaced (llm-negatives), rejects, stats."""
+    """A stage's work on one part: rows added after a source, sources replaced (llm-negatives), outputs that failed
+    a check, stats."""
 
     added: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     replaced: dict[int, dict[str, Any]] = field(default_factory=dict)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     failed: int = 0
 

@@ -1,6 +1,6 @@
 """The checks every generated text must pass, as small pure functions returning None or a `Failure`.
 
-Bands follow METHOD.md: a paraphrase changes more than 30% of a sentence / 20% of a paragraph and stays within
+Bands follow docs/method.md: a paraphrase changes more than 30% of a sentence / 20% of a paragraph and stays within
 +-15% of the length; augment and hard negatives stay within +-20%; duplicates among outputs are dropped.
 """
 
@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 from rapidfuzz.distance import Levenshtein
 
-from synth.synthesis.text import char_length, compact, dominant_script, sentences, shingles, tokens
+from synth.synthesis.text import char_length, compact, sentences, shingles, tokens
+from synth.text import dominant_script, lang_mismatch, scripts_of
 
 
 class Failure(NamedTuple):
@@ -61,8 +62,17 @@ def check_adjacent_copy(source: str, output: str) -> Failure | None:
     return None
 
 
+def check_language(lang: str, output: str, source: str | None = None) -> Failure | None:
+    """The output must be written in `lang`'s scripts: the filter's `lang_mismatch` rule itself, so an output kept
+    here is never dropped there. For a language the table lacks, it must be in the script of `source` if given."""
+    if scripts_of(lang) is None:
+        return check_script(dominant_script(source), output) if source is not None else None
+    reason = lang_mismatch(output, lang)
+    return Failure("wrong_language", reason) if reason else None
+
+
 def check_script(expected: str | None, output: str) -> Failure | None:
-    """The output must be written in the expected script (a stand-in for 'same language')."""
+    """The output must be written in the expected script (`lang` unknown: the source's script stands in for it)."""
     got = dominant_script(output)
     if expected and got != expected:
         found = f"written in {got} script" if got else "has no letters"

@@ -22,6 +22,8 @@ ItemsOf = Callable[["Job", BaseModel], list[Any]]
 Check = Callable[["Job", Any], "Failure | None"]
 """Why one output of a job fails, or None; it sees `job.kept`, so it can catch near-duplicates."""
 
+STOPPED_RULES = {"length": "answer_cut", "content_filter": "content_filtered"}
+"""The reject rule of an answer the model stopped early, by its finish_reason."""
 AVOID_LIMIT = 8
 """Earlier outputs shown to the model on a retry: enough to steer away from them, few enough to keep prompts short."""
 
@@ -56,21 +58,17 @@ class Rejected:
 
 @dataclass
 class RoundStats:
-    """What the loop did, for the manifest: requests sent, items generated, kept and rejected."""
+    """What the loop did with the answers, for the manifest: outputs generated, kept and rejected, jobs that ran
+    out of tries or whose request failed. Requests, journal hits and tokens are the engine's to count (`llm_*`)."""
 
-    requests: int = 0
-    from_journal: int = 0
     generated: int = 0
     kept: int = 0
     exhausted: int = 0
     failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "requests_from_journal": self.from_journal, "generated": self.generated,
-                "kept": self.kept, "tries_exhausted": self.exhausted, "requests_failed": self.failed,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        return {"generated": self.generated, "kept": self.kept, "tries_exhausted": self.exhausted,
+                "records_failed": self.failed}
 
 
 def _as_data(item: Any) -> Any:
@@ -102,13 +100,10 @@ def run_rounds(
         results = send(todo, prompts)
         for job, result in zip(todo, results, strict=True):
             job.tries += 1
-            stats.requests += 1
-            stats.from_journal += int(bool(result.from_journal))
-            stats.prompt_tokens += result.prompt_tokens
-            stats.completion_tokens += result.completion_tokens
             if not result.ok:
                 if _is_invalid_answer(result):
-                    rejected.append(Rejected(job, result.content or "", Failure("invalid_output", result.error)))
+                    rule = STOPPED_RULES.get(result.finish_reason or "", "invalid_output")
+                    rejected.append(Rejected(job, result.content or "", Failure(rule, result.error)))
                 else:
                     job.failed = result.error or "request failed"
                     stats.failed += 1
@@ -129,8 +124,9 @@ def run_rounds(
 
 
 def _is_invalid_answer(result: Any) -> bool:
-    """An answer that came back but did not fit the schema (even when re-asked) is a rejected output.
+    """An answer that came back but did not fit the schema (even when re-asked), or was cut short, is a rejected
+    output: the job tries again with another seed, where a rerun would get the same answer again.
 
-    A request that got no answer (transport failure, cut at max_tokens) carries no content: the row failed.
+    A request that got no answer (transport failure, an empty cut answer) carries no content: the row failed.
     """
     return not result.ok and bool(result.content)

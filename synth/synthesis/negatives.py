@@ -6,31 +6,36 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from synth.schema import Task
+from synth.registry import Option
+from synth.schema import Task, negative_origins
 from synth.synthesis.base import Synthesised, SynthesisStage, merged_meta
 from synth.synthesis.checks import (
     Failure,
     check_distinct,
+    check_language,
     check_length,
     check_near_duplicate,
     check_no_new_markup,
     check_nonempty,
-    check_script,
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import NEGATIVE_KINDS, NegativesOutput, schema_json
-from synth.synthesis.text import dominant_script
+from synth.synthesis.spec import band, synthesis_spec
 
-NEGATIVES_DEFAULTS: dict[str, Any] = {"length_tolerance": 0.20, "min_change": 0.20}
-"""METHOD.md: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
+BANDS: tuple[Option, ...] = (
+    band("length_tolerance", 0.20, "Negative length within +-this share of the positive."),
+    band("min_change", 0.20, "A negative changes more than this share of the positive."),
+)
+"""docs/method.md: length within +-20% of the positive; ours: a negative changes more than 20% of the positive."""
 
 
 class NegativesStage(SynthesisStage):
     name = "llm-negatives"
     techniques = ("llm_negatives",)
+    output_kind = "negative"
 
     def technique_config(self) -> dict[str, Any]:
-        return {k: float(self.options[k]) for k in NEGATIVES_DEFAULTS}
+        return {o.key: float(self.options[o.key]) for o in BANDS}
 
     def sample_context(self, technique: str) -> dict[str, Any]:
         return {"lang": "en", "query": "q", "positive": "p", "num": 2, "avoid": ["{}"], "kinds": NEGATIVE_KINDS,
@@ -41,7 +46,7 @@ class NegativesStage(SynthesisStage):
         positive = job.context["positive"]
         band = float(self.options["min_change"])
         return (check_nonempty(item.passage, "negative") or check_no_new_markup(positive, item.passage)
-                or check_script(dominant_script(positive), item.passage)
+                or check_language(job.context["lang"], item.passage, positive)
                 or check_length(positive, item.passage, float(self.options["length_tolerance"]))
                 or check_distinct(item.passage, positive, band, "negative_equals_positive", "the positive")
                 or check_near_duplicate(item.passage, [*job.context["existing"], *(k.passage for k in job.kept)],
@@ -60,7 +65,7 @@ class NegativesStage(SynthesisStage):
             for index, row in enumerate(rows)
         ]
         rejected, stats = self.generate(jobs, lambda job, parsed: parsed.negatives, self.check)
-        result = Synthesised(rejects=self.rejects_of(rejected, rows), stats=stats.as_dict(), failed=stats.failed)
+        result = Synthesised(rejected=rejected, stats=stats.as_dict(), failed=stats.failed)
         for kind in NEGATIVE_KINDS:
             result.stats[f"kept_{kind}"] = sum(1 for j in jobs for k in j.kept if k.kind == kind)
         for job in jobs:
@@ -75,7 +80,10 @@ class NegativesStage(SynthesisStage):
             {"kind": k.kind, "template": job.template.name, "template_sha": job.template.sha} for k in job.kept
         )]})
         negatives = list(row.get("negatives") or [])
-        origins = list(row.get("negative_origins") or [])
-        origins += ["source"] * (len(negatives) - len(origins))  # keep origins aligned with the negatives
         return {**row, "negatives": [*negatives, *(k.passage for k in job.kept)],
-                "negative_origins": [*origins, *(["llm"] * len(job.kept))], "negative_scores": None, "meta": meta}
+                "negative_origins": [*negative_origins(row), *(["llm"] * len(job.kept))], "negative_scores": None,
+                "meta": meta}
+
+
+LLM_NEGATIVES = synthesis_spec(NegativesStage, "Write hard negatives that deviate in meaning, add irrelevant detail "
+                               "or answer another aspect.", BANDS)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 NEGATIVE_KINDS = ("deviates_meaning", "adds_irrelevant", "different_aspect")
-"""The three ways an LLM hard negative may be worse than the positive (METHOD.md section 2)."""
+"""The three ways an LLM hard negative may be worse than the positive (docs/method.md, section 2)."""
 
 
 class _Answer(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synth.registry import Option
 from synth.schema import Task
 from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
@@ -15,28 +16,23 @@ from synth.synthesis.checks import (
     change_band,
     check_adjacent_copy,
     check_changed,
+    check_language,
     check_length,
     check_near_duplicate,
     check_no_new_markup,
     check_nonempty,
-    check_script,
 )
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import paraphrase_output, schema_json
-from synth.synthesis.text import dominant_script
+from synth.synthesis.spec import DROP_SOURCE, band, synthesis_spec
+from synth.tasks import TASKS
 
-PARAPHRASE_DEFAULTS: dict[str, Any] = {
-    "sentence_change": 0.30,
-    "paragraph_change": 0.20,
-    "length_tolerance": 0.15,
-}
-"""METHOD.md: more than 30% of a sentence / 20% of a paragraph changed, length within +-15%."""
-
-REWRITTEN_FIELDS: dict[Task, tuple[str, ...]] = {
-    Task.RETRIEVAL: ("query", "positive"),
-    Task.STS: ("text_a", "text_b"),
-    Task.CLS: ("text",),
-}
+BANDS: tuple[Option, ...] = (
+    band("sentence_change", 0.30, "A one-sentence rewrite changes more than this share."),
+    band("paragraph_change", 0.20, "A paragraph rewrite changes more than this share."),
+    band("length_tolerance", 0.15, "Rewrite length within +-this share of the source."),
+)
+"""docs/method.md: more than 30% of a sentence / 20% of a paragraph changed, length within +-15%."""
 
 
 class ParaphraseStage(SynthesisStage):
@@ -44,13 +40,13 @@ class ParaphraseStage(SynthesisStage):
     techniques = ("paraphrase",)
 
     def technique_config(self) -> dict[str, Any]:
-        return {k: float(self.options[k]) for k in PARAPHRASE_DEFAULTS}
+        return self.bands()
 
     def bands(self) -> dict[str, float]:
-        return {k: float(self.options[k]) for k in PARAPHRASE_DEFAULTS}
+        return {o.key: float(self.options[o.key]) for o in BANDS}
 
     def sample_context(self, technique: str) -> dict[str, Any]:
-        fields = REWRITTEN_FIELDS[Task.RETRIEVAL]
+        fields = TASKS[Task.RETRIEVAL].rewritten_fields
         return {"task": "retrieval", "lang": "en", "label": "sample", "num": 2, "avoid": ["{}"],
                 "fields": [{"name": f, "text": "sample text"} for f in fields],
                 "output_schema": schema_json(paraphrase_output(fields)), **self.bands()}
@@ -63,7 +59,7 @@ class ParaphraseStage(SynthesisStage):
             text = getattr(item, name)
             band = change_band(original, bands["sentence_change"], bands["paragraph_change"])
             failure = (check_nonempty(text, name) or check_no_new_markup(original, text)
-                       or check_script(dominant_script(original), text)
+                       or check_language(job.context["lang"], text, original)
                        or check_changed(original, text, band)
                        or check_length(original, text, bands["length_tolerance"])
                        or check_adjacent_copy(original, text))
@@ -75,7 +71,7 @@ class ParaphraseStage(SynthesisStage):
                                                               bands["paragraph_change"]))
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
-        fields = REWRITTEN_FIELDS[task]
+        fields = TASKS[task].rewritten_fields
         model = paraphrase_output(fields)
         jobs = []
         for index, row in enumerate(rows):
@@ -96,3 +92,7 @@ class ParaphraseStage(SynthesisStage):
             return {**texts, "label": parent["label"], "positive": parent.get("positive"),
                     "negatives": parent.get("negatives") or []}
         return texts
+
+
+PARAPHRASE = synthesis_spec(ParaphraseStage, "Paraphrase records: retrieval (query, positive), STS (text_a, text_b) "
+                            "and CLS texts.", (DROP_SOURCE, *BANDS))

@@ -14,36 +14,40 @@ from pathlib import Path
 from typing import Any
 
 from synth.llm import LLMSettings
+from synth.registry import Option
 from synth.schema import Task
 from synth.store import PartRef, file_fingerprint
 from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
     Failure,
     check_distinct,
+    check_language,
     check_no_new_markup,
     check_nonempty,
     check_not_copied,
-    check_script,
     check_word_count,
 )
 from synth.synthesis.generation import Job, RoundStats
 from synth.synthesis.outputs import GeneratedQuery, QueryConfig, schema_json
 from synth.synthesis.personas import PersonaIndex, default_personas_path, load_personas, match_persona
-from synth.synthesis.sampling import RequirementSampler, language_name
-from synth.synthesis.similarity import OPTIONAL_EMBED_DEFAULTS, TextSimilarity, embed_config, embedder_configured
-from synth.synthesis.text import lang_script
+from synth.synthesis.sampling import DIFFICULTIES, QUESTION_TYPES, SAME_LANGUAGE, RequirementSampler, language_name
+from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
+from synth.synthesis.spec import DROP_SOURCE, NUM, PANEL, band, synthesis_spec
 
-QUERYGEN_DEFAULTS: dict[str, Any] = {
-    "num": 1,
-    "personas": None,
-    "top_personas": 5,
-    "question_types": {"keywords": 1, "acquire_knowledge": 1, "summary": 1, "yes_or_no": 1, "background": 1},
-    "difficulties": {"high_school": 1, "university": 1, "phd": 1},
-    "query_lengths": {"5": 1, "10": 2, "15": 2, "25": 1},
-    "query_languages": {"same": 1},
-    "query_length_tolerance": 0.5,
-    **OPTIONAL_EMBED_DEFAULTS,
-}
+OPTIONS: tuple[Option, ...] = (
+    DROP_SOURCE,
+    Option("personas", Path, None, "Persona pool (JSONL with a `persona` field).", default_text="the shipped sample",
+           panel=PANEL),
+    Option("top_personas", int, 5, "Candidate personas per passage.", min=1, panel=PANEL),
+    Option("question_types", str, dict.fromkeys(QUESTION_TYPES, 1), "Weights, e.g. keywords=2,summary=1.",
+           panel=PANEL),
+    Option("difficulties", str, dict.fromkeys(DIFFICULTIES, 1), "Weights, e.g. university=1,phd=1.", panel=PANEL),
+    Option("query_lengths", str, {"5": 1, "10": 2, "15": 2, "25": 1}, "Weights of lengths in words, e.g. 5=1,10=2.",
+           panel=PANEL),
+    Option("query_languages", str, {SAME_LANGUAGE: 1}, "Weights, e.g. same=3,en=1.", panel=PANEL),
+    band("query_length_tolerance", 0.5, "Query length within +-this share of the requested."),
+    *OPTIONAL_EMBED_OPTIONS,
+)
 """The paper's five question types and three difficulties, equally likely; lengths in words (CJK: characters)
 and the +-50% length tolerance are ours."""
 
@@ -84,7 +88,7 @@ class QuerygenStage(SynthesisStage):
     def check_query(self, job: Job, item: Any) -> Failure | None:
         query, passage = item.query, job.context["passage"]
         return (check_nonempty(query, "query") or check_no_new_markup(passage, query)
-                or check_script(lang_script(job.context["query_lang"]), query)
+                or check_language(job.context["query_lang"], query)
                 or check_word_count(query, job.context["length"], float(self.options["query_length_tolerance"]))
                 or check_not_copied(query, passage)
                 or check_not_copied(query, job.context["character"], "persona")
@@ -118,7 +122,7 @@ class QuerygenStage(SynthesisStage):
                 queries.append((config, Job(config.index, template, context, GeneratedQuery)))
         query_rejects, query_stats = self.generate([q for _, q in queries], lambda job, parsed: [parsed],
                                                    self.check_query)
-        result = Synthesised(rejects=self.rejects_of(config_rejects + query_rejects, rows),
+        result = Synthesised(rejected=config_rejects + query_rejects,
                              stats=self.merge_stats(config_stats, query_stats),
                              failed=config_stats.failed + query_stats.failed)
         for config, job in queries:
@@ -150,3 +154,8 @@ class QuerygenStage(SynthesisStage):
                                "querygen", job.template, meta)
         row["lang"] = context["query_lang"]
         return row
+
+
+QUERYGEN = synthesis_spec(
+    QuerygenStage, "Generate queries for passages from the point of view of matching personas.", OPTIONS,
+    shared=(NUM.but(default=1, help="Queries per passage."),))

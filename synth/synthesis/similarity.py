@@ -6,9 +6,16 @@ from typing import Any
 
 import numpy as np
 
-from synth.embed import EMBED_DEFAULTS, build_embedder
+from synth.embed import build_embedder
+from synth.embed.options import EMBED_OPTIONS
+from synth.registry import Option
 
-OPTIONAL_EMBED_DEFAULTS: dict[str, Any] = {**EMBED_DEFAULTS, "embedder": None}
+PANEL = "Embedder (optional)"
+OPTIONAL_EMBEDDER = Option("embedder", str, None, "Use an embedder (local or api) for similarity.",
+                           default_text="lexical measures only", panel=PANEL)
+OPTIONAL_EMBED_OPTIONS: tuple[Option, ...] = tuple(
+    OPTIONAL_EMBEDDER if o.key == "embedder" else
+    o.but(panel=PANEL, config_only=o.key not in ("embed_model", "embed_cache")) for o in EMBED_OPTIONS)
 """Embedding options of the synthesis stages: no embedder unless one is configured (then lexical measures)."""
 
 

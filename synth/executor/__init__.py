@@ -1,0 +1,32 @@
+"""Executors: the one place that plans parts, decides what to skip or redo, writes parts and keeps the manifest."""
+
+from synth.executor.base import (
+    Decision,
+    Executor,
+    PartPlan,
+    PartResult,
+    PartWork,
+    StageSummary,
+    console,
+    decide,
+    dry_run,
+    execute_part,
+)
+from synth.executor.local import LocalExecutor
+from synth.executor.lock import StageBusy, stage_lock
+
+__all__ = [
+    "Decision",
+    "Executor",
+    "LocalExecutor",
+    "PartPlan",
+    "PartResult",
+    "PartWork",
+    "StageBusy",
+    "StageSummary",
+    "console",
+    "decide",
+    "dry_run",
+    "execute_part",
+    "stage_lock",
+]

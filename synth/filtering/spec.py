@@ -1,0 +1,82 @@
+"""The filter as a registered stage: rules, embedder and judge options; the run that also writes the dataset card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synth.card import write_card
+from synth.embed.options import EMBED_OPTIONS
+from synth.errors import UsageError
+from synth.filtering.judge import LLMJudge
+from synth.filtering.options import RULE_OPTIONS, check_rule_options, judge_used, rule_used
+from synth.filtering.stage import FilterStage
+from synth.lineage import read_manifest
+from synth.llm.settings import LLM_OPTIONS
+from synth.registry import Inputs, Option, StageSpec, pick
+from synth.stage import StageSummary, run_stage
+
+EMBED_FLAGS = ("embedder", "embed_model", "embed_base_url", "embed_cache")
+JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency")
+OPTIONS: tuple[Option, ...] = (
+    Option("out", Path, None, "Output directory (the final data).", flags=("--out", "-o")),
+    *RULE_OPTIONS,
+    *(o.but(config_only=o.key not in EMBED_FLAGS) for o in EMBED_OPTIONS),
+    *pick(LLM_OPTIONS, *JUDGE_FLAGS, model={"help": "Judge model."}, base_url={"help": "Judge endpoint."},
+          api_key={"help": "Judge API key; never logged or written."},
+          concurrency={"help": "Judge requests in flight."}),
+    *(o.but(config_only=True) for o in LLM_OPTIONS
+      if o.key not in JUDGE_FLAGS and not o.config_only),  # the judge's other engine options, from config files
+    Option("prompts", Path, None, "Folder of templates that replace or add to the built-in judge template.",
+           config_only=True),
+)
+
+
+def build_stage(options: dict[str, Any]) -> FilterStage:
+    """The filter stage with an embedder (for missing scores and embedding dedup) and the judge, when used."""
+    from synth.embed import build_embedder
+    from synth.filtering.scoring import score_rows, vector_fn
+
+    embedder = None
+
+    def scorer(rows: list[dict[str, Any]]) -> list[tuple[float, list[float]]]:
+        nonlocal embedder
+        embedder = embedder or build_embedder(options)
+        return score_rows(embedder, rows)
+
+    vectors = None
+    if rule_used(options, "dedup", "embedding"):
+        embedder = build_embedder(options)
+        vectors = vector_fn(embedder)
+    judge = LLMJudge(options) if judge_used(options) else None
+    return FilterStage(options, scorer=scorer, judge=judge, vectors=vectors)
+
+
+def run(options: dict[str, Any]) -> StageSummary:
+    """Filter every input part into `out`, then write the dataset card there."""
+    if not options.get("inputs"):
+        raise UsageError("filter needs at least one input directory")
+    if not options.get("out"):
+        raise UsageError("filter needs --out DIR")
+    options = check_rule_options(options)
+    out = Path(options["out"])
+    summary = run_stage(build_stage(options), [Path(p) for p in options["inputs"]], out)
+    write_card(out)
+    summary.stats.update(distribution_stats(read_manifest(out) or {}))
+    return summary
+
+
+def distribution_stats(manifest: dict[str, Any]) -> dict[str, float]:
+    """Median and count of positive and negative scores before and after the filter, for the summary."""
+    stats: dict[str, float] = {}
+    for kind, stages in manifest.get("score_distributions", {}).items():
+        for stage, summary in stages.items():
+            if summary.get("count"):
+                stats[f"{kind} scores {stage}: count"] = summary["count"]
+                stats[f"{kind} scores {stage}: median"] = summary["p50"]
+    return stats
+
+
+FILTER = StageSpec(
+    "filter", "Drop low-scoring pairs, false negatives, duplicates, over-long and wrong-language records.",
+    Inputs("Stage output directories to filter."), OPTIONS, run, needs_llm=judge_used, out_folder="final")

@@ -1,0 +1,41 @@
+"""The options of `synth mine` (corpus, index, rules), declared once: the settings classes take their defaults here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synth.mining.corpus import CORPUS_SOURCES
+from synth.registry import Option, defaults_of
+
+SAMPLING = ("top", "random")
+PANEL_RULES = "Mining rules"
+PANEL_INDEX = "Corpus and index"
+OFF = ("none", "off")
+"""Values that switch an optional float rule off."""
+
+MINE_OPTIONS: tuple[Option, ...] = (
+    Option("corpus", list[Path], [], "Extra candidate passages: .txt, .jsonl or .parquet (repeatable).",
+           panel=PANEL_INDEX),
+    Option("corpus_from", str, "both", f"Candidates from: {' | '.join(CORPUS_SOURCES)}.", panel=PANEL_INDEX),
+    Option("corpus_field", str, "text", "Text field of .jsonl/.parquet corpus files.", panel=PANEL_INDEX),
+    Option("exact_max", int, 200_000, "Largest corpus searched exactly; IVF above.", min=1, panel=PANEL_INDEX),
+    Option("nlist", int, None, "IVF lists.", min=1, default_text="4*sqrt(N)", panel=PANEL_INDEX),
+    Option("nprobe", int, 32, "IVF lists searched.", min=1, panel=PANEL_INDEX),
+    Option("search_batch_size", int, 1024, "Queries per FAISS search.", min=1, panel=PANEL_INDEX),
+    Option("range_min", int, 0, "Skip the best RANGE_MIN surviving candidates.", min=0, panel=PANEL_RULES),
+    Option("range_max", int, 30, "Consider surviving candidates ranked below RANGE_MAX.", min=1, panel=PANEL_RULES),
+    Option("num_negatives", int, 4, "Negatives per record.", flags=("--num-negatives", "-n"), min=1,
+           panel=PANEL_RULES),
+    Option("sampling", str, SAMPLING[0], f"{' | '.join(SAMPLING)}.", panel=PANEL_RULES),
+    Option("seed", int, 0, "Seed of random sampling.", panel=PANEL_RULES),
+    Option("max_score", str, None, "Drop candidates scoring at or above this.", default_text="none",
+           panel=PANEL_RULES),
+    Option("margin", str, None, "Keep only neg < pos - MARGIN.", default_text="none", panel=PANEL_RULES),
+    Option("relative_margin", str, 0.05, "Keep only neg < pos * (1 - R); 'none' switches it off.",
+           panel=PANEL_RULES),
+    Option("dup_threshold", str, 0.98, "Cosine to a positive at which a candidate is its near-duplicate; "
+           "'none' = off.", panel=PANEL_RULES),
+)
+"""NV-Retriever's TopK-PercPos (below 95% of the positive's score) as the default relative margin."""
+MINE_DEFAULTS: dict[str, Any] = defaults_of(MINE_OPTIONS)
