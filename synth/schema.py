@@ -22,6 +22,7 @@ DEFAULT_INSTRUCTIONS: dict[Task, str] = {
     Task.RETRIEVAL: "Given a query, retrieve passages that answer the query",
     Task.STS: "Retrieve semantically similar text",
     Task.CLS: "Classify the given text by its category",
+    Task.PASSAGE: "Given a query, retrieve passages that answer the query",
 }
 
 # Same output as json.dumps(..., ensure_ascii=False) without building an encoder per call: ingest hashes millions.
@@ -53,6 +54,9 @@ class RecordBase(BaseModel):
     origin: Literal["source", "paraphrase", "augment", "querygen"] = "source"
     """`source` from ingest, else the stage that wrote the record; negatives have their own `negative_origins`."""
     parent_id: str | None = None
+    document_id: str | None = None
+    """The document a record's text comes from (a passage's document, kept by querygen); `synth split` keeps a
+    document on one side and `mine` never takes a passage of the query's own document as a negative."""
     meta: str = "{}"
 
     @field_validator("meta")
@@ -81,6 +85,8 @@ class RetrievalRecord(RecordBase):
     positive_score: float | None = None
     negative_scores: list[float] | None = None
     negative_origins: list[str] = Field(default_factory=list)
+    roundtrip_rank: int | None = None
+    """Rank of the positive among the mining corpus for the query (1 = first); set by mine's round-trip rule."""
 
     _check_text = field_validator("query", "positive")(_nonempty)
 
@@ -105,10 +111,27 @@ class CLSRecord(RecordBase):
     _check_text = field_validator("text", "label")(_nonempty)
 
 
+class PassageRecord(RecordBase):
+    """One passage of a document, cut deterministically: the same document always gives the same passages."""
+
+    task: Literal[Task.PASSAGE] = Task.PASSAGE
+    text: str
+    document_id: str
+    chunk_index: int = Field(ge=0)
+    char_start: int = Field(ge=0)
+    """Where the passage starts in the document's text (characters); `char_end` is one past its end."""
+    char_end: int = Field(ge=0)
+    title: str | None = None
+    url: str | None = None
+
+    _check_text = field_validator("text", "document_id")(_nonempty)
+
+
 MODELS: dict[Task, type[RecordBase]] = {
     Task.RETRIEVAL: RetrievalRecord,
     Task.STS: STSRecord,
     Task.CLS: CLSRecord,
+    Task.PASSAGE: PassageRecord,
 }
 
 _SHARED_FIELDS = [
@@ -119,6 +142,7 @@ _SHARED_FIELDS = [
     pa.field("source", pa.string(), nullable=False),
     pa.field("origin", pa.string(), nullable=False),
     pa.field("parent_id", pa.string()),
+    pa.field("document_id", pa.string()),
     pa.field("meta", pa.string(), nullable=False),
 ]
 
@@ -132,6 +156,7 @@ ARROW_SCHEMAS: dict[Task, pa.Schema] = {
             pa.field("positive_score", pa.float64()),
             pa.field("negative_scores", pa.list_(pa.float64())),
             pa.field("negative_origins", pa.list_(pa.string()), nullable=False),
+            pa.field("roundtrip_rank", pa.int64()),
         ]
     ),
     Task.STS: pa.schema(
@@ -150,6 +175,17 @@ ARROW_SCHEMAS: dict[Task, pa.Schema] = {
             pa.field("label", pa.string(), nullable=False),
             pa.field("positive", pa.string()),
             pa.field("negatives", pa.list_(pa.string()), nullable=False),
+        ]
+    ),
+    Task.PASSAGE: pa.schema(
+        [
+            *_SHARED_FIELDS,
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("chunk_index", pa.int64(), nullable=False),
+            pa.field("char_start", pa.int64(), nullable=False),
+            pa.field("char_end", pa.int64(), nullable=False),
+            pa.field("title", pa.string()),
+            pa.field("url", pa.string()),
         ]
     ),
 }

@@ -26,6 +26,8 @@ class Task(StrEnum):
     RETRIEVAL = "retrieval"
     STS = "sts"
     CLS = "cls"
+    PASSAGE = "passage"
+    """A passage of a document (ingest's `documents` shape): no query yet; querygen turns it into retrieval."""
 
 
 @dataclass(frozen=True)
@@ -74,5 +76,13 @@ TASKS: dict[Task, TaskSpec] = {
         rewritten_fields=("text",),
         exports={"sentence-transformers": st_cls, "flagembedding": flag_cls, "jsonl": plain},
         negatives=True,
+    ),
+    Task.PASSAGE: TaskSpec(
+        id_fields=("document_id", "chunk_index", "text"),
+        main_texts=("text",),
+        query_texts=frozenset(),
+        dedup_keys={"query": ("text",), "pair": ("text",)},
+        rewritten_fields=(),
+        exports={"jsonl": plain},  # no trainer reads bare passages: they become pairs by querygen, or BEIR corpus
     ),
 }
