@@ -9,7 +9,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
+
+from synth.stage import plan_input_parts
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ class StageSpec:
     needs_llm: Callable[[dict[str, Any]], bool] = never
     out_folder: str | None = None
     """The stage's folder in a run directory when the pipeline names none (default: the stage's name)."""
+    plan: Callable[[dict[str, Any]], Iterable[Any]] | None = None
+    """Resolved options -> the stage's `PartPlan`s, as its run plans them (`synth status` compares them with the
+    manifest); None: one part per part of the input directories."""
 
     def __post_init__(self) -> None:
         keys = [o.key for o in self.options]
@@ -120,6 +126,12 @@ class StageSpec:
     def defaults(self) -> dict[str, Any]:
         """Every key the stage accepts with its default (a fresh copy, safe to change)."""
         return {"inputs": [], **{o.key: copy.deepcopy(o.default) for o in self.options}}
+
+    def plans(self, options: dict[str, Any]) -> Iterable[Any]:
+        """The parts a run with these resolved options would make."""
+        if self.plan is not None:
+            return self.plan(options)
+        return plan_input_parts([Path(item) for item in options.get("inputs", [])])
 
     def option(self, key: str) -> Option:
         return next(o for o in self.options if o.key == key)

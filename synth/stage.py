@@ -55,10 +55,12 @@ def input_parts(inputs: list[Path]) -> list[PartRef]:
     return parts
 
 
-def plan_input_parts(inputs: list[Path]) -> list[PartPlan]:
-    """One output part per input part; names are positional over all inputs, so two input folders never collide."""
+def plan_input_parts(inputs: list[Path], *, own_names: bool = False) -> list[PartPlan]:
+    """One output part per input part; names are positional over all inputs, so two input folders never collide,
+    or with `own_names` (one input folder) the input part's own name."""
     return [
-        PartPlan(part.task, part_name(index), str(part.path), file_fingerprint(part.path), part, index + 1)
+        PartPlan(part.task, part.name if own_names else part_name(index), str(part.path),
+                 file_fingerprint(part.path), part, index + 1)
         for index, part in enumerate(input_parts(inputs))
     ]
 
@@ -66,10 +68,10 @@ def plan_input_parts(inputs: list[Path]) -> list[PartPlan]:
 class StageWork(PartWork):
     """A `Stage` over the parts of its input directories, as the executor runs it."""
 
-    def __init__(self, stage: Stage, inputs: list[Path]):
+    def __init__(self, stage: Stage, inputs: list[Path], plans: list[PartPlan] | None = None):
         self.stage = stage
         self.name = stage.name
-        self.plans = plan_input_parts(inputs)
+        self.plans = plan_input_parts(inputs) if plans is None else plans
         self.progress_total = len(self.plans)
 
     def config(self) -> dict[str, Any]:
@@ -94,9 +96,13 @@ class StageWork(PartWork):
         self.stage.close()
 
 
-def run_stage(stage: Stage, inputs: list[Path], out: Path, *, quiet: bool = False) -> StageSummary:
-    """Process every input part not already done with the same input and config; return the summary."""
-    return LocalExecutor().run(StageWork(stage, inputs), Path(out), quiet=quiet)
+def run_stage(
+    stage: Stage, inputs: list[Path], out: Path, *, quiet: bool = False, plans: list[PartPlan] | None = None
+) -> StageSummary:
+    """Process every input part not already done with the same input and config; return the summary.
+
+    `plans` replaces the default plan (one part per input part, named by position)."""
+    return LocalExecutor().run(StageWork(stage, inputs, plans), Path(out), quiet=quiet)
 
 
 __all__ = ["PartResult", "Stage", "StageSummary", "config_hash", "console", "input_parts", "run_stage"]

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-from enum import StrEnum
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from synth.card import render_card
 from synth.cli import app
-from synth.export.formats import FORMATS, plain
+from synth.executor import Decision, dry_run
+from synth.export.formats import FORMATS
 from synth.export.spec import EXPORT
-from synth.store import atomic_write_table
-from synth.tasks import TASKS, Task, TaskSpec
+from synth.export.stage import export_plans
+from synth.schema import validate_row
+from synth.store import read_manifest, write_part
+from synth.tasks import TASKS, Task
 from tests.pipeline_fixtures import cls, retrieval, sts, write_stage
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -105,29 +106,40 @@ def test_negative_columns_follow_the_most_common_count_and_short_rows_are_counte
     assert summary.stats["skipped sentence-transformers/retrieval: fewer than 2 negatives"] == 1
 
 
-def test_every_built_in_task_type_has_a_converter_for_every_format():
+def test_every_pair_task_type_has_a_converter_for_every_format():
     for task in Task:
-        assert set(TASKS[task].exports) == set(FORMATS), task
+        if task is not Task.PASSAGE:  # bare passages have no trainer format: querygen makes pairs of them
+            assert set(TASKS[task].exports) == set(FORMATS), task
 
 
-class ExtraTask(StrEnum):
-    PASSAGE = "passage"
-
-
-def test_a_format_without_a_converter_for_a_task_type_reports_its_rows(tmp_path, monkeypatch):
-    passage = TaskSpec(id_fields=("text",), main_texts=("text",), query_texts=frozenset(), dedup_keys={},
-                       rewritten_fields=("text",), exports={"jsonl": plain})  # a test-only task type
-    monkeypatch.setitem(TASKS, ExtraTask.PASSAGE, passage)
+def test_a_format_without_a_converter_for_a_task_type_reports_its_rows(tmp_path):
     final = final_dir(tmp_path)
-    atomic_write_table(final / "passage" / "part-00000.parquet",
-                       pa.table({"id": ["p1", "p2"], "task": ["passage"] * 2, "text": ["one", "two"],
-                                 "meta": ["{}", "{}"]}))
+    passages = [{"task": "passage", "instruction": "", "lang": "en", "source": "docs", "document_id": "doc-1",
+                 "text": text, "chunk_index": i, "char_start": 0, "char_end": len(text)}
+                for i, text in enumerate(["one", "two"])]
+    write_part(final, Task.PASSAGE, "part-00000", [validate_row(Task.PASSAGE, row) for row in passages])
     summary = run_export(final, tmp_path / "export", format=["sentence-transformers", "jsonl"])
     assert summary.stats["format sentence-transformers does not support task passage: rows not exported"] == 2
     assert not (tmp_path / "export" / "sentence-transformers" / "passage").exists()
     lines = (tmp_path / "export" / "jsonl" / "passage" / "train-00000.jsonl").read_text().splitlines()
     assert [json.loads(line)["text"] for line in lines] == ["one", "two"]
     assert summary.stats["written sentence-transformers/retrieval"] == 8  # the other task types still export
+
+
+def test_export_is_a_stage_that_resumes_and_removes_files_no_longer_asked_for(tmp_path):
+    source, out = final_dir(tmp_path), tmp_path / "export"
+    for name in ("jsonl", "jsonl", "flagembedding"):
+        result = runner.invoke(app, ["export", str(source), "--out", str(out), "-f", name])
+        assert result.exit_code == 0, result.output
+    assert "4 of 4 parts already finished: skipped" not in result.output  # the format changed: every part redone
+    assert not list((out / "jsonl").rglob("*.jsonl"))
+    assert sorted(p.name for p in (out / "flagembedding" / "retrieval").iterdir()) == ["train-00000.jsonl",
+                                                                                        "train-00001.jsonl"]
+    again = runner.invoke(app, ["export", str(source), "--out", str(out), "-f", "flagembedding"])
+    assert "4 of 4 parts already finished: skipped" in again.output
+    assert dry_run(export_plans(source), out, read_manifest(out)) == {Decision.SKIP: 4}
+    (out / "flagembedding" / "sts" / "train-00002.jsonl").unlink()
+    assert dry_run(export_plans(source), out, read_manifest(out)) == {Decision.SKIP: 3, Decision.MISSING: 1}
 
 
 @pytest.mark.timeout(300)

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(column, overflow="fold")
         for s in stages:
             total = "?" if s.parts_total is None else str(s.parts_total)
-            rows = f"{s.rows_in:,} -> {s.rows_out:,}" if s.started and s.use != "export" else "-"
+            rows = f"{s.rows_in:,} -> {s.rows_out:,}" if s.started else "-"
             table.add_row(s.name, f"{s.parts_done}/{total}", rows, rejects_text(s), usage_text(s),
                           str(s.failed) if s.failed else "-", s.rerun)
         console.print(table)

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import ConfigError, UsageError
+from synth.executor import PartPlan
 from synth.export.formats import FORMATS
-from synth.export.writer import export_format
+from synth.export.stage import export_plans, run_export
 from synth.registry import Inputs, Option, StageSpec
 from synth.stage import StageSummary
-from synth.store import list_parts, read_part
 
 OPTIONS: tuple[Option, ...] = (
     Option("out", Path, None, "Where to write OUT/FORMAT/TASK/train-*.*", flags=("--out", "-o")),
@@ -25,9 +25,8 @@ OPTIONS: tuple[Option, ...] = (
 
 def run(options: dict[str, Any]) -> StageSummary:
     """Export the one input directory in every requested format; the summary counts rows written and skipped."""
-    inputs, out = options.get("inputs") or [], options.get("out")
-    if len(inputs) != 1:
-        raise UsageError(f"export takes exactly one input directory, got {len(inputs)}")
+    out = options.get("out")
+    source = input_dir(options)
     if not out:
         raise UsageError("export needs --out DIR")
     names = [options["format"]] if isinstance(options["format"], str) else list(options["format"])
@@ -37,18 +36,22 @@ def run(options: dict[str, Any]) -> StageSummary:
     num_negatives = options.get("num_negatives")
     if num_negatives is not None and int(num_negatives) < 0:
         raise ConfigError(f"num_negatives must be 0 or more, got {num_negatives}")
-    source = Path(inputs[0])
-    summary = StageSummary("export", Path(out))
-    summary.rows_in = sum(read_part(p).num_rows for p in list_parts(source))
-    for name in names:
-        report = export_format(source, Path(out), name, num_negatives, options.get("instruction_format"))
-        summary.processed += len(report.files)
-        summary.rows_out += sum(report.written.values())
-        summary.stats.update(report.stats())
-    return summary
+    return run_export(source, Path(out), names, num_negatives, options.get("instruction_format"))
+
+
+def input_dir(options: dict[str, Any]) -> Path:
+    inputs = options.get("inputs") or []
+    if len(inputs) != 1:
+        raise UsageError(f"export takes exactly one input directory, got {len(inputs)}")
+    return Path(inputs[0])
+
+
+def plan(options: dict[str, Any]) -> list[PartPlan]:
+    """The parts a run of export with these options plans."""
+    return export_plans(input_dir(options))
 
 
 EXPORT = StageSpec(
     "export", "Write trainer-ready files that `datasets.load_dataset` reads.",
     Inputs("Final data directory (the filter's output).", name="input_dir", many=False), OPTIONS, run,
-    out_folder="export")
+    out_folder="export", plan=plan)

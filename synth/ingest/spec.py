@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from synth.ingest.options import INGEST_OPTIONS, ingest_options
-from synth.ingest.runner import run_ingest
+from synth.ingest.runner import plan_ingest, run_ingest
 from synth.registry import Inputs, StageSpec
 from synth.stage import StageSummary
 
@@ -17,4 +17,5 @@ def run(options: dict[str, Any]) -> StageSummary:
 
 INGEST = StageSpec(
     "ingest", "Turn raw dataset files into unified Parquet shards (retrieval / STS / CLS).",
-    Inputs("Input files (JSONL, CSV, TSV, Parquet; .gz ok) or folders.", required=False), INGEST_OPTIONS, run)
+    Inputs("Input files (JSONL, CSV, TSV, Parquet; .gz ok) or folders.", required=False), INGEST_OPTIONS, run,
+    plan=plan_ingest)

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import tomllib
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synth.errors import InputFileError, SynthError, UsageError
 from synth.executor import Decision, PartPlan, dry_run
-from synth.ingest.runner import plan_ingest
 from synth.lineage import stage_usage
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import RUN_FILE
-from synth.stage import plan_input_parts
+from synth.stages import stage_spec
 from synth.store import is_failed, manifest_totals, read_manifest
 
 
@@ -45,13 +43,6 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
-def stage_plans(stage: dict[str, Any]) -> Iterable[PartPlan]:
-    """The parts a rerun of the stage would plan, by the planner its run uses (ingest reads its raw files)."""
-    if stage["use"] == "ingest":
-        return plan_ingest(stage)
-    return plan_input_parts([Path(item) for item in stage.get("inputs", [])])
-
-
 def rerun_text(decisions: Counter[Decision]) -> str:
     """What a rerun would do, from the executor's decision for each part."""
     skip = decisions[Decision.SKIP]
@@ -64,16 +55,11 @@ def rerun_text(decisions: Counter[Decision]) -> str:
 
 def stage_status(stage: dict[str, Any]) -> StageStatus:
     status = StageStatus(stage["name"], stage["use"], Path(stage["out"]))
-    if stage["use"] == "export":  # export writes trainer files without a manifest
-        files = sorted(status.out.rglob("train-*")) if status.out.is_dir() else []
-        status.started, status.parts_done, status.parts_total = bool(files), len(files), len(files)
-        status.rerun = "rewrite the exports" if files else "export the final data"
-        return status
     manifest = read_manifest(status.out)
     plans: list[PartPlan] | None = None
     problem = ""
     try:
-        plans = list(stage_plans(stage))
+        plans = list(stage_spec(stage["use"]).plans(stage))
         status.parts_total = len(plans)
     except UsageError as exc:  # an upstream stage not run yet, an input file gone: the run would stop the same way
         problem = str(exc)
