@@ -83,6 +83,18 @@ def test_stage_names_must_be_plain_folder_names(tmp_path, name):
         load_plan(path)
 
 
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/elsewhere", "a/b"])
+def test_a_stage_out_and_the_run_name_must_be_plain_folder_names_too(tmp_path, name):
+    with pytest.raises(ConfigError, match=r"out .* must be a plain folder name"):
+        load_plan(pipeline(tmp_path, f'out = "{name}"\n'))
+    path = tmp_path / "named.toml"
+    path.write_text(f'name = "{name}"\n' + pipeline(tmp_path, "").read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"name .* must be a plain folder name"):
+        load_plan(path)
+    plan = load_plan(pipeline(tmp_path, 'out = "mine_2"\n'))
+    assert plan.stages[0].out == plan.run_dir / "mine_2"
+
+
 def test_a_bad_stage_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
     folder = tmp_path / "a" / "b"
     folder.mkdir(parents=True)

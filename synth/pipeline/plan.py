@@ -85,11 +85,12 @@ class Plan:
         return self.stages[start:stop]
 
 
-def stage_name(table: dict[str, Any], path: Path) -> str:
-    """The stage's name (default: its `use`), refused unless it is a plain folder name."""
-    name = str(table.get("name") or table["use"])
+def plain_name(value: Any, what: str, path: Path) -> str:
+    """A name that becomes a folder of the run (or of `runs/`), refused unless it is a plain folder name: a `/`,
+    `..` or an absolute path would write outside it."""
+    name = str(value)
     if not PLAIN_NAME.fullmatch(name):
-        raise ConfigError(f"stage name {name!r} in {path} must be a plain folder name (letters, digits, - and _)")
+        raise ConfigError(f"{what} {name!r} in {path} must be a plain folder name (letters, digits, - and _)")
     return name
 
 
@@ -128,14 +129,15 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
     tables = data.get("stage")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{path} lists no stages: add [[stage]] tables with use = \"ingest\" and so on")
-    run_dir = Path(out or data.get("out") or Path("runs") / str(data.get("name") or path.stem)).resolve()
+    run_name = plain_name(data["name"], "name", path) if "name" in data else path.stem
+    run_dir = Path(out or data.get("out") or Path("runs") / run_name).resolve()
     stages: list[PlannedStage] = []
     outs: dict[str, Path] = {}
     for table in tables:
         if "use" not in table:
             raise ConfigError(f"a [[stage]] in {path} has no `use` key (which command to run)")
         spec = stage_spec(table["use"])
-        name = stage_name(table, path)
+        name = plain_name(table.get("name") or table["use"], "stage name", path)
         if name in outs:
             raise ConfigError(f"two stages are named {name!r} in {path}: give one a `name`")
         defaults = spec.defaults()
@@ -147,7 +149,8 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
             raise ConfigError(f"stage {name!r} in {path}: {exc}") from exc
         previous = stages[-1] if stages else None
         options["inputs"] = resolve_inputs(table.get("inputs"), previous, outs, path.parent, name)
-        options["out"] = str((run_dir / str(table.get("out") or spec.out_folder or name)).resolve())
+        folder = plain_name(table["out"], f"stage {name!r} out", path) if "out" in table else spec.out_folder or name
+        options["out"] = str((run_dir / folder).resolve())
         outs[name] = Path(options["out"])
         stages.append(PlannedStage(name, spec.module_name, options))
     return Plan(path, run_dir, stages)
