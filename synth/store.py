@@ -302,10 +302,13 @@ def write_part_files(
     rejects: list[dict[str, Any]],
     files: dict[str, list[dict[str, Any]]] | None = None,
 ) -> list[str]:
-    """All files of one part: `TASK/NAME.parquet` (or `files`, path -> rows, for a stage with its own layout) and
-    its rejects; returns their paths relative to the stage directory, as the manifest lists them."""
+    """All files of one part: `TASK/NAME.parquet` for the part's task and for every other task type its rows have
+    (querygen turns passages into retrieval records), or `files` (path -> rows) for a stage with its own layout;
+    then its rejects. Returns their paths relative to the stage directory, as the manifest lists them."""
     if files is None:
-        written = [write_part(directory, task, name, rows)]
+        tasks = [Task(task), *sorted({Task(t) for t in {row.get("task") or task for row in rows}} - {Task(task)})]
+        by_task = {t: rows if len(tasks) == 1 else [r for r in rows if (r.get("task") or task) == t] for t in tasks}
+        written = [write_part(directory, t, name, task_rows) for t, task_rows in by_task.items()]
     else:
         written = [write_rows_file(directory, rel, file_rows) for rel, file_rows in files.items()]
     rejects_file = write_rejects(directory, task, name, rejects)

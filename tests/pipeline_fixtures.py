@@ -27,6 +27,14 @@ def cls(text: str, label: str, **fields: Any) -> dict[str, Any]:
     return validate_row(Task.CLS, row)
 
 
+def passage(text: str, document_id: str, chunk_index: int = 0, **fields: Any) -> dict[str, Any]:
+    """A passage of a document, as ingest's documents shape writes it (the span is the whole text by default)."""
+    row = {"task": "passage", "instruction": "Given a query, retrieve passages that answer the query", "lang": "en",
+           "source": "hand", "origin": "source", "text": text, "document_id": document_id, "chunk_index": chunk_index,
+           "char_start": 0, "char_end": len(text), **fields}
+    return validate_row(Task.PASSAGE, row)
+
+
 def write_stage(directory: Path, parts: list[list[dict[str, Any]]]) -> Path:
     """A stage directory whose parts hold the given rows (each part one task)."""
     for index, rows in enumerate(parts):

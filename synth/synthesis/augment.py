@@ -98,7 +98,7 @@ class AugmentStage(SynthesisStage):
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task not in TECHNIQUE:
-            return Synthesised(stats={"records_not_applicable": len(rows)})
+            return Synthesised.not_applicable(rows)
         technique = TECHNIQUE[task]
         model = AugmentOutput if task == Task.RETRIEVAL else AugmentClsOutput
         jobs = []

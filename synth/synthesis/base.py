@@ -150,6 +150,7 @@ class SynthesisStage(Stage):
             "source": parent["source"],
             "origin": origin,
             "parent_id": parent["id"],
+            "document_id": parent.get("document_id"),
             "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True),
             **fields,
         }
@@ -177,7 +178,7 @@ class SynthesisStage(Stage):
         for index, row in enumerate(rows):
             source = result.replaced.get(index, row)
             candidates = [(c, True) for c in result.added.get(index, [])]
-            if not self.options["drop_source"] or index in result.replaced:
+            if not self.options["drop_source"] or not result.applies or index in result.replaced:
                 candidates.insert(0, (source, index in result.replaced))
             for candidate, is_new in candidates:
                 try:
@@ -208,6 +209,13 @@ class Synthesised:
     rejected: list[Rejected] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     failed: int = 0
+    applies: bool = True
+    """False: the stage does nothing for this task type, and its rows pass through even with `drop_source`."""
+
+    @classmethod
+    def not_applicable(cls, rows: list[dict[str, Any]]) -> Synthesised:
+        """A part of a task type the stage does not handle: passed through unchanged (and counted)."""
+        return cls(stats={"records_not_applicable": len(rows)}, applies=False)
 
 
 def _as_data(item: Any) -> Any:

@@ -54,7 +54,7 @@ class NegativesStage(SynthesisStage):
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task != Task.RETRIEVAL:
-            return Synthesised(stats={"records_not_applicable": len(rows)})
+            return Synthesised.not_applicable(rows)
         jobs = [
             Job(index, self.library.for_lang("llm_negatives", row["lang"]),
                 {"lang": row["lang"], "query": row["query"], "positive": row["positive"], "kinds": NEGATIVE_KINDS,

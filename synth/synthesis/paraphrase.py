@@ -72,6 +72,8 @@ class ParaphraseStage(SynthesisStage):
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         fields = TASKS[task].rewritten_fields
+        if not fields:  # passages: what is rewritten is the queries made of them
+            return Synthesised.not_applicable(rows)
         model = paraphrase_output(fields)
         jobs = []
         for index, row in enumerate(rows):

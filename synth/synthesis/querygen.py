@@ -52,6 +52,10 @@ OPTIONS: tuple[Option, ...] = (
 and the +-50% length tolerance are ours."""
 
 
+PASSAGE_FIELD = {Task.RETRIEVAL: "positive", Task.PASSAGE: "text"}
+"""The text a query is written for: a retrieval record's positive, or a document's passage."""
+
+
 class QuerygenStage(SynthesisStage):
     name = "querygen"
     techniques = ("querygen_config", "querygen_query")
@@ -92,22 +96,29 @@ class QuerygenStage(SynthesisStage):
                 or check_word_count(query, job.context["length"], float(self.options["query_length_tolerance"]))
                 or check_not_copied(query, passage)
                 or check_not_copied(query, job.context["character"], "persona")
-                or check_distinct(query, job.context["original_query"], 0.0, "same_as_source_query",
-                                  "the record's own query"))
+                or self.check_new_query(query, job.context["original_query"]))
+
+    @staticmethod
+    def check_new_query(query: str, original: str | None) -> Failure | None:
+        """A query for a record that has one must differ from it (a passage has none)."""
+        if original is None:
+            return None
+        return check_distinct(query, original, 0.0, "same_as_source_query", "the record's own query")
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
-        if task != Task.RETRIEVAL:
-            return Synthesised(stats={"records_not_applicable": len(rows)})
+        if task not in PASSAGE_FIELD:
+            return Synthesised.not_applicable(rows)
         assert self.index is not None, "prepare() builds the persona index"
-        candidates = self.index.top([r["positive"] for r in rows], [r["id"] for r in rows], self.top_k)
+        passages = [row[PASSAGE_FIELD[task]] for row in rows]
+        candidates = self.index.top(passages, [r["id"] for r in rows], self.top_k)
         configs = []
         for index, row in enumerate(rows):
             for slot in range(self.num):
                 need = self.sampler.draw(row["id"], slot, row["lang"])
-                context = {**self.language_context(row["lang"], need.lang), "passage": row["positive"],
+                context = {**self.language_context(row["lang"], need.lang), "passage": passages[index],
                            "characters": [p.text for p in candidates[index]], "candidates": candidates[index],
                            "question_type": need.question_type, "difficulty": need.difficulty,
-                           "length": need.length, "original_query": row["query"],
+                           "length": need.length, "original_query": row.get("query"),
                            "output_schema": schema_json(QueryConfig)}
                 template = self.library.for_lang("querygen_config", row["lang"])
                 configs.append(Job(index, template, context, QueryConfig))
@@ -150,7 +161,7 @@ class QuerygenStage(SynthesisStage):
                 "difficulty": context["difficulty"], "length": context["length"], "query_lang": context["query_lang"],
                 "passage_lang": context["passage_lang"], "config_template": config.template.name,
                 "config_template_sha": config.template.sha}
-        row = self.derived_row(parent, Task.RETRIEVAL, {"query": job.kept[0].query, "positive": parent["positive"]},
+        row = self.derived_row(parent, Task.RETRIEVAL, {"query": job.kept[0].query, "positive": context["passage"]},
                                "querygen", job.template, meta)
         row["lang"] = context["query_lang"]
         return row
