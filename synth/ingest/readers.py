@@ -11,6 +11,7 @@ Parquet by row batches. Other stages reuse these readers for side files (a perso
             report(row.location, row.rule, row.reason)   # e.g. "personas.jsonl:line 7", "malformed_json", ...
 
 `.gz` text files are read transparently; a UTF-8 byte-order mark and CRLF line ends are normal input.
+Format `text` (`.txt`, `.md`, or a folder of them) is one row per file, read by `synth.ingest.text_files`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 
 from synth.errors import InputFileError
 
-FORMATS = ("jsonl", "csv", "tsv", "parquet")
+FORMATS = ("jsonl", "csv", "tsv", "parquet", "text")
 EXTENSIONS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -40,6 +41,9 @@ EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+TEXT_EXTENSIONS = (".txt", ".md", ".markdown")
+"""Format `text`: one document per file (see `synth.ingest.text_files`)."""
+TEXT_COLUMNS = frozenset({"text", "id"})
 DEFAULT_MAX_RECORD_BYTES = 8 << 20
 """A record larger than this (8 MiB) is a reject, not a memory spike."""
 CHUNK_ROWS = 10_000
@@ -86,10 +90,14 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
         if fmt not in FORMATS:
             raise InputFileError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
         return fmt
+    if Path(path).is_dir():
+        return "text"
     suffixes = [s.lower() for s in Path(path).suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes.pop()
     found = EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    if suffixes and suffixes[-1] in TEXT_EXTENSIONS:
+        found = "text"
     if found is None:
         raise InputFileError(
             f"cannot tell the format of {path} from its extension; pass --format ({', '.join(FORMATS)})"
@@ -111,6 +119,10 @@ def read_chunks(
     """The file as chunks of `rows` consecutive rows; a chunk's digest depends only on its own input bytes."""
     path = Path(path)
     fmt = detect_format(path, fmt)
+    if fmt == "text" and path.exists():
+        from synth.ingest.text_files import text_chunks  # it builds on this module's rows and chunks
+
+        return text_chunks(path, rows, max_record_bytes)
     if not path.is_file():
         raise InputFileError(f"input file not found: {path}")
     if fmt == "jsonl":
@@ -124,6 +136,8 @@ def columns(path: Path, fmt: str | None = None, *, sample_rows: int = 100) -> se
     """Column names of a file: the header or schema, or for JSONL the keys of its first readable objects."""
     path = Path(path)
     fmt = detect_format(path, fmt)
+    if fmt == "text" and path.exists():
+        return set(TEXT_COLUMNS)
     if not path.is_file():
         raise InputFileError(f"input file not found: {path}")
     if fmt == "parquet":
@@ -177,7 +191,7 @@ def _decode_line(line: bytes) -> tuple[str, int | None]:
         return line.decode("utf-8", errors="replace"), exc.start
 
 
-def _too_large(location: str, size: int, max_bytes: int) -> SourceRow:
+def too_large(location: str, size: int, max_bytes: int) -> SourceRow:
     return SourceRow(
         location, rule="too_large", reason=f"record of {size:,} bytes exceeds the {max_bytes:,}-byte limit"
     )
@@ -220,7 +234,7 @@ def _load_jsonl(name: str, batch: list[tuple[int, bytes, int]], max_bytes: int) 
 
 def _parse_json_line(location: str, line: bytes, size: int, max_bytes: int) -> SourceRow:
     if not line:
-        return _too_large(location, size, max_bytes)
+        return too_large(location, size, max_bytes)
     text, bad = _decode_line(line)
     if bad is not None:
         return SourceRow(location, rule="invalid_utf8", reason=f"invalid UTF-8 at byte {bad}", raw=text[:_RAW_PREVIEW])
@@ -361,7 +375,7 @@ def _delimited_row(
     raw: str,
 ) -> SourceRow:
     if giant or size > max_bytes:
-        return _too_large(location, size, max_bytes)
+        return too_large(location, size, max_bytes)
     if bad is not None:
         return SourceRow(location, rule="invalid_utf8", reason=f"invalid UTF-8 at byte {bad} of the record", raw=raw)
     if len(record) != len(header):
@@ -401,7 +415,7 @@ def _load_parquet(name: str, batch: pa.RecordBatch, start: int, max_bytes: int) 
     for offset, values in enumerate(batch.to_pylist()):
         location = f"{name}:row {start + offset}"
         size = sizes[offset]
-        rows.append(_too_large(location, size, max_bytes) if size > max_bytes else SourceRow(location, values))
+        rows.append(too_large(location, size, max_bytes) if size > max_bytes else SourceRow(location, values))
     return rows
 
 

@@ -42,7 +42,7 @@ class RecordMaker:
         self.used_columns = {column.split(".")[0] for column in opts.columns.values()}
 
     def fields(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {name: lookup(values, self.opts.columns[name]) for name in self.shape.fields}
+        return {name: lookup(values, self.opts.columns[name]) for name in (*self.shape.fields, *self.shape.optional)}
 
     def lang(self, values: dict[str, Any]) -> str:
         if self.opts.lang != AUTO:

@@ -21,6 +21,7 @@ from synth.ingest.options import IngestOptions, ingest_options
 from synth.ingest.parts import make_part
 from synth.ingest.readers import EXTENSIONS, Chunk, columns, detect_format, read_chunks
 from synth.ingest.records import STAGE, RecordMaker
+from synth.ingest.text_files import total_bytes
 from synth.ingest.values import Rejected, top_column
 from synth.schema import Task
 from synth.store import part_name
@@ -52,6 +53,11 @@ def plan_inputs(opts: IngestOptions) -> list[InputFile]:
     return planned
 
 
+def input_bytes(path: Path) -> int:
+    """Bytes of an input file, or of the documents in an input folder."""
+    return path.stat().st_size if path.is_file() else total_bytes(path)
+
+
 def _stem(path: Path) -> str:
     """The file name without its format extension and `.gz`: `wiki.v2.jsonl.gz` -> `wiki.v2`."""
     name = path.name.removesuffix(".gz").removesuffix(".GZ")
@@ -65,7 +71,7 @@ def _chunks(opts: IngestOptions, files: list[InputFile]) -> Iterator[tuple[Input
     for item in files:
         for chunk in read_chunks(item.path, item.fmt, rows=opts.part_rows, max_record_bytes=opts.max_record_bytes):
             yield item, offset, chunk
-        offset += item.path.stat().st_size
+        offset += input_bytes(item.path)
 
 
 def build_class_pool(opts: IngestOptions, files: list[InputFile]) -> ClassPool:
@@ -105,7 +111,7 @@ class IngestWork(PartWork):
         self.opts = opts
         self.files = plan_inputs(opts)
         self.pool = build_class_pool(opts, self.files) if opts.shape.task is Task.CLS else None
-        self.progress_total = sum(item.path.stat().st_size for item in self.files)
+        self.progress_total = sum(input_bytes(item.path) for item in self.files)
 
     def config(self) -> dict[str, Any]:
         config = self.opts.config()

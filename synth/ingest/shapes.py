@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from synth.ingest import chat, values
+from synth.ingest import chat, documents, values
 from synth.ingest.lang import DEFAULT_JOINERS, joiner_for
 from synth.schema import Task
+from synth.text.chunking import ChunkSettings
 
 Body = dict[str, Any]
 """Task-specific columns of one record, plus an optional `meta` dict merged into the record's meta."""
@@ -28,6 +29,8 @@ class ShapeSettings:
     joiners: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_JOINERS))
     label_map: dict[str, str] = field(default_factory=dict)
     all_chat_turns: bool = False
+    chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    """documents: how documents are cut into passages."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Shape:
     """(field values, row language, settings) -> record bodies."""
     lang_field: str
     """The field whose text decides the language when it is guessed."""
+    optional: tuple[str, ...] = ()
+    """Fields read when their column is there (mappable with `--map` too), None otherwise."""
 
 
 def _pair(query_field: str, positive_field: str, row: dict[str, Any], lang: str, settings: ShapeSettings) -> list[Body]:
@@ -99,6 +104,10 @@ def _cls(row: dict[str, Any], lang: str, settings: ShapeSettings) -> list[Body]:
     return [{"text": values.text("text", row["text"]), "label": values.class_label("label", label)}]
 
 
+def _documents(row: dict[str, Any], lang: str, settings: ShapeSettings) -> list[Body]:
+    return documents.passages(row, settings.chunking)
+
+
 SHAPES: dict[str, Shape] = {
     shape.name: shape
     for shape in (
@@ -112,5 +121,6 @@ SHAPES: dict[str, Shape] = {
         Shape("sts-score", Task.STS, ("text_a", "text_b", "score"), _sts_score, "text_a"),
         Shape("nli", Task.STS, ("premise", "hypothesis", "label"), _nli, "premise"),
         Shape("cls", Task.CLS, ("text", "label"), _cls, "text"),
+        Shape("documents", Task.PASSAGE, documents.DOCUMENT_FIELDS, _documents, "text", documents.OPTIONAL_FIELDS),
     )
 }
