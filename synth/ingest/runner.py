@@ -17,9 +17,9 @@ from typing import Any
 from synth.errors import InputFileError
 from synth.executor import LocalExecutor, PartPlan, PartResult, PartWork, StageSummary
 from synth.ingest.classes import ClassPool
-from synth.ingest.options import IngestOptions, ingest_options
+from synth.ingest.options import DOCUMENTS, IngestOptions, ingest_options
 from synth.ingest.parts import make_part
-from synth.ingest.readers import EXTENSIONS, Chunk, columns, detect_format, read_chunks
+from synth.ingest.readers import EXTENSIONS, FORMATS, Chunk, columns, detect_format, read_chunks
 from synth.ingest.records import STAGE, RecordMaker
 from synth.ingest.text_files import total_bytes
 from synth.ingest.values import Rejected, top_column
@@ -39,6 +39,11 @@ def plan_inputs(opts: IngestOptions) -> list[InputFile]:
     planned = []
     for path in opts.inputs:
         fmt = detect_format(path, opts.fmt)
+        if fmt == "text" and opts.shape.name != DOCUMENTS:
+            raise InputFileError(
+                f"cannot tell the format of {path} for shape {opts.shape.name}: a .txt / .md file is one document "
+                f"(--shape documents); pass --format ({', '.join(f for f in FORMATS if f != 'text')})"
+            )
         found = columns(path, fmt)
         needed = [opts.columns[name] for name in opts.shape.fields]
         missing = [column for column in needed if top_column(column, found) not in found]
