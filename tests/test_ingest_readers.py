@@ -71,8 +71,9 @@ def test_format_override_and_errors(tmp_path):
     path = tmp_path / "rows.txt"
     path.write_text('{"a": 1}\n')
     assert [r.values for r in read_rows(path, "jsonl")] == [{"a": 1}]
+    assert [r.values for r in read_rows(path)] == [{"text": '{"a": 1}\n', "id": "rows.txt"}]  # a text document
     with pytest.raises(InputFileError, match="cannot tell the format"):
-        list(read_rows(path))
+        list(read_rows(path.rename(tmp_path / "rows.dat")))
     with pytest.raises(InputFileError, match="input file not found"):
         list(read_rows(tmp_path / "none.jsonl"))
 
