@@ -108,7 +108,8 @@ def run_ingest(corpus: Path, out: Path) -> tuple[float, float, int]:
 
 
 def quality(texts: list[str], spans: list[list[tuple[int, int]]], count, settings: ChunkSettings) -> list[str]:
-    """Chunks, share ending at sentence punctuation, also counting paragraph and document ends, token-size percentiles, share over max / under size/4."""
+    """Chunks; shares ending at sentence punctuation, and also counting paragraph and document ends; token-size
+    deciles; shares over max and under size / 4."""
     ends, stops, sizes = 0, 0, []
     for text, doc_spans in zip(texts, spans, strict=True):
         for start, end in doc_spans:
@@ -121,8 +122,9 @@ def quality(texts: list[str], spans: list[list[tuple[int, int]]], count, setting
     deciles = statistics.quantiles(sizes, n=10)
     over = sum(size > settings.max for size in sizes) / len(sizes)
     tiny = sum(size < settings.min_tail for size in sizes) / len(sizes)
-    return [f"{len(sizes):,}", f"{stops / len(sizes):.1%}", f"{ends / len(sizes):.1%}", f"{deciles[0]:.0f} / {statistics.median(sizes):.0f} / "
-            f"{deciles[-1]:.0f}", f"{over:.1%}", f"{tiny:.1%}"]
+    spread = f"{deciles[0]:.0f} / {statistics.median(sizes):.0f} / {deciles[-1]:.0f}"
+    return [f"{len(sizes):,}", f"{stops / len(sizes):.1%}", f"{ends / len(sizes):.1%}", spread, f"{over:.1%}",
+            f"{tiny:.1%}"]
 
 
 def compare_chunkers(root: Path, settings: ChunkSettings) -> Table:
@@ -131,8 +133,8 @@ def compare_chunkers(root: Path, settings: ChunkSettings) -> Table:
     count = token_counter(settings.counter)
     table = Table(title=f"chunkers on {len(texts):,} man pages ({megabytes:.1f} MiB), size {settings.size}, "
                         f"max {settings.max} tokens")
-    for column in ("chunker", "MB/s", "chunks", "end at .!?:;。", "or paragraph/document end", "tokens p10 / p50 / p90", "over max",
-                   f"under {settings.min_tail}"):
+    for column in ("chunker", "MB/s", "chunks", "end at .!?:;。", "or paragraph/document end", "tokens p10 / p50 / p90",
+                   "over max", f"under {settings.min_tail}"):
         table.add_column(column, justify="right")
     started = time.perf_counter()
     ours = [chunk_spans(text, settings) for text in texts]
