@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 from bench_language import descriptions, read_index  # noqa: E402
 
 from synth.cli import app  # noqa: E402
+from synth.mining.options import MINE_DEFAULTS  # noqa: E402
 from synth.schema import DEFAULT_INSTRUCTIONS, Task, validate_row  # noqa: E402
 from synth.store import iter_rejects, iter_rows, write_part  # noqa: E402
 
@@ -76,10 +77,10 @@ def measure(out: Path, total: int) -> dict:
                 mined += 1
                 near += text.strip() != row["positive"].strip() and jaccard(words(text), positive) >= \
                     NEAR_DUPLICATE_JACCARD
-    ranks = sorted(r["roundtrip_rank"] for r in rows if r["roundtrip_rank"] is not None)
+    rejects = list(iter_rejects(out))
+    examples = [f"{json.loads(r['record'])['query']!r}: {r['reason']}" for r in rejects[:: max(1, len(rejects) // 6)]]
     return {"kept": len(rows), "share": len(rows) / total, "mined": mined, "near_dup": near,
-            "near_dup_per_1k": 1000 * near / max(mined, 1), "rejects": sum(1 for _ in iter_rejects(out)),
-            "median_rank": ranks[len(ranks) // 2] if ranks else None}
+            "near_dup_per_1k": 1000 * near / max(mined, 1), "rejects": len(rejects), "examples": examples[:6]}
 
 
 def main() -> None:
@@ -105,7 +106,11 @@ def main() -> None:
     for r in results:
         table.add_row("off" if r["k"] == 0 else str(r["k"]), str(r["kept"]), f"{r['share']:.1%}", str(r["mined"]),
                       str(r["near_dup"]), f"{r['near_dup_per_1k']:.1f}", str(r["seconds"]))
-    Console(width=140).print(table)
+    console = Console(width=140)
+    console.print(table)
+    for r in results:
+        if r["k"] == MINE_DEFAULTS["roundtrip_k"]:
+            console.print(f"dropped at the default k={r['k']}, a spread sample:", *r["examples"], sep="\n  ")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
