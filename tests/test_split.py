@@ -173,6 +173,10 @@ def test_cli_and_bad_input(tmp_path):
                           (["--eval-fraction", "0.001"], "leaves the eval side empty")]:
         bad = runner.invoke(app, ["split", str(source), *args, "--out", str(tmp_path / "bad")])
         assert isinstance(bad.exception, UsageError) and message in str(bad.exception), bad.output
+    one_book = write_stage(tmp_path / "book", [[retrieval(f"question {i}?", f"answer {i}.", document_id="book")
+                                                for i in range(3)]])
+    single = runner.invoke(app, ["split", str(one_book), "--out", str(tmp_path / "bad")])
+    assert isinstance(single.exception, UsageError) and "nothing to split" in str(single.exception)
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(app, ["split", str(tmp_path / "empty"), "--out", str(tmp_path / "bad")])
     assert isinstance(empty.exception, UsageError) and "no Parquet parts" in str(empty.exception)

@@ -76,12 +76,14 @@ def group_key(seed: int, member_id: str) -> str:
 
 
 def choose_eval(sizes: dict[int, int], members: dict[int, str], fraction: float, seed: int) -> set[int]:
-    """Groups in seeded order; each joins eval when that brings the eval rows closer to `fraction` of all rows."""
-    target = fraction * sum(sizes.values())
+    """Groups in seeded order; each joins eval when that brings the eval rows closer to `fraction` of all rows,
+    unless it would leave train empty."""
+    rows = sum(sizes.values())
+    target = fraction * rows
     chosen: set[int] = set()
     total = 0
     for root in sorted(sizes, key=lambda r: group_key(seed, members[r])):
-        if abs(total + sizes[root] - target) < abs(total - target):
+        if abs(total + sizes[root] - target) < abs(total - target) and total + sizes[root] < rows:
             chosen.add(root)
             total += sizes[root]
     return chosen

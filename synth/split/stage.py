@@ -50,11 +50,12 @@ class SplitStage(Stage):
 
     def prepare(self, parts: list[PartRef]) -> None:
         grouping = build_grouping(parts, self.eval_fraction, self.seed, self.near_dup_threshold)
-        if not grouping.eval_groups or grouping.eval_groups == grouping.groups:
-            side = "eval" if not grouping.eval_groups else "train"
-            raise ConfigError(
-                f"eval_fraction {self.eval_fraction:g} leaves the {side} side empty: {grouping.rows} records form "
-                f"{grouping.groups} leak-free group(s); change the fraction or add data")
+        if grouping.groups < 2:
+            raise ConfigError(f"all {grouping.rows} records form one group (shared documents or near-duplicate "
+                              "texts): there is nothing to split")
+        if not grouping.eval_groups:
+            raise ConfigError(f"eval_fraction {self.eval_fraction:g} leaves the eval side empty: {grouping.rows} "
+                              f"records form {grouping.groups} groups, none small enough; raise the fraction")
         self.grouping = grouping
 
     def process(self, part: PartRef, table: pa.Table) -> PartResult:
