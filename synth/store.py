@@ -282,10 +282,15 @@ def write_rejects(directory: Path, task: Task | str, name: str, rejects: list[di
     return rel
 
 
-def write_rows_file(directory: Path, rel: str, rows: list[dict[str, Any]]) -> str:
-    """Write rows in a stage's own layout (`.parquet`, or `.jsonl` for JSON Lines); returns `rel`."""
+def write_rows_file(directory: Path, rel: str, rows: list[dict[str, Any]] | pa.Table) -> str:
+    """Write rows in a stage's own layout (`.parquet`, or `.jsonl` for JSON Lines); returns `rel`. A table is
+    written with its own schema (split's parts keep the unified schema); rows get an inferred one."""
     path = inside(directory, rel)
-    if path.suffix == ".parquet":
+    if isinstance(rows, pa.Table):
+        if path.suffix != ".parquet":
+            raise ValueError(f"a table is written as Parquet, not {rel!r}")
+        atomic_write_table(path, rows)
+    elif path.suffix == ".parquet":
         atomic_write_table(path, pa.Table.from_pylist(rows))
     elif path.suffix == ".jsonl":
         atomic_write_bytes(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"))
@@ -300,7 +305,7 @@ def write_part_files(
     name: str,
     rows: list[dict[str, Any]],
     rejects: list[dict[str, Any]],
-    files: dict[str, list[dict[str, Any]]] | None = None,
+    files: dict[str, list[dict[str, Any]] | pa.Table] | None = None,
 ) -> list[str]:
     """All files of one part: `TASK/NAME.parquet` for the part's task and for every other task type its rows have
     (querygen turns passages into retrieval records), or `files` (path -> rows) for a stage with its own layout;

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -47,9 +48,9 @@ class PartResult:
     stats: dict[str, Any] = field(default_factory=dict)
     failed: int = 0
     """Rows that could not be finished (for example an LLM request that kept failing): retried next run."""
-    files: dict[str, list[dict[str, Any]]] | None = None
-    """Rows by file path (relative, `.parquet` or `.jsonl`) for a stage with its own layout (export), written
-    instead of the unified `TASK/part-NNNNN.parquet`."""
+    files: dict[str, list[dict[str, Any]] | pa.Table] | None = None
+    """Rows (or a table with its schema) by file path (relative, `.parquet` or `.jsonl`) for a stage with its own
+    layout (export, split), written instead of the unified `TASK/part-NNNNN.parquet`."""
     rows_in: int | None = None
     """Rows of the input part; set by whoever reads the part."""
 
