@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -52,6 +53,8 @@ class PartResult:
     instead of the unified `TASK/part-NNNNN.parquet`."""
     rows_in: int | None = None
     """Rows of the input part; set by whoever reads the part."""
+    table: pa.Table | None = None
+    """The rows as a table in the part task's Arrow schema, instead of `rows` (ingest's vectorised path)."""
 
 
 @dataclass
@@ -163,8 +166,13 @@ def execute_part(work: PartWork, plan: PartPlan, out: Path) -> dict[str, Any]:
     """Make one part and write its files (anywhere: this process, a worker); returns its manifest entry."""
     started = time.monotonic()
     result = work.run_part(plan)
-    files = write_part_files(out, plan.task, plan.name, result.rows, result.rejects, result.files)
-    rows_out = len(result.rows) if result.files is None else sum(len(rows) for rows in result.files.values())
+    files = write_part_files(out, plan.task, plan.name, result.rows, result.rejects, result.files, result.table)
+    if result.table is not None:
+        rows_out = result.table.num_rows
+    elif result.files is None:
+        rows_out = len(result.rows)
+    else:
+        rows_out = sum(len(rows) for rows in result.files.values())
     return {
         "input": plan.input,
         "fingerprint": plan.fingerprint,
