@@ -54,6 +54,14 @@ def current_umask() -> int:
     return mask
 
 
+def remove_stale_temporaries(directory: Path) -> None:
+    """Remove the temporary files of `atomic_path` that a killed run left in a stage directory; call it holding the
+    stage's lock, so that no other run is writing there."""
+    for path in Path(directory).rglob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
     """A temporary name beside `path` to write to; afterwards it is fsynced and renamed over `path`, or removed."""

@@ -34,7 +34,15 @@ from rich.progress import (
 from synth.executor.lock import stage_lock
 from synth.progress import shared_progress
 from synth.schema import Task
-from synth.store import Manifest, inside, is_failed, manifest_totals, part_key, write_part_files
+from synth.store import (
+    Manifest,
+    inside,
+    is_failed,
+    manifest_totals,
+    part_key,
+    remove_stale_temporaries,
+    write_part_files,
+)
 
 console = Console(stderr=True)
 
@@ -213,6 +221,7 @@ class Executor(ABC):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         with stage_lock(out):
+            remove_stale_temporaries(out)
             manifest = Manifest(out, work.name)
             cfg_hash = manifest.set_config(work.config())
             summary = StageSummary(work.name, out)
