@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -115,6 +117,36 @@ def test_chunks_with_anything_unusual_take_the_row_path(tmp_path):
     csv_path = tmp_path / "in.csv"
     csv_path.write_text("question,answer\nq,a\n", encoding="utf-8")
     assert fast_chunks(csv_path) == [False]
+
+
+PARQUET_CASES = {
+    "plain": pa.table({"question": [f"q{i}" for i in range(7)], "answer": [f"a{i}" for i in range(7)]}),
+    "nulls and blanks": pa.table({"question": ["q0", None, "q2", "q3", "\u3000", "q5", "q6"],
+                                  "answer": ["a0", "a1", "a2", "a3", "a4", "a5", "a6"]}),
+    "large strings and lang": pa.table({
+        "question": pa.array(["q0", "怎么", "q2", "q3"], pa.large_string()),
+        "answer": pa.array(["a0", "这样", "a2", "a3"], pa.large_string()),
+        "lang": ["en", None, " de ", "fr"],
+    }),
+    "blank lang": pa.table({"question": ["q0", "q1", "q2", "q3"], "answer": ["a0", "a1", "a2", "a3"],
+                            "lang": ["en", "de", " ", "fr"]}),
+    "extra column": pa.table({"question": ["q0", "q1"], "answer": ["a0", "a1"], "n": [1, 2]}),
+    "binary answer": pa.table({"question": ["q0", "q1"], "answer": pa.array([b"a0", b"a1"], pa.binary())}),
+    "a giant row": pa.table({"question": ["q0", "q1", "q2", "q3"], "answer": ["a0", "a" * 500, "a2", "a3"]}),
+}
+
+
+@pytest.mark.parametrize("name", PARQUET_CASES)
+def test_both_paths_write_identical_parts_from_parquet(tmp_path, name):
+    path = tmp_path / "in.parquet"
+    pq.write_table(PARQUET_CASES[name], path, row_group_size=3)
+    ingest_both(path, max_record_bytes=300)
+
+
+def test_valid_parquet_chunks_take_the_vectorised_path(tmp_path):
+    path = tmp_path / "in.parquet"
+    pq.write_table(PARQUET_CASES["nulls and blanks"], path)
+    assert fast_chunks(path) == [False, False, True]
 
 
 def test_whitespace_is_what_python_strips():

@@ -401,6 +401,15 @@ def _parquet_chunks(path: Path, rows: int, max_bytes: int) -> Iterator[Chunk]:
         start = end
 
 
+def parquet_batch(chunk: Chunk) -> tuple[str, pa.RecordBatch, int, int] | None:
+    """A Parquet chunk's file name, row batch, first row number and record size limit, for ingest's vectorised
+    path; None for a chunk of another format."""
+    if chunk.loader is not _load_parquet:
+        return None
+    name, batch, start, max_bytes = chunk.payload
+    return name, batch, start, max_bytes
+
+
 def _load_parquet(name: str, batch: pa.RecordBatch, start: int, max_bytes: int) -> list[SourceRow]:
     sizes = _row_sizes(batch, max_bytes)
     rows = []

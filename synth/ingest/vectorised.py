@@ -1,10 +1,11 @@
-"""Ingest's vectorised path: pyarrow reads and checks a whole JSONL chunk of a two-text retrieval shape at once.
+"""Ingest's vectorised path: pyarrow reads and checks a whole JSONL or Parquet chunk of a two-text retrieval shape.
 
 The row-by-row path (records.RecordMaker) parses and checks one row at a time, at tens of thousands of rows a
-second. Here pyarrow's JSON reader parses the chunk, the checks run column-wise and ids are hashed in one tight
-loop, giving exactly the records the row path gives (same ids, values and order). A chunk with a bad row, or with
-anything this path cannot prove it handles the same way (extra columns, nested `--map` paths, escaped surrogates,
-non-text values, another shape or format), returns None and goes the row path, so rejects stay exactly as there.
+second. Here pyarrow's JSON reader parses the chunk (a Parquet chunk is already a batch), the checks run
+column-wise and ids are hashed in one tight loop, giving exactly the records the row path gives (same ids, values
+and order). A chunk with a bad row, or with anything this path cannot prove it handles the same way (extra
+columns, nested `--map` paths, escaped surrogates, non-text values, another shape, CSV or TSV), returns None and
+goes the row path, so rejects stay exactly as there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from synth.executor import PartResult
 from synth.ingest import shapes
 from synth.ingest.lang import AUTO, guess_lang
 from synth.ingest.options import LANG_FIELD, IngestOptions
-from synth.ingest.readers import Chunk, jsonl_lines
+from synth.ingest.readers import Chunk, jsonl_lines, parquet_batch
 from synth.schema import ARROW_SCHEMAS, Task, text_record_ids
 
 PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" \
@@ -47,15 +48,15 @@ def pair_columns(opts: IngestOptions) -> tuple[str, str] | None:
 def vectorised_part(opts: IngestOptions, source: str, chunk: Chunk) -> PartResult | None:
     """The part of a chunk whose rows all become records, made column-wise; None sends it the row-by-row way."""
     pair = pair_columns(opts)
-    raw = jsonl_lines(chunk)
-    if pair is None or raw is None:
+    if pair is None:
         return None
-    name, lines = raw
-    read = _read_objects([line for _number, line, _size in lines], _text_columns(opts, pair))
+    columns = _text_columns(opts, pair)
+    read = _jsonl_block(chunk, columns) or _parquet_block(chunk, columns)
     if read is None:
         return None
-    query, positive = (_nonempty_texts(read, column) for column in pair)
-    langs = _langs(opts, read, len(lines))
+    table, location, numbers = read
+    query, positive = (_nonempty_texts(table, column) for column in pair)
+    langs = _langs(opts, table, len(numbers))
     if query is None or positive is None or langs is None:
         return None
     if opts.lang == AUTO:
@@ -63,10 +64,42 @@ def vectorised_part(opts: IngestOptions, source: str, chunk: Chunk) -> PartResul
         langs = [lang or guess_lang(text) for lang, text in zip(langs, sample, strict=True)]
     ids = text_record_ids(Task.RETRIEVAL, [query, positive])
     # meta is {"input": LOCATION} (no extra columns here), written as records._META_ENCODER writes it
-    prefix = encode_basestring(f"{name}:line ")[:-1]
-    metas = [f'{{"input": {prefix}{number}"}}' for number, _line, _size in lines]
-    table = _retrieval_table(opts, source, query, positive, ids, langs, metas)
-    return PartResult([], [], rows_in=len(lines), table=table)
+    prefix = encode_basestring(location)[:-1]
+    metas = [f'{{"input": {prefix}{number}"}}' for number in numbers]
+    records = _retrieval_table(opts, source, query, positive, ids, langs, metas)
+    return PartResult([], [], rows_in=len(numbers), table=records)
+
+
+Block = tuple[pa.Table, str, list[int]]
+"""A chunk read column-wise: the table, the location of its rows but their number ("in.jsonl:line "), and those
+numbers."""
+
+
+def _jsonl_block(chunk: Chunk, text_columns: list[str]) -> Block | None:
+    raw = jsonl_lines(chunk)
+    if raw is None:
+        return None
+    name, lines = raw
+    table = _read_objects([line for _number, line, _size in lines], text_columns)
+    return None if table is None else (table, f"{name}:line ", [number for number, _line, _size in lines])
+
+
+def _parquet_block(chunk: Chunk, text_columns: list[str]) -> Block | None:
+    """A Parquet batch whose columns are all text columns of the shape, of a string type, and small enough that
+    no row can pass the record size limit."""
+    raw = parquet_batch(chunk)
+    if raw is None:
+        return None
+    name, batch, start, max_bytes = raw
+    if batch.get_total_buffer_size() > max_bytes or not set(batch.schema.names) <= set(text_columns):
+        return None
+    if not all(pa.types.is_string(kind) or pa.types.is_large_string(kind) for kind in batch.schema.types):
+        return None
+    table = pa.Table.from_batches([batch])
+    for column in text_columns:
+        if column not in table.column_names:  # a missing column reads as absent in every row
+            table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
+    return table, f"{name}:row ", list(range(start, start + table.num_rows))
 
 
 def _retrieval_table(
