@@ -61,12 +61,14 @@ def vectorised_part(opts: IngestOptions, source: str, chunk: Chunk) -> PartResul
         return None
     if opts.lang == AUTO:
         sample = query if opts.columns[opts.shape.lang_field] == pair[0] else positive
-        langs = [lang or guess_lang(text) for lang, text in zip(langs, sample, strict=True)]
-    ids = text_record_ids(Task.RETRIEVAL, [query, positive])
+        langs = [lang or guess_lang(text) for lang, text in zip(langs, sample.to_pylist(), strict=True)]
+    ids = text_record_ids(Task.RETRIEVAL, [query.to_pylist(), positive.to_pylist()])
     # meta is {"input": LOCATION} (no extra columns here), written as records._META_ENCODER writes it
     prefix = encode_basestring(location)[:-1]
     metas = [f'{{"input": {prefix}{number}"}}' for number in numbers]
-    records = _retrieval_table(opts, source, query, positive, ids, langs, metas)
+    texts = {"id": ids, "lang": langs, "meta": metas}
+    columns = {"query": query, "positive": positive, **{k: pa.array(v, pa.string()) for k, v in texts.items()}}
+    records = _retrieval_table(opts, source, columns)
     return PartResult([], [], rows_in=len(numbers), table=records)
 
 
@@ -102,33 +104,16 @@ def _parquet_block(chunk: Chunk, text_columns: list[str]) -> Block | None:
     return table, f"{name}:row ", list(range(start, start + table.num_rows))
 
 
-def _retrieval_table(
-    opts: IngestOptions,
-    source: str,
-    query: list[str],
-    positive: list[str],
-    ids: list[str],
-    langs: list[str],
-    metas: list[str],
-) -> pa.Table:
-    """The records as `schema.to_table` makes them from the row path's dicts."""
-    rows = len(ids)
-    texts = {
-        "id": ids,
-        "task": [Task.RETRIEVAL.value] * rows,
-        "instruction": [opts.instruction] * rows,
-        "lang": langs,
-        "source": [source] * rows,
-        "origin": ["source"] * rows,
-        "meta": metas,
-        "query": query,
-        "positive": positive,
-    }
-    empty_lists = {"negatives": [[]] * rows, "negative_origins": [[]] * rows}
+def _retrieval_table(opts: IngestOptions, source: str, texts: dict[str, pa.Array]) -> pa.Table:
+    """The records as `schema.to_table` makes them from the row path's dicts: the per-row text columns, the
+    constant ones and nulls."""
+    rows = len(texts["id"])
+    constants = {"task": Task.RETRIEVAL.value, "instruction": opts.instruction, "source": source, "origin": "source",
+                 "negatives": [], "negative_origins": []}
     schema = ARROW_SCHEMAS[Task.RETRIEVAL]
     columns = [
-        pa.array(texts[field.name], field.type) if field.name in texts
-        else pa.array(empty_lists[field.name], field.type) if field.name in empty_lists
+        texts[field.name] if field.name in texts
+        else pa.repeat(pa.scalar(constants[field.name], field.type), rows) if field.name in constants
         else pa.nulls(rows, field.type)
         for field in schema
     ]
@@ -166,12 +151,12 @@ def _read_objects(lines: list[bytes], text_columns: list[str]) -> pa.Table | Non
     return table if table.num_rows == len(lines) else None
 
 
-def _nonempty_texts(table: pa.Table, column: str) -> list[str] | None:
-    """The column's values when every row has non-empty text there (null, missing or blank text is a reject)."""
+def _nonempty_texts(table: pa.Table, column: str) -> pa.Array | None:
+    """The column when every row has non-empty text there (null, missing or blank text is a reject)."""
     values = table.column(column)
     if values.null_count or not pc.all(pc.match_substring_regex(values, _NOT_SPACE)).as_py():
         return None
-    return values.to_pylist()
+    return values.combine_chunks().cast(pa.string())
 
 
 def _langs(opts: IngestOptions, table: pa.Table, rows: int) -> list[str] | None:
