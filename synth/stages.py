@@ -15,7 +15,7 @@ from synth.mining.spec import MINE
 from synth.registry import StageSpec
 from synth.split.spec import SPLIT
 from synth.synthesis.augment import AUGMENT
-from synth.synthesis.negatives import LLM_NEGATIVES
+from synth.synthesis.llm_negatives import LLM_NEGATIVES
 from synth.synthesis.paraphrase import PARAPHRASE
 from synth.synthesis.querygen import QUERYGEN
 

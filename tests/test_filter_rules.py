@@ -7,7 +7,7 @@ import pytest
 from synth.errors import ConfigError
 from synth.filtering.duplicates import exact_key
 from synth.filtering.minhash import NearDuplicateIndex, normalise
-from synth.filtering.negatives import false_negative, over_relative_margin
+from synth.filtering.negative_rules import false_negative, over_relative_margin
 from synth.filtering.options import RULE_DEFAULTS, check_rule_options
 from synth.filtering.record_rules import language_violation, length_violation, too_long
 from synth.filtering.settings import parse_setting_flags, setting_for
