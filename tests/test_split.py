@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from synth.cli import app
 from synth.errors import UsageError
+from synth.filtering.minhash import signature
 from synth.pipeline.status import run_status
 from synth.split.beir import CORPUS, QRELS, QUERIES
 from synth.split.stage import run_split
@@ -208,3 +209,23 @@ format = ["jsonl"]
     assert (tmp_path / "run" / "split" / "eval" / QRELS).is_file()
     _, statuses = run_status(tmp_path / "run")
     assert [(s.name, s.rerun) for s in statuses] == [(n, "skip all 1 parts") for n in ("ingest", "split", "export")]
+
+
+def test_a_chain_of_near_duplicates_is_one_group(tmp_path):
+    """A ~ X ~ B while A and B are not near duplicates of each other: all three must land on one side."""
+    rng = random.Random(3)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(40)]
+    a = " ".join(words[:30])
+    x = " ".join(words[:24] + words[30:36])  # shares 24 of 30 words with a and with b
+    b = " ".join(words[:18] + words[30:36] + words[36:40] + words[18:20])
+    assert signature([a]).jaccard(signature([x])) >= 0.5 > signature([a]).jaccard(signature([b]))
+    rows = [retrieval(f"question {name} " + "z" * i, text) for i, (name, text) in enumerate(
+        (("a", a), ("x", x), ("b", b)))] + [retrieval(f"other question {i}", f"unrelated answer {i} " * 5)
+                                           for i in range(12)]
+    source = write_stage(tmp_path / "final", [rows])
+    for seed in range(6):
+        out = tmp_path / f"split-{seed}"
+        run_split(source, out, 0.3, seed, 0.5)
+        split = sides(out)
+        placed = {r["positive"]: side for side, side_rows in split.items() for r in side_rows}
+        assert placed[a] == placed[x] == placed[b], seed

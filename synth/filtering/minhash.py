@@ -56,7 +56,19 @@ class NearDuplicateIndex:
             similarity = minhash.jaccard(self.signatures[kept])
             if similarity >= self.threshold:
                 return self.labels[kept], float(similarity)
+        self._add(minhash, label)
+        return None
+
+    def matches_and_add(self, texts: list[str], label: str) -> list[str]:
+        """The labels of every text so far that `texts` nearly duplicates; `texts` is added either way, so chains of
+        near duplicates (A ~ X ~ B with A and B apart) are all found (`synth split` groups by them)."""
+        minhash = signature(texts)
+        found = [self.labels[kept] for kept in sorted(self.lsh.query(minhash))
+                 if minhash.jaccard(self.signatures[kept]) >= self.threshold]
+        self._add(minhash, label)
+        return found
+
+    def _add(self, minhash: RMinHash, label: str) -> None:
         self.lsh.insert(len(self.labels), minhash)
         self.signatures.append(minhash)
         self.labels.append(label)
-        return None

@@ -109,10 +109,9 @@ def build_grouping(parts: Iterable[PartRef], fraction: float, seed: int, thresho
                 sets.union(node, document)
             for name, fields in GROUPED_TEXTS[part.task]:
                 index = indexes.setdefault(name, NearDuplicateIndex(threshold))
-                found = index.check_and_add([row[f] for f in fields], str(node))
-                if found is not None:
-                    joined += sets.find(int(found[0])) != sets.find(node)
-                    sets.union(node, int(found[0]))
+                for other in index.matches_and_add([row[f] for f in fields], str(node)):
+                    joined += sets.find(int(other)) != sets.find(node)
+                    sets.union(node, int(other))
         spans[part.key] = (start, len(ids))
     roots = [sets.find(node) for node in range(len(ids))]
     sizes: dict[int, int] = {}
