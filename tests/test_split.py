@@ -219,11 +219,12 @@ def test_a_chain_of_near_duplicates_is_one_group(tmp_path):
     x = " ".join(words[:24] + words[30:36])  # shares 24 of 30 words with a and with b
     b = " ".join(words[:18] + words[30:36] + words[36:40] + words[18:20])
     assert signature([a]).jaccard(signature([x])) >= 0.5 > signature([a]).jaccard(signature([b]))
-    rows = [retrieval(f"question {name} " + "z" * i, text) for i, (name, text) in enumerate(
-        (("a", a), ("x", x), ("b", b)))] + [retrieval(f"other question {i}", f"unrelated answer {i} " * 5)
-                                           for i in range(12)]
+    queries = ["where do herons nest", "how is steel tempered", "why do tides rise"]
+    rows = [retrieval(q, text) for q, text in zip(queries, (a, x, b), strict=True)]
+    rows += [retrieval(" ".join(rng.choice(words) for _ in range(5)) + f" {i}", f"{i} " + " ".join(
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(7)) for _ in range(12))) for i in range(12)]
     source = write_stage(tmp_path / "final", [rows])
-    for seed in range(6):
+    for seed in range(12):
         out = tmp_path / f"split-{seed}"
         run_split(source, out, 0.3, seed, 0.5)
         split = sides(out)
