@@ -18,8 +18,11 @@ from synth.evaluation import training
 from synth.evaluation.evalset import load_eval_set
 from synth.evaluation.metrics import rank_metrics, retrieval_metrics
 from synth.evaluation.report import bar
+from synth.evaluation.spec import EVAL
+from synth.executor import Decision, dry_run
+from synth.pipeline.plan import load_plan
 from synth.schema import Task, validate_row
-from synth.store import write_part
+from synth.store import read_manifest, write_part
 
 THINGS = ["kettle", "bicycle", "violin", "tomato", "passport", "laptop", "garden", "aquarium", "sourdough", "tent",
           "printer", "kayak", "piano", "orchid", "chimney", "scooter", "camera", "beehive", "tractor", "telescope"]
@@ -124,6 +127,9 @@ def test_eval_writes_results_and_card_section(tmp_path: Path) -> None:
     ndcg = f"| ndcg@10 | {result['base']['ndcg@10']:.4f} | {result['fine_tuned']['ndcg@10']:.4f} |"
     assert ndcg in card and ndcg in (out / "README.md").read_text()
 
+    plans = EVAL.plans({**EVAL.defaults(), "inputs": [str(final)], "eval_set": str(beir)})
+    assert dry_run(plans, out, read_manifest(out)) == {Decision.SKIP: 1}  # what `synth status` says
+
     (out / "README.md").unlink()  # a rerun with the same inputs does not train again, and restores the section
     before = (out / "eval.json").read_bytes()
     assert cli(*args).exit_code == 0
@@ -144,6 +150,15 @@ def test_bad_eval_set_is_one_line_and_writes_nothing(tmp_path: Path, break_set, 
         cli("eval", final, "--eval-set", broken, "--out", tmp_path / "eval", "--model", minilm_path())
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "eval").exists() and (final / "README.md").read_text() == card
+
+
+def test_eval_is_a_pipeline_stage_after_export(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text('name = "p"\n[[stage]]\nuse = "export"\ninputs = ["final"]\nout = "export"\n'
+                        '[[stage]]\nuse = "eval"\ninputs = ["export", "beir"]\nsteps = 5\n')
+    stage = load_plan(pipeline, tmp_path / "run").stages[1]
+    assert stage.options["inputs"] == [str(tmp_path / "run/export"), str(tmp_path / "beir")]
+    assert stage.out == tmp_path / "run/eval" and stage.options["steps"] == 5
 
 
 def test_set_section_replaces_only_its_own_section(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def section_lines(result: dict[str, Any]) -> list[str]:
     return [
         f"`synth eval` fine-tuned `{result['model_name']}` for {settings['steps']} steps "
         f"(batch {settings['batch_size']}, "
-        f"learning rate {settings['learning_rate']:g}, {settings['negatives']} hard negatives per retrieval row, "
+        f"learning rate {settings['learning_rate']:g}, hard negatives per retrieval row {settings['negatives']}, "
         f"seed {settings['seed']}, {result['device']}) on {data['retrieval_rows']:,} retrieval and "
         f"{data['sts_rows']:,} STS rows, and searched the {result['eval_set']['corpus']:,} documents of "
         f"`{result['eval_set']['path']}` with its {result['eval_set']['queries']:,} queries (exact cosine search), "

@@ -1,7 +1,8 @@
 """The `synth eval` run: check both inputs, measure the base model, fine-tune, measure again, write the results.
 
-Everything is read and checked before anything is written. A rerun with the same inputs (file bytes) and settings
-does not train again: it finds `eval.json` and only refreshes the card section.
+Everything is read and checked before anything is written. The evaluation is the stage's one part in its manifest,
+so the executor's resume rule decides: a rerun with the same input bytes and settings does not train again, it
+only refreshes the card sections from `eval.json`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from synth.evaluation.metrics import retrieval_metrics
 from synth.evaluation.report import SECTION, deltas, section_lines
 from synth.evaluation.traindata import TrainData, fingerprints, load_train_data, train_directory
 from synth.evaluation.training import TrainSettings, encode, fine_tune, load_model, training_device
+from synth.executor import Decision, PartPlan, decide
+from synth.executor.lock import stage_lock
+from synth.schema import Task
 from synth.stage import StageSummary
-from synth.store import atomic_write_bytes, config_hash, list_parts
+from synth.store import Manifest, atomic_write_bytes, config_hash, list_parts
 
 RESULT = "eval.json"
 console = Console(stderr=True)
@@ -33,21 +37,22 @@ def measure(model: Any, eval_set: EvalSet, batch_size: int) -> dict[str, float]:
     return {name: round(value, 6) for name, value in retrieval_metrics(queries, corpus, eval_set.relevant).items()}
 
 
-def evaluation_key(model: str, settings: TrainSettings, negatives: int, data: TrainData, eval_set: EvalSet) -> str:
-    """What decides the result: the model, the settings and the bytes of every input file."""
-    return config_hash({"model": model, "settings": asdict(settings), "negatives": negatives,
-                        "train": fingerprints(data.files), "eval": fingerprints(eval_set.files())})
+PART = "eval"
+"""The stage's one part in its manifest (`retrieval/eval`): the evaluation, made from every input file."""
 
 
-def previous_result(out: Path, key: str) -> dict[str, Any] | None:
-    path = out / RESULT
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
-    return result if result.get("key") == key else None
+def eval_plan(train: Path, data: TrainData, eval_set: EvalSet) -> PartPlan:
+    """The evaluation as the executor's one part: fingerprinted by the bytes of every training and eval file, so
+    the executor's own resume decision (and `synth status`) says when an input changed."""
+    files = fingerprints(data.files + eval_set.files())
+    return PartPlan(Task.RETRIEVAL, PART, str(train), config_hash(files))
+
+
+def load_inputs(train: Path, eval_path: Path, negatives: int) -> tuple[TrainData, EvalSet, PartPlan]:
+    """Both inputs, checked (a one-line error otherwise), and the part they make."""
+    eval_set = load_eval_set(eval_path)
+    data = load_train_data(train, negatives)
+    return data, eval_set, eval_plan(train, data, eval_set)
 
 
 def evaluate(model_name: str, model_label: str, data: TrainData, eval_set: EvalSet, settings: TrainSettings,
@@ -92,20 +97,24 @@ def write_cards(result: dict[str, Any], train: Path, out: Path) -> list[Path]:
 def run_eval(train: Path, eval_path: Path, out: Path, model: str, model_label: str, settings: TrainSettings,
              negatives: int) -> StageSummary:
     """Evaluate (or find the evaluation of) `model` fine-tuned on `train`, against the eval set at `eval_path`."""
-    eval_set = load_eval_set(eval_path)
-    data = load_train_data(train, negatives)
-    key = evaluation_key(model, settings, negatives, data, eval_set)
+    data, eval_set, plan = load_inputs(train, eval_path, negatives)
     summary = StageSummary("eval", out, rows_in=len(data.retrieval) + len(data.sts))
-    result = previous_result(out, key)
-    if result is None:
-        result = {"key": key, **evaluate(model, model_label, data, eval_set, settings, negatives)}
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / RESULT, (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-        summary.processed = 1
-    else:
-        console.print(f"[eval] {out / RESULT} holds this evaluation already: not trained again", markup=False)
-        summary.skipped = 1
-    write_cards(result, train, out)
+    out.mkdir(parents=True, exist_ok=True)
+    with stage_lock(out):
+        manifest = Manifest(out, "eval")
+        cfg_hash = manifest.set_config({"model": model, **asdict(settings), "negatives": negatives})
+        if decide(manifest.parts.get(plan.key), plan, cfg_hash, out) is Decision.SKIP:
+            console.print(f"[eval] {out / RESULT} holds this evaluation already: not trained again", markup=False)
+            result = json.loads((out / RESULT).read_text(encoding="utf-8"))
+            summary.skipped = 1
+        else:
+            result = evaluate(model, model_label, data, eval_set, settings, negatives)
+            atomic_write_bytes(out / RESULT, (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode())
+            manifest.record(plan.key, {"input": plan.input, "fingerprint": plan.fingerprint, "files": [RESULT],
+                                       "rows_in": summary.rows_in, "rows_out": 0, "config_hash": cfg_hash,
+                                       "seconds": result["seconds"]["total"]})
+            summary.processed = 1
+        write_cards(result, train, out)
     summary.stats = {f"{side} {name}": value for side in ("base", "fine_tuned") for name, value in result[side].items()}
     if data.skipped:
         summary.stats[f"skipped: fewer than {negatives} negatives"] = data.skipped

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import UsageError
-from synth.evaluation.run import run_eval
+from synth.evaluation.run import load_inputs, run_eval
 from synth.evaluation.training import TrainSettings
+from synth.executor import PartPlan
 from synth.registry import Inputs, Option, StageSpec
 from synth.stage import StageSummary
 
@@ -61,11 +62,22 @@ def model_of(options: dict[str, Any]) -> tuple[str, str]:
     return default_local_model(), "all-MiniLM-L6-v2"
 
 
-def run(options: dict[str, Any]) -> StageSummary:
-    train, eval_set = sources(options)
+def negatives_of(options: dict[str, Any]) -> int:
     negatives = int(options["negatives"])
     if negatives < 0:
         raise UsageError(f"eval: negatives must be 0 or more, got {negatives}")
+    return negatives
+
+
+def plan(options: dict[str, Any]) -> list[PartPlan]:
+    """The evaluation's one part, as a run plans it (`synth status`)."""
+    train, eval_set = sources(options)
+    return [load_inputs(train, eval_set, negatives_of(options))[2]]
+
+
+def run(options: dict[str, Any]) -> StageSummary:
+    train, eval_set = sources(options)
+    negatives = negatives_of(options)
     out = Path(options["out"]) if options.get("out") else Path(train).resolve().parent / "eval"
     model, label = model_of(options)
     return run_eval(train, eval_set, out, model, label, settings(options), negatives)
@@ -75,4 +87,4 @@ EVAL = StageSpec(
     "eval", "Fine-tune a sentence-transformers model on the data and compare it with the base model on an eval set.",
     Inputs("Training data (final directory, export folder or split directory), optionally the eval set.",
            name="train"),
-    OPTIONS, run, out_folder="eval", plan=lambda options: [])
+    OPTIONS, run, out_folder="eval", plan=plan)
