@@ -93,7 +93,8 @@ def load_train_data(path: Path, negatives: int) -> TrainData:
         raise InputFileError(f"training data not found: {path}")
     data = from_final(directory, negatives) if list_parts(directory) else from_export(directory, negatives)
     if not data.retrieval and not data.sts:
-        extra = f" ({data.skipped} retrieval rows have fewer than {negatives} negatives)" if data.skipped else ""
+        extra = (f" ({data.skipped} retrieval rows have fewer than {negatives} negatives: --negatives 0 trains on "
+                 "them with in-batch negatives only)") if data.skipped else ""
         raise InputFileError(f"no retrieval or STS rows to train on in {directory}{extra}: expected a final "
                              f"directory (TASK/part-*.parquet) or an export folder ({EXPORT_FORMAT}/TASK/train-*)")
     return data
