@@ -238,3 +238,26 @@ def test_a_record_whose_origins_do_not_match_its_negatives_is_a_located_record_r
     [bad] = iter_rejects(tmp_path / "out")
     assert (bad["rule"], bad["kind"]) == ("negative_origins_mismatch", "record")
     assert bad["location"] == f"retrieval/part-00000.parquet:row 2 id {rows[2]['id']}"
+
+
+def test_corpus_files_are_read_through_read_rows_gzip_bom_and_a_located_bad_line(tmp_path, counting):
+    import gzip
+
+    src = make_input(tmp_path / "in")
+    jsonl = tmp_path / "corpus.jsonl.gz"
+    lines = [json.dumps({"text": "Kate is a text editor for KDE.", "document_id": "kde"}), "{not json",
+             json.dumps({"body": "no text field"}), json.dumps({"text": "Epiphany is a web browser."})]
+    jsonl.write_bytes(gzip.compress(("\ufeff" + "\n".join(lines) + "\n").encode("utf-8")))
+    text = tmp_path / "corpus.txt.gz"
+    text.write_bytes(gzip.compress("\ufeffmpv is a media player.\r\n\n".encode("utf-8")))
+    out = tmp_path / "out"
+    mine(str(src), "--out", str(out), "--embed-model", "bow", "--embed-cache", str(tmp_path / "cache"),
+         "--corpus", str(jsonl), "--corpus", str(text), "--corpus-from", "file", "-n", "1", "--range-max", "3",
+         "--relative-margin", "none")
+    meta = json.loads((out / "_manifest.json").read_text())["index"]
+    assert meta["n_index"] == 3  # the two good JSONL rows and the text line, BOM and CRLF stripped
+    assert meta["corpus_rows_skipped"] == 2
+    assert meta["corpus_rows_skipped_first"][0].startswith("corpus.jsonl.gz:line 2: malformed JSON")
+    assert meta["corpus_rows_skipped_first"][1] == "corpus.jsonl.gz:line 3: no 'text' string"
+    negatives = {n for row in iter_rows(out, Task.RETRIEVAL) for n in row["negatives"][-1:]}
+    assert negatives <= {"Kate is a text editor for KDE.", "Epiphany is a web browser.", "mpv is a media player."}

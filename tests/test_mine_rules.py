@@ -84,3 +84,30 @@ def test_apply_rules_counts_removals_once_in_order():
     )
     assert alive.tolist() == [[False, False, True, False]]
     assert removed == {"a": 1, "b": 1, "window": 0}
+
+
+def test_same_document_drops_siblings_only_for_a_record_of_a_document():
+    docs = np.array([[5, 0, 5, 6, 0], [5, 5, 0, 6, 7]], dtype=np.uint64)
+    keep = rules.not_same_document(docs, np.array([5, 0], dtype=np.uint64))
+    assert keep.tolist() == [[False, True, False, True, True], [True] * 5]
+
+
+def test_positive_ranks_count_the_candidates_above_the_own_positive():
+    # Row 0: own positive 5 found at position 2 -> rank 3. Row 1: positive 99 not searched, but candidates
+    # below its score were -> rank 3 (two above). Row 2: every searched candidate outscores it -> unknown.
+    ids = np.array([[7, 3, 5, 9], [2, 4, 6, 8], [1, 2, 3, 4]])
+    scores = np.array([[0.9, 0.8, 0.7, 0.6], [0.95, 0.85, 0.5, 0.4], [0.9, 0.8, 0.7, 0.6]], dtype=np.float32)
+    own, positive = np.array([5, 99, 42]), np.array([0.7, 0.6, 0.1], dtype=np.float32)
+    ranks = rules.positive_ranks(ids, scores, own, positive, exhausted=False)
+    assert ranks.tolist() == [3, 3, rules.UNKNOWN_RANK]
+    assert rules.positive_ranks(ids, scores, own, positive, exhausted=True).tolist() == [3, 3, 5]
+
+
+def test_roundtrip_keeps_checked_records_within_k_and_every_unchecked_one():
+    ranks = np.array([1, 3, 37, rules.UNKNOWN_RANK, 50])
+    checked = np.array([True, True, True, True, False])
+    assert rules.within_roundtrip(ranks, checked, 3).tolist() == [True, True, False, False, True]
+    assert rules.within_roundtrip(ranks, checked, 1).tolist() == [True, False, False, False, True]
+    assert rules.within_roundtrip(ranks, checked, 0).all()  # 0 switches the rule off
+    assert rules.roundtrip_reason(37, 20, 32) == "positive ranked 37 > k=20"
+    assert rules.roundtrip_reason(rules.UNKNOWN_RANK, 20, 32) == "positive not in top 32 searched (k=20)"

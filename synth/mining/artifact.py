@@ -1,10 +1,10 @@
 """The mining index as a checkpointed artifact of the stage: `OUT/_index/`, built once, reused on reruns.
 
-Files: `items.arrow` (every candidate or positive text with its keys, memory-mapped), `vectors.f32` (their unit
-vectors, row = item id, memory-mapped), `groups.npz` (positives of each query), `index.faiss` (the first
-`n_index` items; `index.ivfdata` holds an IVF index's lists) and `meta.json`, written last, whose fingerprint
-says which inputs, corpus, model and index settings it was built from. A crash mid-build leaves no `meta.json`,
-so the next run rebuilds, re-embedding nothing (the cache has it).
+Files: `items.arrow` (every candidate or positive text with its keys and document key, memory-mapped),
+`vectors.f32` (their unit vectors, row = item id, memory-mapped), `groups.npz` (positives of each query),
+`index.faiss` (the first `n_index` items; `index.ivfdata` holds an IVF index's lists) and `meta.json`, written
+last, whose fingerprint says which inputs, corpus, model and index settings it was built from. A crash mid-build
+leaves no `meta.json`, so the next run rebuilds, re-embedding nothing (the cache has it).
 """
 
 from __future__ import annotations
@@ -20,23 +20,40 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from rich.console import Console
 
 from synth.embed.cached import CachedEmbedder
-from synth.mining.corpus import iter_pairs, normalized_key, read_corpus_file, text_key
+from synth.mining.corpus import (
+    CorpusItem,
+    SkippedRows,
+    document_key,
+    iter_passages,
+    iter_positives,
+    normalized_key,
+    read_corpus_file,
+    text_key,
+)
 from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices
 from synth.mining.options import MINE_DEFAULTS
 from synth.store import PartRef, atomic_write_bytes, file_fingerprint
 
+console = Console(stderr=True)
 ARTIFACT_DIR = "_index"
 EMBED_CHUNK = 16_384
 """Items embedded and written per step while building: memory stays bounded by one chunk."""
 
-ITEM_SCHEMA = pa.schema([("text", pa.string()), ("key", pa.uint64()), ("norm_key", pa.uint64())])
+ITEM_SCHEMA = pa.schema(
+    [("text", pa.string()), ("key", pa.uint64()), ("norm_key", pa.uint64()), ("doc_key", pa.uint64())]
+)
+ARTIFACT_VERSION = 2
+"""Bumped when the files change shape (2: items carry a document key), so older artifacts are rebuilt."""
+INPUT_TASKS = ("retrieval", "passage")
+"""Input parts the index is built from: records' positives and passages."""
 
 
 @dataclass(frozen=True)
 class CorpusSettings:
-    """Which texts are mining candidates: `positives`, `file` (the `files`), or `both`."""
+    """Which texts are mining candidates: `positives` (and the inputs' passages), `file` (the `files`), or `both`."""
 
     source: str = MINE_DEFAULTS["corpus_from"]
     files: tuple[str, ...] = ()
@@ -45,8 +62,9 @@ class CorpusSettings:
 
 def fingerprint(parts: list[PartRef], corpus: CorpusSettings, model_id: str, index: IndexSettings) -> str:
     """What the artifact depends on: input parts, corpus files, model and the index-shaping settings."""
-    facts: list[Any] = [model_id, corpus.source, corpus.field, index.exact_max, index.nlist, index.seed]
-    facts += [file_fingerprint(p.path) for p in parts if p.task.value == "retrieval"]
+    facts: list[Any] = [ARTIFACT_VERSION, model_id, corpus.source, corpus.field]
+    facts += [index.exact_max, index.nlist, index.seed]
+    facts += [file_fingerprint(p.path) for p in parts if p.task.value in INPUT_TASKS]
     facts += [file_fingerprint(Path(f)) for f in corpus.files]
     return hashlib.sha256(json.dumps(facts).encode("utf-8")).hexdigest()[:24]
 
@@ -59,23 +77,26 @@ class _ItemWriter:
         self.embedder = embedder
         self.ids: dict[int, int] = {}
         self.pending: list[str] = []
+        self.pending_documents: list[str | None] = []
         self.dim = 0
         self._texts = pa.ipc.new_file(str(directory / ".items.arrow.tmp"), ITEM_SCHEMA)
         self._vectors = open(directory / ".vectors.f32.tmp", "wb")  # noqa: SIM115 - closed in close()
 
-    def add(self, text: str) -> int:
+    def add(self, text: str, document_id: str | None = None) -> int:
+        """The item id of `text`; a text seen before keeps the document it first came with."""
         key = text_key(text)
         item = self.ids.get(key)
         if item is None:
             item = self.ids[key] = len(self.ids)
             self.pending.append(text)
+            self.pending_documents.append(document_id)
             if len(self.pending) >= EMBED_CHUNK:
                 self.flush()
         return item
 
-    def add_all(self, texts: Iterable[str]) -> None:
-        for text in texts:
-            self.add(text)
+    def add_all(self, items: Iterable[CorpusItem]) -> None:
+        for item in items:
+            self.add(item.text, item.document_id)
 
     def flush(self) -> None:
         if not self.pending:
@@ -85,8 +106,9 @@ class _ItemWriter:
         self._vectors.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
         keys = [text_key(t) for t in self.pending]
         norm = [normalized_key(t) for t in self.pending]
-        self._texts.write_table(pa.table([self.pending, keys, norm], schema=ITEM_SCHEMA))  # one batch per chunk
-        self.pending = []
+        documents = [document_key(d) for d in self.pending_documents]
+        self._texts.write_table(pa.table([self.pending, keys, norm, documents], schema=ITEM_SCHEMA))  # one batch
+        self.pending, self.pending_documents = [], []
 
     def close(self) -> None:
         self.flush()
@@ -108,6 +130,7 @@ class MiningIndex:
         items = pa.ipc.open_file(pa.memory_map(str(directory / "items.arrow"))).read_all()
         self.texts = items.column("text")
         self.norm_keys = items.column("norm_key").to_numpy()
+        self.doc_keys = items.column("doc_key").to_numpy()
         keys = items.column("key").to_numpy()
         self._key_order = np.argsort(keys)
         self._sorted_keys = keys[self._key_order]
@@ -146,16 +169,22 @@ def build_artifact(
     query_keys = array("Q")  # 16 bytes per record, not two Python ints
     item_ids = array("q")
 
+    skipped = SkippedRows()
+
     def add_positives() -> None:
-        for query, positive in iter_pairs(parts):
+        for query, positive, document in iter_positives(parts):
             query_keys.append(text_key(query))
-            item_ids.append(writer.add(positive))
+            item_ids.append(writer.add(positive, document))
 
     if corpus.source in ("positives", "both"):
         add_positives()
+        writer.add_all(iter_passages(parts))
     if corpus.source in ("file", "both"):
         for path in corpus.files:
-            writer.add_all(read_corpus_file(Path(path), corpus.field))
+            writer.add_all(read_corpus_file(Path(path), corpus.field, skipped))
+    if skipped.count:
+        console.print(f"[yellow]mine: skipped {skipped.count} unreadable corpus rows, first {skipped.first[0]}",
+                      highlight=False, soft_wrap=True)
     writer.flush()
     n_index = len(writer.ids)
     if corpus.source == "file":
@@ -174,6 +203,8 @@ def build_artifact(
         "index": index.kind(n_index),
         "nlist": index.lists(n_index) if index.kind(n_index) == "ivf" else None,
         "records": len(query_keys),
+        "corpus_rows_skipped": skipped.count,
+        "corpus_rows_skipped_first": skipped.first,
     }
 
 

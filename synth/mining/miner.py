@@ -11,12 +11,12 @@ from synth.embed.cached import CachedEmbedder
 from synth.errors import ConfigError
 from synth.mining import rules
 from synth.mining.artifact import MiningIndex
-from synth.mining.corpus import keys_of, normalized_key
+from synth.mining.corpus import document_key, keys_of, normalized_key
 from synth.mining.index import search
 from synth.mining.options import MINE_DEFAULTS, SAMPLING
 
 RULE_ORDER = (
-    "query", "positive", "duplicate", "near_duplicate", "existing_negative",
+    "query", "positive", "same_document", "duplicate", "near_duplicate", "existing_negative",
     "max_score", "margin", "relative_margin", "rank_window",
 )
 """Rules in the order they run: who a candidate is first, then how it scores, then where it ranks."""
@@ -35,6 +35,8 @@ class MineSettings:
     margin: float | None = None
     relative_margin: float | None = MINE_DEFAULTS["relative_margin"]
     dup_threshold: float | None = MINE_DEFAULTS["dup_threshold"]
+    roundtrip_k: int = MINE_DEFAULTS["roundtrip_k"]
+    roundtrip_origins: tuple[str, ...] = tuple(MINE_DEFAULTS["roundtrip_origins"])
 
     def check(self) -> MineSettings:
         """Refuse settings that cannot mine anything, naming the option."""
@@ -51,7 +53,18 @@ class MineSettings:
             raise ConfigError(f"relative_margin must be in [0, 1), got {self.relative_margin}")
         if self.dup_threshold is not None and not 0 < self.dup_threshold <= 1:
             raise ConfigError(f"dup_threshold must be in (0, 1], got {self.dup_threshold}")
+        if self.roundtrip_k < 0:
+            raise ConfigError(f"roundtrip_k must be 0 (off) or more, got {self.roundtrip_k}")
         return self
+
+
+@dataclass
+class MineResult:
+    """Mined rows (input order, dropped ones left out), the dropped rows' input positions with why, and counts."""
+
+    rows: list[dict[str, Any]]
+    dropped: dict[int, str]
+    counts: dict[str, int]
 
 
 def max_similarity_to_positives(
@@ -85,6 +98,8 @@ def candidate_rules(
     candidate_scores: np.ndarray,
     candidate_norm_keys: np.ndarray,
     query_norm_keys: np.ndarray,
+    candidate_doc_keys: np.ndarray,
+    query_doc_keys: np.ndarray,
     positive_ids: list[np.ndarray],
     positive_norm_keys: list[np.ndarray],
     similarity_to_positive: np.ndarray,
@@ -95,6 +110,7 @@ def candidate_rules(
     return [
         ("query", rules.not_query(candidate_norm_keys, query_norm_keys)),
         ("positive", rules.not_positive(candidate_ids, positive_ids)),
+        ("same_document", rules.not_same_document(candidate_doc_keys, query_doc_keys)),
         ("duplicate", rules.not_duplicate_of_positive(candidate_norm_keys, positive_norm_keys)),
         ("near_duplicate", rules.not_near_duplicate(similarity_to_positive, settings.dup_threshold)),
         ("existing_negative", rules.not_existing_negative(candidate_norm_keys, negative_norm_keys)),
@@ -114,8 +130,12 @@ class Miner:
         self.settings = settings.check()
         self.search_batch_size = search_batch_size
 
-    def mine(self, rows: list[dict[str, Any]], rng: np.random.Generator) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """Rows with `positive_score`, scored existing negatives and mined ones appended; plus counts."""
+    def mine(self, rows: list[dict[str, Any]], rng: np.random.Generator) -> MineResult:
+        """Rows with `positive_score`, `roundtrip_rank`, scored existing negatives and mined ones appended.
+
+        A record whose origin is in `roundtrip_origins` and whose positive ranks below `roundtrip_k` is dropped
+        (mined nothing, counted in nothing but `roundtrip_dropped`).
+        """
         index, settings = self.index, self.settings
         queries = [r["query"] for r in rows]
         query_vectors = self.embedder.encode_queries(queries, [r.get("instruction") for r in rows])
@@ -129,22 +149,28 @@ class Miner:
         )
         neg_scores, neg_keys = existing_negatives(rows, self.embedder, query_vectors)
         widest_group = max(len(p) for p in positive_ids)
-        k = settings.range_max + widest_group + 1
+        k = max(settings.range_max + widest_group + 1, settings.roundtrip_k + 1)
         scores, ids = search(index.index, query_vectors, k, self.search_batch_size)
+        ranks = rules.positive_ranks(ids, scores, own_positive, positive_scores, exhausted=k >= index.n_index)
+        checked = np.array([r.get("origin") in settings.roundtrip_origins for r in rows], dtype=bool)
+        kept = rules.within_roundtrip(ranks, checked, settings.roundtrip_k)
+        safe_ids = np.where(ids >= 0, ids, 0)
         alive, removed = rules.apply_rules(
             candidate_rules(
                 settings,
                 candidate_ids=ids,
                 candidate_scores=scores,
-                candidate_norm_keys=index.norm_keys[np.where(ids >= 0, ids, 0)],
+                candidate_norm_keys=index.norm_keys[safe_ids],
                 query_norm_keys=keys_of(queries, normalized_key),
+                candidate_doc_keys=index.doc_keys[safe_ids],
+                query_doc_keys=np.array([document_key(r.get("document_id")) for r in rows], dtype=np.uint64),
                 positive_ids=positive_ids,
                 positive_norm_keys=[index.norm_keys[p] for p in positive_ids],
                 similarity_to_positive=max_similarity_to_positives(index.vectors, ids, positive_ids),
                 negative_norm_keys=neg_keys,
                 margin_scores=margin_scores,
             ),
-            rules.not_missing(ids),
+            rules.not_missing(ids) & kept[:, None],  # a dropped record mines nothing and counts in no rule
         )
         if settings.sampling == "top":
             chosen = rules.sample_top(alive, settings.num_negatives)
@@ -153,21 +179,26 @@ class Miner:
         texts = iter(self.index.texts_of(ids[chosen]))  # one read for the batch, row by row in rank order
         out = [
             self._updated(row, [next(texts) for _ in range(chosen[i].sum())], scores[i][chosen[i]],
-                          float(positive_scores[i]), neg_scores[i])
-            for i, row in enumerate(rows)
+                          float(positive_scores[i]), neg_scores[i], int(ranks[i]))
+            for i, row in enumerate(rows) if kept[i]
         ]
+        dropped = {int(i): rules.roundtrip_reason(int(ranks[i]), settings.roundtrip_k, ids.shape[1])
+                   for i in np.flatnonzero(~kept)}
         counts = {f"removed_{name}": removed[name] for name in RULE_ORDER}
         mined = chosen.sum(axis=1)
         counts.update(
             negatives_mined=int(mined.sum()),
-            rows_short=int((mined < settings.num_negatives).sum()),
-            existing_negatives_scored=sum(len(s) for s in neg_scores),
+            rows_short=int((mined[kept] < settings.num_negatives).sum()),
+            existing_negatives_scored=sum(len(s) for s, keep in zip(neg_scores, kept, strict=True) if keep),
+            roundtrip_checked=int(checked.sum()) if settings.roundtrip_k else 0,
+            roundtrip_dropped=len(dropped),
         )
-        return out, counts
+        return MineResult(out, dropped, counts)
 
     @staticmethod
     def _updated(
-        row: dict[str, Any], texts: list[str], scores: np.ndarray, positive_score: float, old_scores: np.ndarray
+        row: dict[str, Any], texts: list[str], scores: np.ndarray, positive_score: float, old_scores: np.ndarray,
+        rank: int,
     ) -> dict[str, Any]:
         negatives = list(row.get("negatives") or [])
         origins = list(row.get("negative_origins") or [])
@@ -177,4 +208,5 @@ class Miner:
             "negatives": negatives + texts,
             "negative_scores": [float(s) for s in old_scores] + [float(s) for s in scores],
             "negative_origins": origins + ["mined"] * len(texts),
+            "roundtrip_rank": rank if rank != rules.UNKNOWN_RANK else None,
         }

@@ -15,10 +15,12 @@ OFF = ("none", "off")
 """Values that switch an optional float rule off."""
 
 MINE_OPTIONS: tuple[Option, ...] = (
-    Option("corpus", list[Path], [], "Extra candidate passages: .txt, .jsonl or .parquet (repeatable).",
+    Option("corpus", list[Path], [], "Extra candidate passages: .txt (a line each), .jsonl, .csv, .tsv or .parquet, "
+           "optionally .gz (repeatable).",
            panel=PANEL_INDEX),
-    Option("corpus_from", str, "both", f"Candidates from: {' | '.join(CORPUS_SOURCES)}.", panel=PANEL_INDEX),
-    Option("corpus_field", str, "text", "Text field of .jsonl/.parquet corpus files.", panel=PANEL_INDEX),
+    Option("corpus_from", str, "both", f"Candidates from: {' | '.join(CORPUS_SOURCES)} (positives = the records' "
+           "positives and the inputs' passages).", panel=PANEL_INDEX),
+    Option("corpus_field", str, "text", "Text field of .jsonl/.csv/.tsv/.parquet corpus files.", panel=PANEL_INDEX),
     Option("exact_max", int, 200_000, "Largest corpus searched exactly; IVF above.", min=1, panel=PANEL_INDEX),
     Option("nlist", int, None, "IVF lists.", min=1, default_text="4*sqrt(N)", panel=PANEL_INDEX),
     Option("nprobe", int, 32, "IVF lists searched.", min=1, panel=PANEL_INDEX),
@@ -36,6 +38,10 @@ MINE_OPTIONS: tuple[Option, ...] = (
            panel=PANEL_RULES),
     Option("dup_threshold", str, 0.98, "Cosine to a positive at which a candidate is its near-duplicate; "
            "'none' = off.", panel=PANEL_RULES),
+    Option("roundtrip_k", int, 20, "Keep a generated record only if its positive ranks in the top K of the corpus "
+           "for its query; 0 = off.", min=0, panel=PANEL_RULES),
+    Option("roundtrip_origins", list[str], ["querygen"], "Record origins the round-trip check applies to "
+           "(repeatable).", panel=PANEL_RULES),
 )
 """NV-Retriever's TopK-PercPos (below 95% of the positive's score) as the default relative margin."""
 MINE_DEFAULTS: dict[str, Any] = defaults_of(MINE_OPTIONS)

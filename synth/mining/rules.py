@@ -11,6 +11,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from synth.mining.corpus import NO_DOCUMENT
+
+UNKNOWN_RANK = 0
+"""Rank of a positive that more than every searched candidate outscores: beyond the search, not measured."""
+
 Rule = tuple[str, np.ndarray | Callable[[np.ndarray], np.ndarray]]
 """A named keep-mask, or a function of the survivors so far that returns one (the rank window, sampling)."""
 
@@ -37,6 +42,14 @@ def not_query(candidate_text_keys: np.ndarray, query_text_keys: np.ndarray) -> n
 def not_positive(ids: np.ndarray, positive_ids: Sequence[np.ndarray]) -> np.ndarray:
     """Never any positive of the same query (a query with several positives is several records)."""
     return ~in_any(ids, positive_ids)
+
+
+def not_same_document(candidate_doc_keys: np.ndarray, query_doc_keys: np.ndarray) -> np.ndarray:
+    """Never a passage of the query record's own document: a chunk's siblings are its likeliest false negatives.
+
+    A record of no document (key NO_DOCUMENT) has no siblings; candidates of no document are never siblings.
+    """
+    return (candidate_doc_keys != query_doc_keys[:, None]) | (query_doc_keys == NO_DOCUMENT)[:, None]
 
 
 def not_duplicate_of_positive(candidate_text_keys: np.ndarray, positive_text_keys: Sequence[np.ndarray]) -> np.ndarray:
@@ -106,3 +119,36 @@ def apply_rules(rules: Sequence[Rule], start: np.ndarray) -> tuple[np.ndarray, d
         removed[name] = int((alive & ~keep).sum())
         alive &= keep
     return alive, removed
+
+
+def positive_ranks(
+    ids: np.ndarray, scores: np.ndarray, own_positive: np.ndarray, positive_scores: np.ndarray, exhausted: bool
+) -> np.ndarray:
+    """1-based rank of each record's own positive among the corpus for its query: 1 + the candidates above it.
+
+    Known when the positive is among the searched candidates, when some searched candidate scores below it, or
+    when the search returned the whole corpus (`exhausted`); UNKNOWN_RANK otherwise.
+    """
+    valid = ids >= 0
+    other = valid & (ids != own_positive[:, None])
+    above = (other & (scores > positive_scores[:, None])).sum(axis=1)
+    found = (ids == own_positive[:, None]).any(axis=1)
+    known = found | (above < other.sum(axis=1)) | exhausted
+    return np.where(known, above + 1, UNKNOWN_RANK)
+
+
+def within_roundtrip(ranks: np.ndarray, checked: np.ndarray, k: int) -> np.ndarray:
+    """Promptagator's round-trip filter: a checked record is kept only if its positive ranks in the top k.
+
+    `k` 0 switches the rule off; a rank beyond the search (UNKNOWN_RANK) is outside any k that was searched.
+    """
+    if k <= 0:
+        return np.ones(ranks.shape, dtype=bool)
+    return ~checked | ((ranks != UNKNOWN_RANK) & (ranks <= k))
+
+
+def roundtrip_reason(rank: int, k: int, searched: int) -> str:
+    """Why a record failed the round trip, with its rank."""
+    if rank == UNKNOWN_RANK:
+        return f"positive not in top {searched} searched (k={k})"
+    return f"positive ranked {rank} > k={k}"

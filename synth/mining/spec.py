@@ -50,6 +50,8 @@ def settings_from(options: dict[str, Any]) -> tuple[MineSettings, CorpusSettings
         margin=optional_float(options["margin"], "margin"),
         relative_margin=optional_float(options["relative_margin"], "relative_margin"),
         dup_threshold=optional_float(options["dup_threshold"], "dup_threshold"),
+        roundtrip_k=int(options["roundtrip_k"]),
+        roundtrip_origins=tuple(str(o) for o in options["roundtrip_origins"] or []),
     ).check()
     nlist = int(options["nlist"]) if options["nlist"] else None
     index = IndexSettings(

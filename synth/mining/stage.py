@@ -13,14 +13,15 @@ import pyarrow as pa
 from synth.embed.cached import CachedEmbedder
 from synth.mining.artifact import CorpusSettings, open_artifact
 from synth.mining.index import GPU_MAX_K, IndexSettings, num_gpus
-from synth.mining.miner import Miner, MineSettings
+from synth.mining.miner import Miner, MineResult, MineSettings
 from synth.schema import Task
 from synth.stage import PartResult, Stage
 from synth.store import PartRef, location, reject
 
 
 class MineStage(Stage):
-    """Adds mined hard negatives and scores to retrieval records; other tasks pass through unchanged."""
+    """Adds mined hard negatives, scores and round-trip ranks to retrieval records; other tasks (passages
+    included: they are candidates, not mined) pass through unchanged."""
 
     name = "mine"
 
@@ -72,14 +73,17 @@ class MineStage(Stage):
                 rejects.append(reject(self.name, location(part, number, row["id"]), "negative_origins_mismatch",
                                       "negative_origins must have one entry per negative", row))
             else:
-                good.append(row)
+                good.append((number, row))
         before = asdict(self.embedder.stats)
         rng = np.random.default_rng([self.mine_settings.seed, zlib.crc32(part.key.encode("utf-8"))])
-        mined, counts = self.miner.mine(good, rng) if good else ([], {})
+        result = self.miner.mine([row for _, row in good], rng) if good else MineResult([], {}, {})
+        for position, reason in result.dropped.items():
+            number, row = good[position]
+            rejects.append(reject(self.name, location(part, number, row["id"]), "roundtrip", reason, row))
         after = asdict(self.embedder.stats)
-        counts.update(texts_embedded=after["embedded"] - before["embedded"],
-                      cache_hits=after["cache_hits"] - before["cache_hits"])
-        return PartResult(mined, rejects, counts)
+        result.counts.update(texts_embedded=after["embedded"] - before["embedded"],
+                             cache_hits=after["cache_hits"] - before["cache_hits"])
+        return PartResult(result.rows, rejects, result.counts)
 
     def finish(self, out: Path) -> dict[str, Any]:
         return {"index": self.artifact} if self.artifact else {}
