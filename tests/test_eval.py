@@ -18,7 +18,9 @@ from synth.evaluation import training
 from synth.evaluation.evalset import load_eval_set
 from synth.evaluation.metrics import rank_metrics, retrieval_metrics
 from synth.evaluation.report import bar
-from synth.evaluation.spec import EVAL
+from synth.evaluation.run import load_inputs
+from synth.evaluation.spec import EVAL, sources
+from synth.evaluation.traindata import load_train_data
 from synth.executor import Decision, dry_run
 from synth.pipeline.plan import load_plan
 from synth.schema import Task, validate_row
@@ -150,6 +152,23 @@ def test_bad_eval_set_is_one_line_and_writes_nothing(tmp_path: Path, break_set, 
         cli("eval", final, "--eval-set", broken, "--out", tmp_path / "eval", "--model", minilm_path())
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "eval").exists() and (final / "README.md").read_text() == card
+
+
+def test_an_export_folder_trains_on_the_same_rows_as_its_final_directory(tmp_path: Path) -> None:
+    final = write_final(tmp_path / "final")
+    assert cli("export", final, "--out", tmp_path / "export").exit_code == 0
+    assert load_train_data(tmp_path / "export", 1).retrieval == load_train_data(final, 1).retrieval
+    assert len(load_train_data(tmp_path / "export", 0).retrieval[0]) == 2
+    with pytest.raises(UsageError, match="1 negative columns, fewer than --negatives 2"):
+        load_train_data(tmp_path / "export", 2)
+
+
+def test_a_split_directory_gives_both_sides(tmp_path: Path) -> None:
+    write_final(tmp_path / "split/train")
+    write_eval_set(tmp_path / "split/eval")
+    train, eval_path = sources({"inputs": [str(tmp_path / "split")], "eval_set": None})
+    data, eval_set, _ = load_inputs(train, eval_path, 1)
+    assert len(data.retrieval) == 40 and eval_set.directory == tmp_path / "split/eval"
 
 
 def test_eval_is_a_pipeline_stage_after_export(tmp_path: Path) -> None:
