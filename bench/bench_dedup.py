@@ -1,9 +1,9 @@
-"""Near-duplicate MinHash side by side: synth's numpy code, datasketch and rensa, on Debian package descriptions.
+"""Near-duplicate MinHash side by side: synth's filter (rensa), datasketch and bare rensa, on Debian descriptions.
 
     python bench/bench_dedup.py                          # 20,000 descriptions, 2,000 of them with a planted copy
     python bench/bench_dedup.py --docs 60000 --planted 6000 --rounds 3
 
-Needs the `bench` extra (datasketch, rensa) and Debian's English package descriptions:
+Needs the `bench` extra (datasketch) and Debian's English package descriptions:
 `apt-get update -o Acquire::Languages=en` fetches /var/lib/apt/lists/*_i18n_Translation-en*.
 
 Every implementation gets the same texts and the same features (synth's normalised text, character 5-grams),
@@ -33,13 +33,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from synth.filtering.minhash import NUM_PERM, SHINGLE, normalise
+from synth.filtering.minhash import BANDS, NUM_PERM, shingles
 
 HERE = Path(__file__).resolve().parent
 TRANSLATIONS = "/var/lib/apt/lists/*_i18n_Translation-en*"
-IMPLEMENTATIONS = ("synth", "datasketch", "datasketch-16x4", "rensa", "rensa-hashes")
+IMPLEMENTATIONS = ("synth", "datasketch", "datasketch-16x4", "rensa")
 KINDS = ("copy", "reformat", "char edits", "word edits")
-BANDS = 16  # synth's banding, also given to rensa (which needs a band count) and to datasketch-16x4
 Scan = tuple[list[tuple[int, int]], Any]
 """(flagged position, position of its match) pairs, and the index (kept alive while its memory is measured)."""
 
@@ -99,12 +98,6 @@ def make_dataset(docs: int, planted: int, seed: int) -> dict[str, Any]:
     return {"texts": [t for _, _, t in order], "plants": plants, "pool": len(pool)}
 
 
-def shingles(text: str) -> list[str]:
-    """The normalised text's character 5-grams, as synth's signatures see them (short texts: the whole text)."""
-    text = normalise(text)
-    return [text[i:i + SHINGLE] for i in range(max(1, len(text) - SHINGLE + 1))]
-
-
 class Implementation:
     """One library's signature and first-occurrence-wins scan, behind the same two calls."""
 
@@ -114,32 +107,16 @@ class Implementation:
         method = "datasketch" if name.startswith("datasketch") else name.replace("-", "_")
         self.signature, self.scan = getattr(self, method)()
 
-    def synth(self, hasher: Any = None) -> tuple[Callable[[str], Any], Callable[[list[str]], Scan]]:
-        from synth.filtering.minhash import MinHasher, NearDuplicateIndex
-
-        hasher = hasher or MinHasher()
+    def synth(self) -> tuple[Callable[[str], Any], Callable[[list[str]], Scan]]:
+        """The filter's own index (`synth.filtering.minhash`), one field per text."""
+        from synth.filtering.minhash import NearDuplicateIndex, signature
 
         def scan(texts: list[str]) -> Scan:
-            index = NearDuplicateIndex(self.threshold, hasher)
+            index = NearDuplicateIndex(self.threshold)
             found = [(i, index.check_and_add([t], str(i))) for i, t in enumerate(texts)]
             return [(i, int(match[0])) for i, match in found if match], index
 
-        return lambda text: hasher.signature([text]), scan
-
-    def rensa_hashes(self) -> tuple[Callable[[str], Any], Callable[[list[str]], Scan]]:
-        """synth's 5-gram hashes and LSH index, with rensa computing the signature from the hashes."""
-        import numpy as np
-        from rensa import RMinHash
-
-        from synth.filtering.minhash import MinHasher, shingle_hashes
-
-        class Hasher(MinHasher):
-            def signature(self, texts: list[str]) -> np.ndarray:
-                hashes = shingle_hashes(normalise(texts[0]))
-                digest = RMinHash.digest_matrix_from_flat_token_hashes(hashes, [0, hashes.size], NUM_PERM, 1)
-                return np.array(digest.to_rows()[0], dtype=np.uint64)
-
-        return self.synth(Hasher())
+        return lambda text: signature([text]), scan
 
     def datasketch(self) -> tuple[Callable[[str], Any], Callable[[list[str]], Scan]]:
         from datasketch import MinHash, MinHashLSH

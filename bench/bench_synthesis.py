@@ -24,7 +24,7 @@ from openai_server import spawn_server_process  # noqa: E402
 from synth.schema import Task, validate_row  # noqa: E402
 from synth.store import write_part  # noqa: E402
 from synth.synthesis import checks  # noqa: E402
-from synth.synthesis.negatives import LLM_NEGATIVES  # noqa: E402
+from synth.synthesis.llm_negatives import LLM_NEGATIVES  # noqa: E402
 
 WORDS = [
     "tide", "moon", "sun", "gravity", "ocean", "water", "pull", "align", "spring", "neap", "coast", "wave",

@@ -15,9 +15,9 @@ import numpy as np
 from synth.export.formats import FORMATS
 from synth.export.writer import default_negatives, negative_counts
 from synth.filtering.distributions import HIST_EDGES
-from synth.lineage import read_manifest, stage_usage, upstream_stages
+from synth.lineage import stage_usage, upstream_stages
 from synth.schema import COUNTED_COLUMNS, Task
-from synth.store import atomic_write_bytes, iter_rejects, list_parts, read_part
+from synth.store import atomic_write_bytes, iter_rejects, list_parts, read_manifest, read_part
 from synth.tasks import TASKS
 
 CARD = "README.md"

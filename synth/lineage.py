@@ -35,9 +35,6 @@ def upstream_stages(directory: Path) -> list[Path]:
     return seen
 
 
-__all__ = ["read_manifest", "stage_dir_of", "stage_usage", "upstream_stages"]
-
-
 def stage_usage(manifest: dict[str, Any]) -> dict[str, float]:
     """LLM requests sent, tokens and cost summed over a stage's parts (answers from the journal cost nothing)."""
     usage = dict.fromkeys(USAGE_KEYS, 0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -34,10 +35,20 @@ def record_id(task: Task | str, values: dict[str, Any]) -> str:
     """Stable content hash of a record's defining fields (32 hex chars of SHA-256)."""
     task = Task(task)
     fields = [task.value, *(values[f] for f in TASKS[task].id_fields)]
-    if all(type(value) is str for value in fields):  # the common case, encoded exactly as json.dumps does
-        payload = "[" + ", ".join(map(_encode_string, fields)) + "]"
-    else:
-        payload = _ID_ENCODER.encode(fields)
+    if all(type(value) is str for value in fields):  # the common case
+        return _text_id(fields)
+    return hashlib.sha256(_ID_ENCODER.encode(fields).encode("utf-8")).hexdigest()[:32]
+
+
+def text_record_ids(task: Task | str, columns: list[list[str]]) -> list[str]:
+    """`record_id` of many records at once, given their id fields (all text) as columns in `id_fields` order."""
+    name = Task(task).value
+    return [_text_id((name, *values)) for values in zip(*columns, strict=True)]
+
+
+def _text_id(fields: Iterable[str]) -> str:
+    """The id of text-only fields, encoded exactly as json.dumps(..., ensure_ascii=False) does."""
+    payload = "[" + ", ".join(map(_encode_string, fields)) + "]"
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 

@@ -14,12 +14,14 @@ from synth.filtering.spec import FILTER
 from synth.ingest.spec import INGEST
 from synth.mining.spec import MINE
 from synth.registry import StageSpec
+from synth.split.spec import SPLIT
 from synth.synthesis.augment import AUGMENT
-from synth.synthesis.negatives import LLM_NEGATIVES
+from synth.synthesis.llm_negatives import LLM_NEGATIVES
 from synth.synthesis.paraphrase import PARAPHRASE
 from synth.synthesis.querygen import QUERYGEN
 
-STAGES: tuple[StageSpec, ...] = (INGEST, PARAPHRASE, AUGMENT, LLM_NEGATIVES, QUERYGEN, MINE, FILTER, EXPORT, EVAL)
+STAGES: tuple[StageSpec, ...] = (
+    INGEST, PARAPHRASE, AUGMENT, LLM_NEGATIVES, QUERYGEN, MINE, FILTER, SPLIT, EXPORT, EVAL)
 
 
 def stage_spec(use: Any) -> StageSpec:

@@ -54,6 +54,14 @@ def current_umask() -> int:
     return mask
 
 
+def remove_stale_temporaries(directory: Path) -> None:
+    """Remove the temporary files of `atomic_path` that a killed run left in a stage directory; call it holding the
+    stage's lock, so that no other run is writing there."""
+    for path in Path(directory).rglob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
     """A temporary name beside `path` to write to; afterwards it is fsynced and renamed over `path`, or removed."""
@@ -266,8 +274,13 @@ class Manifest:
 
 def write_part(directory: Path, task: Task | str, name: str, rows: list[dict[str, Any]]) -> str:
     """Write one output part; returns its path relative to the stage directory."""
+    return write_part_table(directory, task, name, to_table(task, rows))
+
+
+def write_part_table(directory: Path, task: Task | str, name: str, table: pa.Table) -> str:
+    """Write one output part given as a table in the task's schema; returns its path relative to the directory."""
     rel = f"{Task(task).value}/{name}.parquet"
-    atomic_write_table(Path(directory) / rel, to_table(task, rows))
+    atomic_write_table(Path(directory) / rel, table)
     return rel
 
 
@@ -282,10 +295,15 @@ def write_rejects(directory: Path, task: Task | str, name: str, rejects: list[di
     return rel
 
 
-def write_rows_file(directory: Path, rel: str, rows: list[dict[str, Any]]) -> str:
-    """Write rows in a stage's own layout (`.parquet`, or `.jsonl` for JSON Lines); returns `rel`."""
+def write_rows_file(directory: Path, rel: str, rows: list[dict[str, Any]] | pa.Table) -> str:
+    """Write rows in a stage's own layout (`.parquet`, or `.jsonl` for JSON Lines); returns `rel`. A table is
+    written with its own schema (split's parts keep the unified schema); rows get an inferred one."""
     path = inside(directory, rel)
-    if path.suffix == ".parquet":
+    if isinstance(rows, pa.Table):
+        if path.suffix != ".parquet":
+            raise ValueError(f"a table is written as Parquet, not {rel!r}")
+        atomic_write_table(path, rows)
+    elif path.suffix == ".parquet":
         atomic_write_table(path, pa.Table.from_pylist(rows))
     elif path.suffix == ".jsonl":
         atomic_write_bytes(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"))
@@ -300,12 +318,17 @@ def write_part_files(
     name: str,
     rows: list[dict[str, Any]],
     rejects: list[dict[str, Any]],
-    files: dict[str, list[dict[str, Any]]] | None = None,
+    files: dict[str, list[dict[str, Any]] | pa.Table] | None = None,
+    table: pa.Table | None = None,
 ) -> list[str]:
     """All files of one part: `TASK/NAME.parquet` for the part's task and for every other task type its rows have
-    (querygen turns passages into retrieval records), or `files` (path -> rows) for a stage with its own layout;
-    then its rejects. Returns their paths relative to the stage directory, as the manifest lists them."""
-    if files is None:
+    (querygen turns passages into retrieval records), or `files` (path -> rows or a table) for a stage with its own
+    layout;
+    then its rejects; or `table` (rows of `task` already in its Arrow schema) instead of `rows`. Returns their paths
+    relative to the stage directory, as the manifest lists them."""
+    if table is not None:
+        written = [write_part_table(directory, task, name, table)]
+    elif files is None:
         tasks = [Task(task), *sorted({Task(t) for t in {row.get("task") or task for row in rows}} - {Task(task)})]
         by_task = {t: rows if len(tasks) == 1 else [r for r in rows if (r.get("task") or task) == t] for t in tasks}
         written = [write_part(directory, t, name, task_rows) for t, task_rows in by_task.items()]

@@ -164,11 +164,11 @@ def test_an_export_folder_trains_on_the_same_rows_as_its_final_directory(tmp_pat
 
 
 def test_a_split_directory_gives_both_sides(tmp_path: Path) -> None:
-    write_final(tmp_path / "split/train")
-    write_eval_set(tmp_path / "split/eval")
-    train, eval_path = sources({"inputs": [str(tmp_path / "split")], "eval_set": None})
+    final, split = write_final(tmp_path / "final"), tmp_path / "split"
+    assert cli("split", final, "--out", split, "--eval-fraction", 0.5).exit_code == 0
+    train, eval_path = sources({"inputs": [str(split)], "eval_set": None})
     data, eval_set, _ = load_inputs(train, eval_path, 1)
-    assert len(data.retrieval) == 40 and eval_set.directory == tmp_path / "split/eval"
+    assert eval_set.directory == split / "eval" and len(data.retrieval) + len(eval_set.query_texts) == 40
 
 
 def test_eval_is_a_pipeline_stage_after_export(tmp_path: Path) -> None:

@@ -179,3 +179,14 @@ def test_a_second_writer_of_a_stage_dir_stops_at_once_naming_the_first(tmp_path:
         first.send_signal(signal.SIGKILL)  # a crash: the kernel releases the lock with the process
         first.wait()
     assert synth_process("ingest", data, "--shape", "qa", "--out", out).returncode == 0
+
+
+def test_a_run_removes_the_temporary_files_a_killed_run_left(tmp_path: Path):
+    source = make_input(tmp_path / "in", [[("a", "pa")]])
+    out = tmp_path / "out"
+    left = out / "retrieval" / ".part-00000.parquet.k1ll3d.tmp"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a part")
+    run_stage(UpperStage(), [source], out, quiet=True)
+    assert not left.exists()
+    assert (out / "retrieval" / "part-00000.parquet").is_file()

@@ -7,7 +7,7 @@ import pytest
 from synth.errors import ConfigError
 from synth.filtering.duplicates import exact_key
 from synth.filtering.minhash import NearDuplicateIndex, normalise
-from synth.filtering.negatives import false_negative, over_relative_margin
+from synth.filtering.negative_rules import false_negative, over_relative_margin
 from synth.filtering.options import RULE_DEFAULTS, check_rule_options
 from synth.filtering.record_rules import language_violation, length_violation, too_long
 from synth.filtering.settings import parse_setting_flags, setting_for
@@ -109,6 +109,23 @@ def test_near_duplicates_by_minhash_first_occurrence_wins():
     assert index.check_and_add(["What is the capital of France?"], "third") is None
     assert index.check_and_add(["如何在新机器上安装Debian软件包管理器？"], "zh") is None
     assert index.check_and_add(["如何在新机器上安装Debian软件包管理器"], "zh2")[0] == "zh"
+
+
+def test_one_changed_word_in_forty_is_a_near_duplicate_and_an_unrelated_text_is_not():
+    text = ("the quick brown fox jumps over a lazy dog while seven small birds sing in the oak tree near "
+            "the quiet river and the farmer walks slowly home across green fields before the evening rain starts "
+            "falling on his roof")
+    words = text.split(" ")
+    assert len(words) == 40
+    edited = [*words[:20], "purple", *words[21:]]
+    unrelated = "Debian packages are built from source with dpkg-buildpackage and uploaded to the archive."
+    index = NearDuplicateIndex(0.8)
+    assert index.check_and_add([text], "original") is None
+    assert index.check_and_add([" ".join(edited)], "edited")[0] == "original"
+    assert index.check_and_add([unrelated], "unrelated") is None
+    again = NearDuplicateIndex(0.8)  # the fixed seed gives the same estimate on every run
+    again.check_and_add([text], "original")
+    assert again.check_and_add([" ".join(edited)], "edited") == index.check_and_add([" ".join(edited)], "edited")
 
 
 def test_near_duplicate_pairs_keep_their_order():

@@ -36,7 +36,6 @@ class APIEmbedder:
         self.batch_size = batch_size
         # Same model name on two servers may be two vector spaces: the endpoint is part of the id.
         self.model_id = f"{model}@{redact_url(engine.settings.base_url)}"
-        self.calls = 0
 
     @classmethod
     def from_options(cls, model: str, options: dict[str, Any]) -> APIEmbedder:
@@ -48,7 +47,6 @@ class APIEmbedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of `texts`; a batch that still fails after the engine's retries stops the stage (exit 1)."""
-        self.calls += 1
         batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
         results = self.engine.post_json_many("/embeddings", [{"model": self.model, "input": b} for b in batches],
                                              journal=False)

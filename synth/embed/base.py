@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -32,3 +34,8 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 def lowest_cosine(left: np.ndarray, right: np.ndarray) -> float:
     """The smallest row-wise cosine of two sets of vectors: how far a faster backend strays from the exact one."""
     return float(np.einsum("ij,ij->i", normalize(left), normalize(right)).min())
+
+
+def user_cache(name: str) -> Path:
+    """`$XDG_CACHE_HOME/synth/NAME` (`~/.cache/...`): what is worth keeping across runs (embeddings, ONNX exports)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "synth" / name

@@ -17,10 +17,8 @@ FLUSH_TEXTS = 4096
 
 @dataclass
 class EmbedStats:
-    """What the cache saved: texts asked for, unique among them, served from cache, sent to the model."""
+    """What the cache saved: texts served from the cache, and texts sent to the model."""
 
-    requested: int = 0
-    unique: int = 0
     cache_hits: int = 0
     embedded: int = 0
 
@@ -56,12 +54,10 @@ class CachedEmbedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of final texts, each distinct text embedded at most once across runs."""
-        self.stats.requested += len(texts)
         if not texts:
             return np.empty((0, 0), dtype=np.float32)
         keys = text_keys(texts)
         unique_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        self.stats.unique += len(unique_keys)
         found = self._find(unique_keys)
         missing = np.flatnonzero(found < 0)
         self.stats.cache_hits += len(unique_keys) - len(missing)

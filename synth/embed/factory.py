@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from synth.embed.base import user_cache
 from synth.embed.cache import EmbeddingCache
 from synth.embed.cached import CachedEmbedder
 from synth.embed.instructions import resolve_query_format
@@ -23,8 +24,7 @@ def default_cache_dir() -> Path:
     """`$SYNTH_EMBED_CACHE`, else `$XDG_CACHE_HOME/synth/embeddings` (`~/.cache/...`): shared by every stage."""
     if os.environ.get("SYNTH_EMBED_CACHE"):
         return Path(os.environ["SYNTH_EMBED_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "synth" / "embeddings"
+    return user_cache("embeddings")
 
 
 def default_local_model() -> str:

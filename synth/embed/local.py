@@ -98,7 +98,6 @@ class LocalEmbedder:
         self.requested_backend = backend
         self.precision = ""
         self.backend = ""
-        self.calls = 0
         self._model: Any = None
         self._onnx: Any = None
         self._context: Any = contextlib.nullcontext()
@@ -165,7 +164,6 @@ class LocalEmbedder:
         """Unit vectors of `texts`; sentence-transformers sorts by length inside the call, so pass big lists."""
         if self._model is None and self._onnx is None:
             self._load()
-        self.calls += 1
         if self._onnx is not None:
             return self._onnx.encode(texts, self.batch_size)
         with self._context:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from synth.embed.base import lowest_cosine, normalize
+from synth.embed.base import lowest_cosine, normalize, user_cache
 from synth.errors import ConfigError
 from synth.store import atomic_path, atomic_write_bytes
 
@@ -37,8 +37,7 @@ batches capped at 1,024-2,048 tokens (Debian descriptions, 2 cores), with a bigg
 
 def default_export_root() -> Path:
     """`$XDG_CACHE_HOME/synth/onnx` (`~/.cache/...`): exports are per model, shared by every run."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "synth" / "onnx"
+    return user_cache("onnx")
 
 
 def model_directory(model: str) -> Path:

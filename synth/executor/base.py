@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -33,7 +34,15 @@ from rich.progress import (
 from synth.executor.lock import stage_lock
 from synth.progress import shared_progress
 from synth.schema import Task
-from synth.store import Manifest, inside, is_failed, manifest_totals, part_key, write_part_files
+from synth.store import (
+    Manifest,
+    inside,
+    is_failed,
+    manifest_totals,
+    part_key,
+    remove_stale_temporaries,
+    write_part_files,
+)
 
 console = Console(stderr=True)
 
@@ -47,11 +56,13 @@ class PartResult:
     stats: dict[str, Any] = field(default_factory=dict)
     failed: int = 0
     """Rows that could not be finished (for example an LLM request that kept failing): retried next run."""
-    files: dict[str, list[dict[str, Any]]] | None = None
-    """Rows by file path (relative, `.parquet` or `.jsonl`) for a stage with its own layout (export), written
-    instead of the unified `TASK/part-NNNNN.parquet`."""
+    files: dict[str, list[dict[str, Any]] | pa.Table] | None = None
+    """Rows (or a table with its schema) by file path (relative, `.parquet` or `.jsonl`) for a stage with its own
+    layout (export, split), written instead of the unified `TASK/part-NNNNN.parquet`."""
     rows_in: int | None = None
     """Rows of the input part; set by whoever reads the part."""
+    table: pa.Table | None = None
+    """The rows as a table in the part task's Arrow schema, instead of `rows` (ingest's vectorised path)."""
 
 
 @dataclass
@@ -163,8 +174,13 @@ def execute_part(work: PartWork, plan: PartPlan, out: Path) -> dict[str, Any]:
     """Make one part and write its files (anywhere: this process, a worker); returns its manifest entry."""
     started = time.monotonic()
     result = work.run_part(plan)
-    files = write_part_files(out, plan.task, plan.name, result.rows, result.rejects, result.files)
-    rows_out = len(result.rows) if result.files is None else sum(len(rows) for rows in result.files.values())
+    files = write_part_files(out, plan.task, plan.name, result.rows, result.rejects, result.files, result.table)
+    if result.table is not None:
+        rows_out = result.table.num_rows
+    elif result.files is None:
+        rows_out = len(result.rows)
+    else:
+        rows_out = sum(len(rows) for rows in result.files.values())
     return {
         "input": plan.input,
         "fingerprint": plan.fingerprint,
@@ -205,6 +221,7 @@ class Executor(ABC):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         with stage_lock(out):
+            remove_stale_temporaries(out)
             manifest = Manifest(out, work.name)
             cfg_hash = manifest.set_config(work.config())
             summary = StageSummary(work.name, out)

@@ -11,10 +11,10 @@ from synth.errors import UsageError
 from synth.filtering.judge import LLMJudge
 from synth.filtering.options import RULE_OPTIONS, check_rule_options, judge_used, rule_used
 from synth.filtering.stage import FilterStage
-from synth.lineage import read_manifest
 from synth.llm.settings import LLM_OPTIONS
 from synth.registry import Inputs, Option, StageSpec, pick
 from synth.stage import StageSummary, run_stage
+from synth.store import read_manifest
 
 EMBED_FLAGS = ("embedder", "embed_model", "embed_base_url", "embed_cache")
 JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency")

@@ -17,7 +17,7 @@ import pyarrow as pa
 from synth.filtering.distributions import summarise
 from synth.filtering.duplicates import DuplicateFinder, VectorFn
 from synth.filtering.judge import LLMJudge, Verdict
-from synth.filtering.negatives import false_negative, over_relative_margin
+from synth.filtering.negative_rules import false_negative, over_relative_margin
 from synth.filtering.record_rules import language_violation, length_violation, too_long
 from synth.filtering.settings import setting_for
 from synth.filtering.thresholds import below_threshold, resolve_threshold

@@ -54,6 +54,8 @@ INGEST_OPTIONS: tuple[Option, ...] = (
     Option("num_negatives", int, 3, "cls: negatives from other classes."),
     Option("class_pool", int, 1000, "cls: texts sampled per class to draw from."),
     Option("workers", int, 1, "Processes making parts in parallel; does not change the output."),
+    Option("vectorised", bool, True, "Read and check whole chunks with pyarrow where possible; does not change "
+           "the output.", flags=("--vectorised/--row-by-row",)),
 )
 
 
@@ -76,6 +78,8 @@ class IngestOptions:
     class_pool: int
     workers: int = 1
     """Processes making parts; not in `config()`, since it never changes the output."""
+    vectorised: bool = True
+    """Try ingest's vectorised path (synth.ingest.vectorised) first; not in `config()` either."""
 
     def config(self) -> dict[str, Any]:
         """Everything that decides the output, for the manifest's config hash."""
@@ -209,4 +213,5 @@ def ingest_options(options: dict[str, Any]) -> IngestOptions:
         num_negatives=_positive_int(options, "num_negatives", minimum=0),
         class_pool=_positive_int(options, "class_pool"),
         workers=_positive_int(options, "workers"),
+        vectorised=bool(options.get("vectorised", True)),
     )

@@ -13,10 +13,13 @@ from synth.ingest.classes import ClassPool
 from synth.ingest.options import IngestOptions
 from synth.ingest.readers import Chunk
 from synth.ingest.records import RecordMaker
+from synth.ingest.vectorised import vectorised_part
 
 
 def make_part(opts: IngestOptions, pool: ClassPool | None, source: str, chunk: Chunk) -> PartResult:
     """The records and rejects of the rows of `chunk`, read from the input file named `source`."""
+    if opts.vectorised and (fast := vectorised_part(opts, source, chunk)) is not None:
+        return fast
     maker = RecordMaker(opts, source, pool)
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, str]] = []

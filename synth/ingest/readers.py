@@ -214,6 +214,12 @@ def _jsonl_chunk(
     return Chunk(index, span, digest, pos, _load_jsonl, (name, batch, max_bytes))
 
 
+def jsonl_lines(chunk: Chunk) -> tuple[str, list[tuple[int, bytes, int]]] | None:
+    """A JSONL chunk's file name and its (line number, bytes, size) lines, for ingest's vectorised path;
+    None for a chunk of another format."""
+    return (chunk.payload[0], chunk.payload[1]) if chunk.loader is _load_jsonl else None
+
+
 def _load_jsonl(name: str, batch: list[tuple[int, bytes, int]], max_bytes: int) -> list[SourceRow]:
     return [_parse_json_line(f"{name}:line {number}", line, size, max_bytes) for number, line, size in batch]
 
@@ -393,6 +399,15 @@ def _parquet_chunks(path: Path, rows: int, max_bytes: int) -> Iterator[Chunk]:
         position = size * end // total_rows
         yield Chunk(index, span, digest, position, _load_parquet, (name, batch, start, max_bytes))
         start = end
+
+
+def parquet_batch(chunk: Chunk) -> tuple[str, pa.RecordBatch, int, int] | None:
+    """A Parquet chunk's file name, row batch, first row number and record size limit, for ingest's vectorised
+    path; None for a chunk of another format."""
+    if chunk.loader is not _load_parquet:
+        return None
+    name, batch, start, max_bytes = chunk.payload
+    return name, batch, start, max_bytes
 
 
 def _load_parquet(name: str, batch: pa.RecordBatch, start: int, max_bytes: int) -> list[SourceRow]:

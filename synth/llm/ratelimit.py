@@ -80,7 +80,6 @@ class RateLimiter:
         self.requests = Pacer(rpm)
         self.tokens = Pacer(tpm, burst_seconds=1.0)
         self._paused_until = 0.0
-        self.server_429s = 0
 
     async def acquire(self, tokens: int) -> None:
         """Wait for a request slot and `tokens` of token budget, and for any pause the server asked for."""
@@ -100,7 +99,6 @@ class RateLimiter:
 
     def on_429(self, headers: Mapping[str, str], fallback_seconds: float) -> float:
         """Slow the whole engine after a 429; returns the pause applied."""
-        self.server_429s += 1
         seconds = retry_after(headers)
         if seconds is None:
             seconds = parse_duration(headers.get("x-ratelimit-reset-requests")) or fallback_seconds

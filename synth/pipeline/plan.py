@@ -9,7 +9,8 @@ File shape::
     use = "ingest"                   # a stage of synth.stages: ingest, paraphrase, augment, llm-negatives, ...
     name = "ingest-qa"               # optional, default `use`; the stage's folder in the run directory
                                      # (letters, digits, - and _ only)
-    inputs = ["qa.jsonl"]            # files (relative to this file) or names of earlier stages; default: previous stage
+    inputs = ["qa.jsonl"]            # files (relative to this file) or names of earlier stages (`split/train`: a
+                                     # folder of one); default: previous stage
     # ... the command's own options
 """
 
@@ -107,14 +108,23 @@ def check_table(data: dict[str, Any], key: str, known: dict[str, Any], path: Pat
 def resolve_inputs(
     given: Any, previous: PlannedStage | None, outs: dict[str, Path], base: Path, name: str
 ) -> list[str]:
-    """Names of earlier stages become their output folders; other entries are files relative to the pipeline file."""
+    """Names of earlier stages become their output folders, `NAME/SUB` a folder inside one (split's `split/train`);
+    other entries are files relative to the pipeline file."""
     if given is None:
         if previous is None:
             raise ConfigError(f"stage {name!r} needs inputs (it is the first stage)")
         return [str(previous.out)]
     if not isinstance(given, list):
         given = [given]
-    return [str(outs[str(item)]) if str(item) in outs else str((base / str(item)).resolve()) for item in given]
+    return [stage_folder(str(item), outs) or str((base / str(item)).resolve()) for item in given]
+
+
+def stage_folder(item: str, outs: dict[str, Path]) -> str | None:
+    """The output folder an input names (`NAME` or `NAME/SUB` of an earlier stage), or None for a file."""
+    stage, _, sub = item.partition("/")
+    if stage not in outs:
+        return None
+    return str(outs[stage] / sub) if sub else str(outs[stage])
 
 
 def load_plan(path: Path, out: Path | None = None) -> Plan:

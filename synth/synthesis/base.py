@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
@@ -18,7 +18,7 @@ from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import RejectKind, Task, validate_row
 from synth.stage import PartResult, Stage, console
 from synth.store import PartRef, location, reject
-from synth.synthesis.generation import Check, ItemsOf, Job, Rejected, RoundStats, run_rounds
+from synth.synthesis.generation import Check, ItemsOf, Job, RejectedOutput, RoundStats, as_data, run_rounds
 
 
 def merged_meta(row: dict[str, Any], extra: dict[str, Any]) -> str:
@@ -95,7 +95,7 @@ class SynthesisStage(Stage):
         ]
         return self.engine.chat_many(requests)
 
-    def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[Rejected], RoundStats]:
+    def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[RejectedOutput], RoundStats]:
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
         rejected, stats = run_rounds(jobs, self.send, items_of, check, self.max_tries)
         self.show_an_answer(jobs, rejected)
@@ -105,7 +105,7 @@ class SynthesisStage(Stage):
                           f"first: {reasons[0]}", highlight=False, soft_wrap=True)
         return rejected, stats
 
-    def show_an_answer(self, jobs: list[Job], rejected: list[Rejected]) -> None:
+    def show_an_answer(self, jobs: list[Job], rejected: list[RejectedOutput]) -> None:
         """Once per stage, one output the model wrote (kept if any, else rejected with its rule): the user sees it."""
         if self._answer_shown:
             return
@@ -116,7 +116,7 @@ class SynthesisStage(Stage):
             shown, verdict = rejected[0].item, f"rejected: {rejected[0].failure.rule}"
         else:
             return
-        text = json.dumps(_as_data(shown), ensure_ascii=False)
+        text = json.dumps(as_data(shown), ensure_ascii=False)
         console.print(f"{self.name}: the model wrote ({verdict}): {text[:300]}", highlight=False, markup=False,
                       soft_wrap=True)
         self._answer_shown = True
@@ -156,12 +156,12 @@ class SynthesisStage(Stage):
         }
 
     def rejects_of(
-        self, part: PartRef, rejected: list[Rejected], parents: list[dict[str, Any]]
+        self, part: PartRef, rejected: list[RejectedOutput], parents: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """Reject rows for outputs that failed a check, located by their parent record."""
         return [
             reject(self.name, location(part, r.job.index, parents[r.job.index]["id"]), r.failure.rule,
-                   r.failure.reason, _as_data(r.item), kind=self.output_kind)
+                   r.failure.reason, as_data(r.item), kind=self.output_kind)
             for r in rejected
         ]
 
@@ -206,7 +206,7 @@ class Synthesised:
 
     added: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     replaced: dict[int, dict[str, Any]] = field(default_factory=dict)
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: list[RejectedOutput] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     failed: int = 0
     applies: bool = True
@@ -217,6 +217,3 @@ class Synthesised:
         """A part of a task type the stage does not handle: passed through unchanged (and counted)."""
         return cls(stats={"records_not_applicable": len(rows)}, applies=False)
 
-
-def _as_data(item: Any) -> Any:
-    return item.model_dump() if isinstance(item, BaseModel) else item

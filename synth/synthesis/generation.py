@@ -48,7 +48,7 @@ class Job:
 
 
 @dataclass
-class Rejected:
+class RejectedOutput:
     """An output that failed a check, with the job it belonged to."""
 
     job: Job
@@ -71,13 +71,14 @@ class RoundStats:
                 "records_failed": self.failed}
 
 
-def _as_data(item: Any) -> Any:
+def as_data(item: Any) -> Any:
+    """An output as plain data (JSON-ready), parsed or not."""
     return item.model_dump() if isinstance(item, BaseModel) else item
 
 
 def render_job(job: Job) -> str:
     """The prompt for the job's next try: how many outputs are still missing and what to avoid."""
-    avoid = [json.dumps(_as_data(i), ensure_ascii=False) for i in job.seen[-AVOID_LIMIT:]]
+    avoid = [json.dumps(as_data(i), ensure_ascii=False) for i in job.seen[-AVOID_LIMIT:]]
     return job.template.render(**job.context, num=job.wanted - len(job.kept), avoid=avoid)
 
 
@@ -87,13 +88,13 @@ def run_rounds(
     items_of: ItemsOf,
     check: Check,
     max_tries: int,
-) -> tuple[list[Rejected], RoundStats]:
+) -> tuple[list[RejectedOutput], RoundStats]:
     """Run rounds until every job has its outputs, failed, or used `max_tries` requests.
 
     `send(jobs, prompts)` returns one engine result per job; `check(job, item)` sees `job.kept` so far, which is
     how near-duplicates among a record's outputs are caught.
     """
-    rejected: list[Rejected] = []
+    rejected: list[RejectedOutput] = []
     stats = RoundStats()
     while todo := [j for j in jobs if j.open and j.tries < max_tries]:
         prompts = [render_job(job) for job in todo]
@@ -103,7 +104,7 @@ def run_rounds(
             if not result.ok:
                 if _is_invalid_answer(result):
                     rule = STOPPED_RULES.get(result.finish_reason or "", "invalid_output")
-                    rejected.append(Rejected(job, result.content or "", Failure(rule, result.error)))
+                    rejected.append(RejectedOutput(job, result.content or "", Failure(rule, result.error)))
                 else:
                     job.failed = result.error or "request failed"
                     stats.failed += 1
@@ -115,7 +116,7 @@ def run_rounds(
                 job.seen.append(item)
                 failure = check(job, item)
                 if failure:
-                    rejected.append(Rejected(job, item, failure))
+                    rejected.append(RejectedOutput(job, item, failure))
                 else:
                     job.kept.append(item)
                     stats.kept += 1

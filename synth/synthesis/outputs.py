@@ -58,21 +58,6 @@ def paraphrase_output(fields: tuple[str, ...]) -> type[BaseModel]:
     return create_model("ParaphraseOutput", __base__=_Answer, items=(list[item], Field(min_length=1)))
 
 
-STATIC_OUTPUTS: dict[str, type[BaseModel]] = {
-    "augment": AugmentOutput,
-    "augment_cls": AugmentClsOutput,
-    "llm_negatives": NegativesOutput,
-    "querygen_config": QueryConfig,
-    "querygen_query": GeneratedQuery,
-}
-OUTPUT_NAMES = ("paraphrase", *STATIC_OUTPUTS)
-
-
-def output_model(name: str, fields: tuple[str, ...] = ()) -> type[BaseModel]:
-    """The answer model a template declares (`{# output: NAME #}`); paraphrase depends on the rewritten fields."""
-    return paraphrase_output(fields) if name == "paraphrase" else STATIC_OUTPUTS[name]
-
-
 def schema_json(model: type[BaseModel]) -> str:
     """The JSON Schema a template shows the model (`output_schema`)."""
     return json.dumps(model.model_json_schema(), ensure_ascii=False)
