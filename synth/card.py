@@ -181,6 +181,18 @@ def render_card(directory: Path) -> str:
     return "\n".join(lines + scores_section(directory, manifest) + usage_section(directory))
 
 
+def set_section(path: Path, title: str, lines: list[str]) -> None:
+    """Add the `## title` section to the Markdown file at `path`, or replace it (up to the next `## ` heading), so
+    a stage run after the card was written (eval) can refresh its own section; other sections stay as they are."""
+    heading = f"## {title}"
+    old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    start = old.index(heading) if heading in old else len(old)
+    end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+    before = old[:start] + ([""] if old[:start] and old[start - 1] else [])
+    text = "\n".join(before + [heading, "", *lines] + (["", *old[end:]] if old[end:] else []))
+    atomic_write_bytes(path, (text.rstrip("\n") + "\n").encode("utf-8"))
+
+
 def write_card(directory: Path) -> Path:
     """Write `README.md` (and its images) into a final data directory; returns the card's path."""
     path = Path(directory) / CARD

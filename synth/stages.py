@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from synth.errors import ConfigError
+from synth.evaluation.spec import EVAL
 from synth.export.spec import EXPORT
 from synth.filtering.spec import FILTER
 from synth.ingest.spec import INGEST
@@ -19,7 +20,8 @@ from synth.synthesis.llm_negatives import LLM_NEGATIVES
 from synth.synthesis.paraphrase import PARAPHRASE
 from synth.synthesis.querygen import QUERYGEN
 
-STAGES: tuple[StageSpec, ...] = (INGEST, PARAPHRASE, AUGMENT, LLM_NEGATIVES, QUERYGEN, MINE, FILTER, SPLIT, EXPORT)
+STAGES: tuple[StageSpec, ...] = (
+    INGEST, PARAPHRASE, AUGMENT, LLM_NEGATIVES, QUERYGEN, MINE, FILTER, SPLIT, EXPORT, EVAL)
 
 
 def stage_spec(use: Any) -> StageSpec:
