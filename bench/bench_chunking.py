@@ -95,11 +95,13 @@ def copies(root: Path, count: int) -> Path:
     return target
 
 
-def run_ingest(corpus: Path, out: Path, part_rows: int) -> tuple[float, float, int]:
+def run_ingest(corpus: Path, out: Path, part_rows: int | None) -> tuple[float, float, int]:
     """(seconds, peak RSS MiB, exit code) of `synth ingest CORPUS --shape documents` in its own process."""
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-c", "from synth.cli import main; main()", "ingest", str(corpus), "--shape",
-               "documents", "--lang", "en", "--out", str(out), "--part-rows", str(part_rows)]
+               "documents", "--lang", "en", "--out", str(out)]
+    if part_rows is not None:
+        command += ["--part-rows", str(part_rows)]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -159,15 +161,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--copies", type=int, nargs="*", default=[1, 10])
-    parser.add_argument("--part-rows", type=int, default=250,
-                        help="documents per part: memory is bounded by a part (the default 10,000 suits short rows)")
+    parser.add_argument("--part-rows", type=int, default=None,
+                        help="documents per part (default: ingest's own default for documents)")
     args = parser.parse_args()
     started = time.perf_counter()
     root = prepare(args.pages)
     console = Console(width=150)
     console.print(f"corpus ready in {time.perf_counter() - started:.1f} s: {root}")
     table = Table(title="synth ingest --shape documents (tokenizer: all-MiniLM-L6-v2's, size 200, max 254, "
-                        f"--part-rows {args.part_rows})")
+                        f"--part-rows {args.part_rows or 'default'})")
     for column in ("corpus", "documents", "input MiB", "seconds", "MB/s", "passages", "peak RSS MiB", "exit"):
         table.add_column(column, justify="right")
     for count in args.copies:
