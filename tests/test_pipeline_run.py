@@ -216,3 +216,26 @@ def test_sample_pipeline_on_the_embedded_local_model(tmp_path):
     assert list((run_dir / "export" / "sentence-transformers" / "retrieval").glob("train-*.parquet"))
     status = synth("status", str(run_dir)).stdout
     assert "querygen" in status and "filter" in status
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_documents_pipeline_on_the_embedded_local_model(tmp_path):
+    """data_samples/documents.toml: documents -> passages -> queries -> mined negatives -> filter -> split -> export."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    run_dir = tmp_path / "documents"
+    result = subprocess.run([*SYNTH, "run", str(SAMPLES / "documents.toml"), "--out", str(run_dir)],
+                            capture_output=True, text=True, env={**env, "SYNTH_EMBED_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    documents = (SAMPLES / "documents.jsonl").read_text(encoding="utf-8").splitlines()
+    passages = list(iter_rows(run_dir / "ingest"))
+    assert len({p["document_id"] for p in passages}) == len(documents) < len(passages)  # long ones were chunked
+    stats = json.loads((run_dir / "querygen" / "_manifest.json").read_text())["totals"]["stats"]
+    assert stats["llm_answered"] > 0 and stats["llm_completion_tokens"] > 0 and stats["kept"] > 0, stats
+    assert "querygen: the model wrote (" in result.stderr
+    mined = json.loads((run_dir / "mine" / "_manifest.json").read_text())["totals"]["stats"]
+    assert mined["roundtrip_checked"] == stats["kept"]
+    sides = {side: {r["document_id"] for r in iter_rows(run_dir / "split" / side)} for side in ("train", "eval")}
+    assert sides["train"] and sides["eval"] and not sides["train"] & sides["eval"]
+    assert (run_dir / "split" / "eval" / "corpus.jsonl").stat().st_size > 0
+    assert list((run_dir / "export" / "jsonl" / "passage").glob("train-*.jsonl"))
