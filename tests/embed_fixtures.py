@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def minilm_path() -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +12,12 @@ from typer.testing import CliRunner
 from synth.cli import app
 from synth.store import iter_rejects, list_parts
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
-
 
 def cli(*args: Any) -> Any:
     """`synth ARGS...` in-process; asserts nothing, returns click's Result (exit_code, output)."""
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def synth_process(*args: Any, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`synth ARGS...` as a separate process, exactly as a user's shell runs it (exit code, stderr line)."""
-    command = [sys.executable, "-c", "from synth.cli import main; main()", *(str(a) for a in args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
 def read_task(out: Path, task: str) -> pa.Table:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from itertools import pairwise
 
 import pytest
 
 from synth.text.chunking import WORDS, ChunkSettings, chunk_spans, token_counter, word_starts
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def sentence(i: int, words: int = 9) -> str:

@@ -11,9 +11,8 @@ import ast
 import re
 import sys
 import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "faiss": ("faiss-cpu", "faiss-gpu"),

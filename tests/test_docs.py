@@ -10,9 +10,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, SYNTH
 from openai_server import OpenAIServer
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 CLI_REFERENCE = DOCS / "reference" / "cli.md"  # generated from the code, not written by hand
@@ -113,7 +113,7 @@ def test_readme_pipeline_resolves(tmp_path: Path) -> None:
 
 def synth_cli(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     """`synth ARGS...` as a user's shell runs it, with no LLM endpoint configured."""
-    command = [sys.executable, "-c", "from synth.cli import main; main()", *map(str, args)]
+    command = [*SYNTH, *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=example_env(tmp_path, None))
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from ingest_fixtures import cli, synth_process, write_lines
+from helpers import synth_process
+from ingest_fixtures import cli, write_lines
 
 from synth.executor import Decision, decide, dry_run
 from synth.pipeline.status import run_status

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +19,6 @@ from synth.store import read_manifest, write_part
 from synth.tasks import TASKS, Task
 from tests.pipeline_fixtures import cls, retrieval, sts, write_stage
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 runner = CliRunner()
 
 

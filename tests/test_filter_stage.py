@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from helpers import SYNTH
 from typer.testing import CliRunner
 
 from synth.cli import app
 from synth.store import iter_rejects, iter_rows
 from tests.pipeline_fixtures import cls, retrieval, sts, write_stage
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 runner = CliRunner()
 
 
@@ -156,7 +154,7 @@ def test_rerun_skips_finished_parts_and_card_matches_data(tmp_path):
 
 def test_bad_options_are_one_line_errors(tmp_path):
     src = write_stage(tmp_path / "in", [[scored("q", "p", 0.9)]])
-    synth = [sys.executable, "-c", "from synth.cli import main; main()"]
+    synth = SYNTH
     result = subprocess.run([*synth, "filter", str(src), "--out", str(tmp_path / "o"), "--min-score", "p300"],
                             capture_output=True, text=True)
     assert result.returncode == 2

@@ -11,12 +11,12 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from ingest_fixtures import SAMPLES, cli, rejects, rows, synth_process, write_lines
+from helpers import SAMPLES, synth_process
+from ingest_fixtures import cli, rejects, rows, write_lines
 
 from synth.ingest.documents import derived_id
 from synth.schema import validate_row
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WORDS = ("--chunk-tokenizer", "words")
 
 

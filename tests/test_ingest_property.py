@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -13,8 +12,6 @@ from hypothesis import strategies as st
 
 from synth.ingest.spec import INGEST
 from synth.schema import record_id
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.lists(st.text(), max_size=3))
 

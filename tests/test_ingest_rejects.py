@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from ingest_fixtures import SAMPLES, cli, rejects, rows, synth_process, write_lines
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from helpers import SAMPLES, synth_process
+from ingest_fixtures import cli, rejects, rows, write_lines
 
 
 def qa(question, answer) -> str:

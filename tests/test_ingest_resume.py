@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from ingest_fixtures import SAMPLES, cli, rows, synth_process, write_lines
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from helpers import SAMPLES, SYNTH, synth_process
+from ingest_fixtures import cli, rows, write_lines
 
 
 def qa_lines(count: int, tag: str = "") -> list[str]:
@@ -87,7 +84,7 @@ def test_a_run_killed_between_parts_resumes_to_the_same_output(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     flags = ["--shape", "qa", "--part-rows", "500"]
     assert cli("ingest", data, "--out", clean, *flags).exit_code == 0
-    command = [sys.executable, "-c", "from synth.cli import main; main()", "ingest", str(data), "--out", str(killed)]
+    command = [*SYNTH, "ingest", str(data), "--out", str(killed)]
     process = subprocess.Popen([*command, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:

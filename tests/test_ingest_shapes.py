@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from ingest_fixtures import SAMPLES, cli, read_task, rejects, rows
+from helpers import SAMPLES
+from ingest_fixtures import cli, read_task, rejects, rows
 
 from synth.ingest.lang import DEFAULT_JOINERS
 from synth.schema import ARROW_SCHEMAS, DEFAULT_INSTRUCTIONS, Task, validate_row
 from synth.store import list_parts
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # (sample file, shape, extra flags, task, records expected)
 SAMPLE_RUNS = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,8 +19,6 @@ from synth.ingest.spec import INGEST
 from synth.ingest.vectorised import PYTHON_WHITESPACE, vectorised_part
 from synth.schema import Task, record_id, text_record_ids
 from tests.ingest_fixtures import write_lines
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def ingest_both(path: Path, shape: str = "qa", **options) -> dict[str, bytes]:

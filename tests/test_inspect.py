@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 
-from ingest_fixtures import SAMPLES, cli, synth_process, write_lines
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from helpers import SAMPLES, synth_process
+from ingest_fixtures import cli, write_lines
 
 
 def test_inspect_reports_counts_samples_and_rejects(tmp_path):

@@ -12,14 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, SAMPLES, SYNTH
 from pydantic import BaseModel
 
 from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings, local_endpoint_if_needed, local_server
 from synth.llm.journal import Journal
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
-SYNTH = [sys.executable, "-c", "from synth.cli import main; main()"]
 needs_local_extra = pytest.mark.skipif(
     local_server.bundled_model_path() is None or not local_server.server_installed(), reason="needs synth[llm-local]")
 
@@ -94,7 +93,6 @@ def test_the_demo_server_stops_when_synth_is_stopped(tmp_path, signum):
     assert not port_open(port)
 
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @needs_local_extra

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from synth.store import MANIFEST, iter_rows, list_parts
+from helpers import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
+from synth.store import MANIFEST, iter_rows, list_parts
 
 FAULTY_SYNTH = """
 import errno, sys

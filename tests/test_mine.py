@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import faiss
 import numpy as np
 import pytest
+from helpers import SYNTH
 from typer.testing import CliRunner
 
 from synth.cli import app
@@ -189,7 +189,7 @@ def test_api_embedder_against_the_loopback_server(tmp_path, openai_server):
 def test_bad_options_are_one_line_errors(tmp_path, extra, message):
     src = make_input(tmp_path / "in")
     result = subprocess.run(
-        [sys.executable, "-c", "from synth.cli import main; main()", "mine", str(src), "--out", str(tmp_path / "o"),
+        [*SYNTH, "mine", str(src), "--out", str(tmp_path / "o"),
          "--embed-model", "unused", *extra],
         capture_output=True, text=True,
     )

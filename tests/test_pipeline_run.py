@@ -7,20 +7,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import SAMPLES, SYNTH
 
 from synth.errors import ConfigError
 from synth.pipeline.plan import load_plan
 from synth.store import iter_rows
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
-SYNTH = [sys.executable, "-c", "from synth.cli import main; main()"]
 
 PIPELINE = """
 name = "loop"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import typer
+from helpers import SAMPLES, SYNTH
 from typer.testing import CliRunner
 
 from synth.cli import app
@@ -16,9 +16,6 @@ from synth.errors import ConfigError
 from synth.pipeline.plan import load_plan
 from synth.reference import DEFAULT_PATH, render
 from synth.stages import STAGES, stage_spec
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "data_samples"
 
 
 def commands() -> dict:
@@ -99,7 +96,7 @@ def test_a_bad_stage_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
     folder = tmp_path / "a" / "b"
     folder.mkdir(parents=True)
     path = pipeline(folder, 'name = "../../escaped"\n')
-    result = subprocess.run([sys.executable, "-c", "from synth.cli import main; main()", "run", str(path), "--out",
+    result = subprocess.run([*SYNTH, "run", str(path), "--out",
                              str(folder / "run")], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 2 and result.stderr.startswith("error:") and len(result.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "pipeline.toml"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import tempfile
 from pathlib import Path
@@ -22,7 +21,6 @@ from synth.split.stage import run_split
 from synth.store import iter_rows, list_parts, read_manifest
 from tests.pipeline_fixtures import cls, passage, retrieval, sts, write_stage
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 runner = CliRunner()
 CAPITALS = [("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Japan", "Tokyo"), ("Kenya", "Nairobi"),
             ("Peru", "Lima"), ("Egypt", "Cairo"), ("Norway", "Oslo"), ("Chile", "Santiago"), ("Canada", "Ottawa"),

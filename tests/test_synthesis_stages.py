@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SAMPLES, synth_process
 from synthesis_fixtures import RETRIEVAL_ROWS, FakeModel, write_input
 from typer.testing import CliRunner
 
@@ -18,8 +17,6 @@ from synth.prompts import PromptLibrary
 from synth.schema import Task
 from synth.store import iter_rejects, iter_rows
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-SAMPLES = Path(__file__).resolve().parent.parent / "data_samples"
 runner = CliRunner()
 
 
@@ -49,11 +46,10 @@ def synth(command: str, inputs: list[str], out: Path, server: Any, *extra: str) 
     return runner.invoke(app, args)
 
 
-def synth_process(command: str, inputs: list[str], out: Path, server: Any, *extra: str) -> subprocess.CompletedProcess:
-    """The command as a user runs it (errors become one line on stderr and an exit code)."""
-    args = [command, *inputs, "--out", str(out), "--base-url", server.base_url, "--api-key", server.api_key, *extra]
-    return subprocess.run([sys.executable, "-c", "from synth.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=120)
+def stage_process(command: str, inputs: list[str], out: Path, server: Any, *extra: str) -> subprocess.CompletedProcess:
+    """The stage as a user runs it against the server (errors become one line on stderr and an exit code)."""
+    return synth_process(command, *inputs, "--out", out, "--base-url", server.base_url, "--api-key", server.api_key,
+                         *extra)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -193,7 +189,7 @@ def test_a_broken_template_fails_before_any_request(samples, fake, tmp_path, tem
     folder = tmp_path / "prompts"
     folder.mkdir()
     (folder / "paraphrase.zh.jinja").write_text(template, encoding="utf-8")
-    result = synth_process("paraphrase", samples, tmp_path / "out", server, "--prompts", str(folder))
+    result = stage_process("paraphrase", samples, tmp_path / "out", server, "--prompts", str(folder))
     assert "paraphrase.zh.jinja" in one_line_error(result)
     assert server.log.total() == 0 and not model.bodies
     assert not (tmp_path / "out").exists()
@@ -248,9 +244,9 @@ def test_bad_persona_file_and_bad_distribution_are_usage_errors(samples, fake, t
     server, _ = fake
     empty = tmp_path / "personas.jsonl"
     empty.write_text('{"name": "no persona field"}\nnot json\n', encoding="utf-8")
-    result = synth_process("querygen", samples[:1], tmp_path / "o1", server, "--personas", str(empty))
+    result = stage_process("querygen", samples[:1], tmp_path / "o1", server, "--personas", str(empty))
     assert "no personas in" in one_line_error(result)
-    result = synth_process("querygen", samples[:1], tmp_path / "o2", server, "--question-types", "riddles=1")
+    result = stage_process("querygen", samples[:1], tmp_path / "o2", server, "--question-types", "riddles=1")
     assert "unknown value 'riddles'" in one_line_error(result)
     assert server.log.total() == 0
 

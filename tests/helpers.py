@@ -1,0 +1,19 @@
+"""What many tests share: the project's folders, and synth as a user's shell runs it (a process of its own)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "data_samples"
+SYNTH = [sys.executable, "-c", "from synth.cli import main; main()"]
+"""The `synth` command of this interpreter (the console script may not be on PATH in a test run)."""
+
+
+def synth_process(*args: Any, timeout: float = 120, **options: Any) -> subprocess.CompletedProcess[str]:
+    """`synth ARGS...` as a separate process: its exit code and stderr exactly as a user sees them."""
+    return subprocess.run([*SYNTH, *(str(a) for a in args)], capture_output=True, text=True, timeout=timeout,
+                          **options)
