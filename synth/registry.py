@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from synth.errors import UsageError
 from synth.stage import plan_input_parts
 
 
@@ -132,6 +133,13 @@ class StageSpec:
         if self.plan is not None:
             return self.plan(options)
         return plan_input_parts([Path(item) for item in options.get("inputs", [])])
+
+    def input_dir(self, options: dict[str, Any]) -> Path:
+        """The one input directory of a stage that takes exactly one (`Inputs(many=False)`)."""
+        inputs = options.get("inputs") or []
+        if len(inputs) != 1:
+            raise UsageError(f"{self.name} takes exactly one input directory, got {len(inputs)}")
+        return Path(inputs[0])
 
     def option(self, key: str) -> Option:
         return next(o for o in self.options if o.key == key)

@@ -188,15 +188,21 @@ def test_kill_9_at_random_points_then_rerun_equals_a_clean_run(tmp_path, make_op
     assert json.loads((run_dir / "final" / "_manifest.json").read_text())["totals"]["rows_out"] == len(clean)
 
 
+def run_sample_on_the_demo_model(tmp_path: Path, pipeline: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`synth run data_samples/PIPELINE` with no endpoint configured (so on the bundled model); asserts exit 0."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    run_dir = tmp_path / Path(pipeline).stem
+    result = subprocess.run([*SYNTH, "run", str(SAMPLES / pipeline), "--out", str(run_dir)],
+                            capture_output=True, text=True, env={**env, "SYNTH_EMBED_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_sample_pipeline_on_the_embedded_local_model(tmp_path):
     """The quickstart: data_samples/pipeline.toml on the bundled SmolLM2-135M and the shipped MiniLM."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
-    run_dir = tmp_path / "sample"
-    result = subprocess.run([*SYNTH, "run", str(SAMPLES / "pipeline.toml"), "--out", str(run_dir)],
-                            capture_output=True, text=True, env={**env, "SYNTH_EMBED_CACHE": str(tmp_path / "cache")})
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir, result = run_sample_on_the_demo_model(tmp_path, "pipeline.toml")
     assert "starting the bundled SmolLM2-135M demo model" in result.stderr
     for stage in ("paraphrase", "llm-negatives", "querygen"):  # every LLM stage got answers the model wrote
         stats = json.loads((run_dir / stage / "_manifest.json").read_text())["totals"]["stats"]
@@ -218,11 +224,7 @@ def test_sample_pipeline_on_the_embedded_local_model(tmp_path):
 @pytest.mark.timeout(1500)
 def test_documents_pipeline_on_the_embedded_local_model(tmp_path):
     """data_samples/documents.toml: documents -> passages -> queries -> mined negatives -> filter -> split -> export."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
-    run_dir = tmp_path / "documents"
-    result = subprocess.run([*SYNTH, "run", str(SAMPLES / "documents.toml"), "--out", str(run_dir)],
-                            capture_output=True, text=True, env={**env, "SYNTH_EMBED_CACHE": str(tmp_path / "cache")})
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir, result = run_sample_on_the_demo_model(tmp_path, "documents.toml")
     documents = (SAMPLES / "documents.jsonl").read_text(encoding="utf-8").splitlines()
     passages = list(iter_rows(run_dir / "ingest"))
     assert len({p["document_id"] for p in passages}) == len(documents) < len(passages)  # long ones were chunked

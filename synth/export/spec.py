@@ -26,7 +26,7 @@ OPTIONS: tuple[Option, ...] = (
 def run(options: dict[str, Any]) -> StageSummary:
     """Export the one input directory in every requested format; the summary counts rows written and skipped."""
     out = options.get("out")
-    source = input_dir(options)
+    source = EXPORT.input_dir(options)
     if not out:
         raise UsageError("export needs --out DIR")
     names = [options["format"]] if isinstance(options["format"], str) else list(options["format"])
@@ -39,16 +39,9 @@ def run(options: dict[str, Any]) -> StageSummary:
     return run_export(source, Path(out), names, num_negatives, options.get("instruction_format"))
 
 
-def input_dir(options: dict[str, Any]) -> Path:
-    inputs = options.get("inputs") or []
-    if len(inputs) != 1:
-        raise UsageError(f"export takes exactly one input directory, got {len(inputs)}")
-    return Path(inputs[0])
-
-
 def plan(options: dict[str, Any]) -> list[PartPlan]:
     """The parts a run of export with these options plans."""
-    return export_plans(input_dir(options))
+    return export_plans(EXPORT.input_dir(options))
 
 
 EXPORT = StageSpec(

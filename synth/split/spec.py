@@ -22,13 +22,6 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
-def input_dir(options: dict[str, Any]) -> Path:
-    inputs = options.get("inputs") or []
-    if len(inputs) != 1:
-        raise UsageError(f"split takes exactly one input directory, got {len(inputs)}")
-    return Path(inputs[0])
-
-
 def fraction(options: dict[str, Any], key: str, high_included: bool) -> float:
     """The option as a float in (0, 1) (or (0, 1]), else a one-line error naming it."""
     value = options.get(key)
@@ -43,7 +36,7 @@ def fraction(options: dict[str, Any], key: str, high_included: bool) -> float:
 
 def run(options: dict[str, Any]) -> StageSummary:
     """Split the one input directory into OUT/train and OUT/eval by leak-free groups."""
-    source = input_dir(options)
+    source = SPLIT.input_dir(options)
     if not options.get("out"):
         raise UsageError("split needs --out DIR")
     seed = options.get("seed")
@@ -55,7 +48,7 @@ def run(options: dict[str, Any]) -> StageSummary:
 
 def plan(options: dict[str, Any]) -> list[PartPlan]:
     """The parts a run of split with these options plans."""
-    return split_plans(input_dir(options))
+    return split_plans(SPLIT.input_dir(options))
 
 
 SPLIT = StageSpec(
