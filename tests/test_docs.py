@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, SYNTH
+from helpers import ROOT, SAMPLES, SYNTH
 from openai_server import OpenAIServer
 
 README = ROOT / "README.md"
@@ -104,7 +104,7 @@ def test_readme_pipeline_resolves(tmp_path: Path) -> None:
     """The README's pipeline file passes `synth run`'s checks of every stage's options (only ingest runs)."""
     (pipeline,) = code_blocks(README, "toml")
     (tmp_path / "pipeline.toml").write_text(pipeline, encoding="utf-8")
-    (tmp_path / "qa.jsonl").write_bytes((ROOT / "data_samples" / "qa.jsonl").read_bytes())
+    (tmp_path / "qa.jsonl").write_bytes((SAMPLES / "qa.jsonl").read_bytes())
     run = synth_cli(tmp_path, "run", tmp_path / "pipeline.toml", "--out", tmp_path / "run", "--to", "ingest-qa")
     assert run.returncode == 0, run.stderr
     planned = tomllib.loads((tmp_path / "run" / "run.toml").read_text(encoding="utf-8"))
@@ -134,8 +134,8 @@ EXAMPLES = [(page, index) for page in (README, DOCS / "python-api.md")
 @pytest.mark.parametrize(("page", "index"), EXAMPLES, ids=[f"{p.name}-{i}" for p, i in EXAMPLES])
 def test_python_examples_run(page: Path, index: int, tmp_path: Path, openai_server: OpenAIServer) -> None:
     """Each Python example runs as a user would save and run it, against the loopback server, in a fresh folder."""
-    (tmp_path / "data_samples").symlink_to(ROOT / "data_samples")
-    ingest = synth_cli(tmp_path, "ingest", ROOT / "data_samples" / "qa.jsonl", "--shape", "qa", "--out",
+    (tmp_path / "data_samples").symlink_to(SAMPLES)
+    ingest = synth_cli(tmp_path, "ingest", SAMPLES / "qa.jsonl", "--shape", "qa", "--out",
                        tmp_path / "runs" / "qa")
     assert ingest.returncode == 0, ingest.stderr  # the stage directory the store example reads
     script = tmp_path / "example.py"

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import SAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -183,7 +184,7 @@ def test_cli_and_bad_input(tmp_path):
 
 
 def test_split_is_a_pipeline_stage_whose_sides_feed_export(tmp_path):
-    samples = Path(__file__).resolve().parent.parent / "data_samples"
+    samples = SAMPLES
     pipeline = tmp_path / "split.toml"
     pipeline.write_text(f"""name = "split-demo"
 [[stage]]
