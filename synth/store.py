@@ -316,18 +316,16 @@ def write_part_files(
     directory: Path,
     task: Task | str,
     name: str,
-    rows: list[dict[str, Any]],
+    rows: list[dict[str, Any]] | pa.Table,
     rejects: list[dict[str, Any]],
     files: dict[str, list[dict[str, Any]] | pa.Table] | None = None,
-    table: pa.Table | None = None,
 ) -> list[str]:
-    """All files of one part: `TASK/NAME.parquet` for the part's task and for every other task type its rows have
-    (querygen turns passages into retrieval records), or `files` (path -> rows or a table) for a stage with its own
-    layout;
-    then its rejects; or `table` (rows of `task` already in its Arrow schema) instead of `rows`. Returns their paths
-    relative to the stage directory, as the manifest lists them."""
-    if table is not None:
-        written = [write_part_table(directory, task, name, table)]
+    """All files of one part, then its rejects; returns their paths relative to the stage directory, as the manifest
+    lists them. The rows go to `TASK/NAME.parquet` for the part's task and for every other task type they hold
+    (querygen turns passages into retrieval records); a table is already in the task's schema (ingest's vectorised
+    path). `files` (path -> rows or a table) replaces them for a stage with its own layout (export, split)."""
+    if isinstance(rows, pa.Table):
+        written = [write_part_table(directory, task, name, rows)]
     elif files is None:
         tasks = [Task(task), *sorted({Task(t) for t in {row.get("task") or task for row in rows}} - {Task(task)})]
         by_task = {t: rows if len(tasks) == 1 else [r for r in rows if (r.get("task") or task) == t] for t in tasks}

@@ -51,7 +51,8 @@ console = Console(stderr=True)
 class PartResult:
     """What a stage made of one input part."""
 
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]] | pa.Table
+    """The output rows, or a table already in the part task's Arrow schema (ingest's vectorised path)."""
     rejects: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     failed: int = 0
@@ -61,8 +62,6 @@ class PartResult:
     layout (export, split), written instead of the unified `TASK/part-NNNNN.parquet`."""
     rows_in: int | None = None
     """Rows of the input part; set by whoever reads the part."""
-    table: pa.Table | None = None
-    """The rows as a table in the part task's Arrow schema, instead of `rows` (ingest's vectorised path)."""
 
 
 @dataclass
@@ -174,13 +173,8 @@ def execute_part(work: PartWork, plan: PartPlan, out: Path) -> dict[str, Any]:
     """Make one part and write its files (anywhere: this process, a worker); returns its manifest entry."""
     started = time.monotonic()
     result = work.run_part(plan)
-    files = write_part_files(out, plan.task, plan.name, result.rows, result.rejects, result.files, result.table)
-    if result.table is not None:
-        rows_out = result.table.num_rows
-    elif result.files is None:
-        rows_out = len(result.rows)
-    else:
-        rows_out = sum(len(rows) for rows in result.files.values())
+    files = write_part_files(out, plan.task, plan.name, result.rows, result.rejects, result.files)
+    rows_out = len(result.rows) if result.files is None else sum(len(rows) for rows in result.files.values())
     return {
         "input": plan.input,
         "fingerprint": plan.fingerprint,

@@ -69,7 +69,7 @@ def vectorised_part(opts: IngestOptions, source: str, chunk: Chunk) -> PartResul
     texts = {"id": ids, "lang": langs, "meta": metas}
     columns = {"query": query, "positive": positive, **{k: pa.array(v, pa.string()) for k, v in texts.items()}}
     records = _retrieval_table(opts, source, columns)
-    return PartResult([], [], rows_in=len(numbers), table=records)
+    return PartResult(records, [], rows_in=len(numbers))
 
 
 Block = tuple[pa.Table, str, list[int]]
