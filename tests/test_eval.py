@@ -13,8 +13,8 @@ from embed_fixtures import minilm_path
 from ingest_fixtures import cli
 
 from synth.card import set_section
+from synth.embed.local import pick_device
 from synth.errors import UsageError
-from synth.evaluation import training
 from synth.evaluation.evalset import load_eval_set
 from synth.evaluation.metrics import rank_metrics, retrieval_metrics
 from synth.evaluation.report import bar
@@ -107,9 +107,9 @@ def test_training_device_follows_the_gpu_count(monkeypatch: pytest.MonkeyPatch) 
     import torch
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert training.training_device() == "cuda"
+    assert pick_device() == "cuda"
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert training.training_device() == "cpu"
+    assert pick_device() == "cpu"
 
 
 def test_eval_writes_results_and_card_section(tmp_path: Path) -> None:

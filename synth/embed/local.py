@@ -32,12 +32,13 @@ console = Console(stderr=True)
 
 
 def pick_device(requested: str | None = None) -> str:
-    """`cuda` when torch sees a GPU, else `cpu`; an explicit device wins."""
+    """`cuda` when torch counts a GPU, else `cpu`; an explicit device wins. Embedding and `synth eval`'s training
+    both pick their device here."""
     if requested:
         return requested
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if torch.cuda.device_count() > 0 else "cpu"
 
 
 def pick_precision(requested: str, device: str) -> str:

@@ -16,11 +16,12 @@ from typing import Any
 from rich.console import Console
 
 from synth.card import CARD, set_section
+from synth.embed.local import pick_device
 from synth.evaluation.evalset import EvalSet, load_eval_set
 from synth.evaluation.metrics import retrieval_metrics
 from synth.evaluation.report import SECTION, deltas, section_lines
 from synth.evaluation.traindata import TrainData, fingerprints, load_train_data, train_directory
-from synth.evaluation.training import TrainSettings, encode, fine_tune, load_model, training_device
+from synth.evaluation.training import TrainSettings, encode, fine_tune, load_model
 from synth.executor import Decision, PartPlan, decide
 from synth.executor.lock import stage_lock
 from synth.schema import Task
@@ -59,7 +60,7 @@ def evaluate(model_name: str, model_label: str, data: TrainData, eval_set: EvalS
              negatives: int) -> dict[str, Any]:
     """Base metrics, fine-tuning and fine-tuned metrics as the `eval.json` document (without its key)."""
     started = time.monotonic()
-    device = training_device()
+    device = pick_device()
     model = load_model(model_name, device, settings.max_seq_length)
     console.print(f"[eval] measuring the base model on {len(eval_set.query_texts)} queries", markup=False)
     base = measure(model, eval_set, settings.batch_size)

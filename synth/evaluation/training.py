@@ -28,13 +28,6 @@ class TrainSettings:
     max_seq_length: int
 
 
-def training_device() -> str:
-    """`cuda` when torch counts a GPU, else `cpu`."""
-    import torch
-
-    return "cuda" if torch.cuda.device_count() > 0 else "cpu"
-
-
 def load_model(name: str, device: str, max_seq_length: int) -> Any:
     from sentence_transformers import SentenceTransformer
 

