@@ -36,7 +36,7 @@ from synth.errors import ConfigError, FatalAPIError
 from synth.llm import liveness
 from synth.llm.accounting import Accounting
 from synth.llm.journal import Journal, request_key
-from synth.llm.ratelimit import RateLimiter
+from synth.llm.ratelimit import make_limiter
 from synth.llm.retry import retry_after_failure, with_retries
 from synth.llm.settings import LLMSettings, redact_url
 from synth.llm.structured import (
@@ -130,7 +130,7 @@ class LLMEngine:
         self.show_progress = progress
         self.journal = Journal(journal, stage) if journal else None
         self.accounting = Accounting()
-        self.limiter = RateLimiter(settings.rpm, settings.tpm)
+        self.limiter = make_limiter(settings.rpm, settings.tpm, f"{redact_url(settings.base_url)}|{settings.model or ''}")
         self.estimator = TokenEstimator()
         self._model = settings.model
         self._forms: FormChooser | None = None

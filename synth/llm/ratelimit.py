@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -116,3 +116,27 @@ class RateLimiter:
                 reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
                 if reset:
                     self.pause(reset)
+
+
+LimiterFactory = Callable[[float | None, float | None, str], RateLimiter]
+"""Builds the limiter of one endpoint from (rpm, tpm, budget key); the key names whose budget it is (endpoint and
+model, never a secret), so that limiters of one key may share a budget (for example across a cluster's workers)."""
+
+
+
+def _local_limiter(rpm: float | None, tpm: float | None, key: str) -> RateLimiter:
+    return RateLimiter(rpm, tpm)
+
+
+_factory: LimiterFactory = _local_limiter
+
+
+def make_limiter(rpm: float | None, tpm: float | None, key: str) -> RateLimiter:
+    """The limiter an engine uses for the budget named `key`: the one seam where a shared budget plugs in."""
+    return _factory(rpm, tpm, key)
+
+
+def set_limiter_factory(factory: LimiterFactory | None) -> None:
+    """Install how limiters are built in this process (None restores the local one)."""
+    global _factory
+    _factory = factory or _local_limiter
