@@ -123,7 +123,6 @@ LimiterFactory = Callable[[float | None, float | None, str], RateLimiter]
 model, never a secret), so that limiters of one key may share a budget (for example across a cluster's workers)."""
 
 
-
 def _local_limiter(rpm: float | None, tpm: float | None, key: str) -> RateLimiter:
     return RateLimiter(rpm, tpm)
 
