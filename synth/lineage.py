@@ -36,8 +36,12 @@ def upstream_stages(directory: Path) -> list[Path]:
 
 
 def stage_usage(manifest: dict[str, Any]) -> dict[str, float]:
-    """LLM requests sent, tokens and cost summed over a stage's parts (answers from the journal cost nothing)."""
+    """LLM requests sent, tokens and cost summed over a stage's parts (answers from the journal cost nothing),
+    plus what its batches answered, at batch prices."""
     usage = dict.fromkeys(USAGE_KEYS, 0.0)
+    batch = manifest.get("batch") or {}  # batch mode: answers come through the journal, their cost is counted here
+    for key in ("requests", "answered", "prompt_tokens", "completion_tokens", "cost_usd"):
+        usage[key] += batch.get(key, 0)
     for entry in manifest.get("parts", {}).values():
         for key in USAGE_KEYS:
             value = entry.get("stats", {}).get(PART_STATS_PREFIX + key, 0)

@@ -124,6 +124,16 @@ class StageSpec:
         """The name with underscores, as a pipeline's `use` is stored."""
         return self.name.replace("-", "_")
 
+    def execute(self, options: dict[str, Any]) -> Any:
+        """Run the stage; an LLM stage in `batch` or `offline` mode runs through the batch driver."""
+        from synth.llm.settings import BATCH_MODES
+
+        if options.get("mode") in BATCH_MODES and self.needs_llm(options):
+            from synth.llm.batch.driver import run_batched
+
+            return run_batched(self.run, options, self.name)
+        return self.run(options)
+
     def defaults(self) -> dict[str, Any]:
         """Every key the stage accepts with its default (a fresh copy, safe to change)."""
         return {"inputs": [], **{o.key: copy.deepcopy(o.default) for o in self.options}}

@@ -63,7 +63,7 @@ def register_stage(app: typer.Typer, spec: StageSpec) -> None:
         raw = given.pop(spec.inputs.name)
         inputs = [str(p) for p in (raw if spec.inputs.many else [raw]) or []]
         flags = {"inputs": inputs or None, **{o.key: flag_value(o, given[o.key]) for o in options}}
-        report_and_exit(spec.run(stage_options(spec.name, flags, spec.defaults(), config)))
+        report_and_exit(spec.execute(stage_options(spec.name, flags, spec.defaults(), config)))
 
     command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inputs_parameter(spec), *map(flag_parameter, options), config_parameter(spec)])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,6 +56,8 @@ from synth.progress import RequestProgress
 T = TypeVar("T")
 _STOP_REASONS = {"length": "answer cut at max_tokens (finish_reason=length)",
                  "content_filter": "answer blocked by the content filter (finish_reason=content_filter)"}
+BATCH_COLLECTOR: ContextVar[Any] = ContextVar("synth_batch_collector", default=None)
+"""Set by batch mode (`synth.llm.batch`): engines made meanwhile hand their unanswered requests to it."""
 # Forms chosen by `auto` per endpoint, shared by every engine of the process (the journal keeps it across runs).
 _REMEMBERED_FORMS: dict[str, str] = {}
 
@@ -140,6 +143,7 @@ class LLMEngine:
         self._base_params = {"temperature": settings.temperature, "max_tokens": settings.max_tokens,
                              "seed": settings.seed}
         self._base_params = {k: v for k, v in self._base_params.items() if v is not None}
+        self.collector = BATCH_COLLECTOR.get() if self.journal is not None else None
 
     # ----- public API -------------------------------------------------------------------------------------------
 
@@ -264,6 +268,9 @@ class LLMEngine:
 
     async def _chat_one(self, key: str, req: ChatRequest) -> ChatResult:
         """Ask, validate, re-ask once with the validation error, journal the valid answer."""
+        if self.collector is not None:  # batch mode: the request goes into a batch file instead
+            form = self._form_chooser().current if req.response_model else None
+            return self.collector.chat(key, self._chat_body(req.messages, req, form))
         tokens = [0, 0]  # prompt, completion over both asks
         content: str | None = None
         try:
@@ -302,15 +309,7 @@ class LLMEngine:
         params = {**self._base_params, **self.settings.extra_body, **req.params}
         while True:
             form = self._form_chooser().current if model_cls else None
-            body: dict[str, Any] = {"model": self._model, **params}
-            if model_cls and form:
-                schema = self._schema(model_cls)
-                body["messages"] = structured_messages(form, messages, schema)
-                fmt = response_format(form, model_cls, schema)
-                if fmt:
-                    body["response_format"] = fmt
-            else:
-                body["messages"] = messages
+            body = self._chat_body(messages, req, form)
             try:
                 data = await self._send("/chat/completions", body, raw_estimate, params.get("max_tokens"), form)
             except FormRefused:
@@ -322,6 +321,19 @@ class LLMEngine:
             if form and self._form_chooser().accepted(form):
                 self._remember_form(form)
             return self._read_choice(data, raw_estimate)
+
+    def _chat_body(self, messages: list[dict[str, Any]], req: ChatRequest, form: str | None) -> dict[str, Any]:
+        """The request body of one chat completion, its JSON Schema sent in the structured-output `form`."""
+        body: dict[str, Any] = {"model": self._model, **self._base_params, **self.settings.extra_body, **req.params}
+        if req.response_model and form:
+            schema = self._schema(req.response_model)
+            body["messages"] = structured_messages(form, messages, schema)
+            fmt = response_format(form, req.response_model, schema)
+            if fmt:
+                body["response_format"] = fmt
+        else:
+            body["messages"] = messages
+        return body
 
     def _read_choice(self, data: Any, raw_estimate: int) -> tuple[str, int, int]:
         try:
@@ -345,6 +357,8 @@ class LLMEngine:
 
     async def _post_one(self, key: str, item: tuple[str, dict[str, Any], bool]) -> JsonResult:
         path, body, journal = item
+        if self.collector is not None and journal:
+            return self.collector.post(key, path, body)
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
         raw_estimate = sum(estimate_text_tokens(t) for t in texts if isinstance(t, str))

@@ -12,6 +12,9 @@ from synth.registry import Option, defaults_of
 
 OPENAI_URL = "https://api.openai.com/v1"
 STRUCTURED_MODES = ("auto", "json_schema", "json_object_schema", "json_object", "prompt")
+LLM_MODES = ("online", "batch", "offline")
+"""online: requests go out now; batch: through the provider's Batch API; offline: into files for `synth batch`."""
+BATCH_MODES = ("batch", "offline")
 """How a pydantic output model is asked for; `auto` tries them in this order and remembers what the server accepts."""
 
 PANEL = "LLM endpoint"
@@ -35,6 +38,14 @@ LLM_OPTIONS: tuple[Option, ...] = (
            config_only=True),
     Option("extra_body", dict, {}, "Extra fields merged into every request body.", config_only=True),
     Option("prices", dict, {}, "USD per 1M tokens by model, {MODEL = {input = X, output = Y}}, for the cost.",
+           config_only=True),
+    Option("mode", str, "online", f"How requests are answered: {' | '.join(LLM_MODES)} (see docs/batch.md).",
+           flags=("--llm-mode",), panel=PANEL),
+    Option("batch_max_requests", int, 50_000, "Requests per batch file.", min=1, config_only=True),
+    Option("batch_max_bytes", int, 200_000_000, "Bytes per batch file.", min=1, config_only=True),
+    Option("batch_poll", float, 30.0, "Seconds before a batch is first polled; the wait grows to 20 times that.",
+           min=0.001, config_only=True),
+    Option("batch_prices", dict, {}, "USD per 1M tokens by model in batch mode; default half of `prices`.",
            config_only=True),
 )
 """Every engine option; a default of `None` means "from the environment or the server"."""
@@ -83,6 +94,11 @@ class LLMSettings:
     extra_headers: dict[str, str] = field(default_factory=dict, repr=False)
     extra_body: dict[str, Any] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    mode: str = LLM_OPTION_DEFAULTS["mode"]
+    batch_max_requests: int = LLM_OPTION_DEFAULTS["batch_max_requests"]
+    batch_max_bytes: int = LLM_OPTION_DEFAULTS["batch_max_bytes"]
+    batch_poll: float = LLM_OPTION_DEFAULTS["batch_poll"]
+    batch_prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> LLMSettings:
@@ -104,18 +120,28 @@ class LLMSettings:
         """Refuse values that cannot work, naming the option."""
         if self.structured not in STRUCTURED_MODES:
             raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, got {self.structured!r}")
-        for name in ("concurrency", "max_attempts"):
+        if self.mode not in LLM_MODES:
+            raise ConfigError(f"mode must be one of {', '.join(LLM_MODES)}, got {self.mode!r}")
+        for name in ("concurrency", "max_attempts", "batch_max_requests", "batch_max_bytes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("rpm", "tpm", "timeout"):
+        for name in ("rpm", "tpm", "timeout", "batch_poll"):
             value = getattr(self, name)
             if value is not None and float(value) <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.base_url and urlsplit(self.base_url).scheme not in ("http", "https"):
             raise ConfigError(f"base_url must start with http:// or https://, got {redact_url(self.base_url)!r}")
-        for model, price in self.prices.items():
-            if not isinstance(price, dict) or not set(price) <= {"input", "output"}:
-                raise ConfigError(f"prices.{model} must be a table with keys input and output (USD per 1M tokens)")
+        for table in ("prices", "batch_prices"):
+            for model, price in getattr(self, table).items():
+                if not isinstance(price, dict) or not set(price) <= {"input", "output"}:
+                    raise ConfigError(f"{table}.{model} must be a table with keys input and output (USD per 1M tokens)")
+
+    def batch_price(self, model: str | None) -> dict[str, float] | None:
+        """USD per 1M tokens for `model` in batch mode: its `batch_prices`, else half its online `prices`."""
+        if model in self.batch_prices:
+            return self.batch_prices[model]
+        online = self.prices.get(model or "")
+        return {k: v / 2 for k, v in online.items()} if online else None
 
     def output_config(self) -> dict[str, Any]:
         """The settings that change what the model answers: what a stage's `config()` should include."""

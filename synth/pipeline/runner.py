@@ -9,6 +9,7 @@ import tomli_w
 from rich.console import Console
 
 from synth.llm import LLMSettings, local_endpoint_if_needed
+from synth.llm.settings import BATCH_MODES
 from synth.pipeline.plan import Plan, PlannedStage
 from synth.stage import StageSummary
 from synth.store import atomic_write_bytes
@@ -34,7 +35,8 @@ class SharedEndpoint:
     def for_stage(self, stage: PlannedStage) -> dict[str, Any]:
         """The stage's options, pointed at the shared demo model when it needs an LLM and names no endpoint."""
         options = dict(stage.options)
-        if not stage.needs_llm() or LLMSettings.from_options(options).base_url:
+        settings = LLMSettings.from_options(options)
+        if not stage.needs_llm() or settings.base_url or settings.mode in BATCH_MODES:  # batch: no demo model
             return options
         if self.options is None:
             live = self.stack.enter_context(local_endpoint_if_needed(LLMSettings.from_options(options)))
@@ -51,7 +53,7 @@ def run_plan(plan: Plan, stages: list[PlannedStage]) -> list[StageSummary]:
         endpoint = SharedEndpoint(stack)
         for stage in stages:
             console.rule(f"[bold]{stage.name}[/bold] ({stage.spec.name})")
-            summary = stage.spec.run(endpoint.for_stage(stage))
+            summary = stage.spec.execute(endpoint.for_stage(stage))
             summary.stage = stage.name
             print_summary(summary)
             summaries.append(summary)
