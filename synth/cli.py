@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from synth.commands import inspect, run, status
+from synth.commands import batch, inspect, run, status
 from synth.commands.stage import register_stage
 from synth.errors import SynthError
 from synth.stages import STAGES
@@ -27,7 +27,7 @@ app = typer.Typer(
 # Every registered stage in pipeline order, then the commands that look at or run stage outputs.
 for _spec in STAGES:
     register_stage(app, _spec)
-for _module in (inspect, run, status):
+for _module in (inspect, run, status, batch):
     _module.register(app)
 
 

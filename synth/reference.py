@@ -79,7 +79,13 @@ def render() -> str:
     for spec in STAGES:
         lines += stage_section(spec)
     for name, command in group.commands.items():  # type: ignore[attr-defined]
-        if name not in stage_names:
+        if name in stage_names:
+            continue
+        subcommands = getattr(command, "commands", None)  # a group of commands (synth batch ...)
+        if subcommands:
+            for sub, subcommand in subcommands.items():
+                lines += command_section(f"{name} {sub}", subcommand)
+        else:
             lines += command_section(name, command)
     return "\n".join(lines).rstrip() + "\n"
 

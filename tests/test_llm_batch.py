@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from batch_server import BatchServer
+from helpers import SYNTH, synth_process
 from synthesis_fixtures import RETRIEVAL_ROWS, FakeModel, write_input
 from typer.testing import CliRunner
 
@@ -65,3 +68,113 @@ def test_batch_mode_gives_the_records_of_online_mode(make_batch_server, source, 
     manifest = json.loads((tmp_path / "batch" / "_manifest.json").read_text())
     assert manifest["batch"]["batches"] == len(server.batches)
     assert manifest["batch"]["answered"] == sum(server.submitted.values())
+
+
+@pytest.fixture
+def reference(make_batch_server, source, tmp_path) -> list[dict[str, Any]]:
+    """The records an online run makes (the fake model answers a body the same way on every server)."""
+    result = paraphrase(source, tmp_path / "online", make_batch_server())
+    assert result.exit_code == 0, result.output
+    return records(tmp_path / "online")
+
+
+def test_an_expired_batch_resubmits_only_what_is_missing(make_batch_server, source, tmp_path, reference):
+    server = make_batch_server(expire=[0.5])
+    result = paraphrase(source, tmp_path / "batch", server, "--llm-mode", "batch", "--config", str(config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert records(tmp_path / "batch") == reference
+    first, second, *_ = server.batches.values()
+    assert first["status"] == "expired" and first["request_counts"] == {"total": 4, "completed": 2, "failed": 0}
+    resubmitted = {key for key, times in server.submitted.items() if times > 1}
+    assert len(resubmitted) == 2  # the half the expired batch did not answer, and nothing else
+    assert second["request_counts"]["total"] == 2
+
+
+def test_request_errors_in_the_error_file_are_asked_again(make_batch_server, source, tmp_path, reference):
+    server = make_batch_server()
+    server.script(["server_error", None, "unavailable"])  # the first and third lines of the first batch fail
+    result = paraphrase(source, tmp_path / "batch", server, "--llm-mode", "batch", "--config", str(config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert records(tmp_path / "batch") == reference
+    first = next(iter(server.batches.values()))
+    assert first["status"] == "completed" and first["error_file_id"]
+    assert first["request_counts"] == {"total": 4, "completed": 2, "failed": 2}
+    assert sorted(server.submitted.values()).count(2) == 2
+
+
+def test_kill_9_while_polling_then_rerun_submits_nothing_again(make_batch_server, source, tmp_path, reference):
+    server = make_batch_server(step_seconds=1.0)
+    out = tmp_path / "batch"
+    args = [*SYNTH, "paraphrase", str(source), "--out", str(out), "--base-url", server.base_url, "--api-key",
+            server.api_key, "--model", server.model, "-n", "2", "--llm-mode", "batch", "--config",
+            str(config(tmp_path))]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not server.batches and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the run is polling now
+        assert process.poll() is None
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert len(server.batches) == 1
+    server.step_seconds = 0.01
+    again = synth_process(*args[len(SYNTH):], timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert records(out) == reference
+    assert set(server.submitted.values()) == {1}  # no request was in two batches
+    first = next(iter(server.batches.values()))
+    assert first["status"] == "completed"
+
+
+def vllm_answer(line: dict[str, Any], model: FakeModel, fail: bool) -> dict[str, Any]:
+    """What `vllm run-batch` writes for one input line: a chat completion, or an inline error."""
+    if fail:
+        return {"id": "vllm-1", "custom_id": line["custom_id"], "response": {"status_code": 400, "request_id": "r"},
+                "error": {"object": "error", "message": "prompt too long", "type": "BadRequestError", "code": 400}}
+    content = model(line["body"])
+    body = {"id": "cmpl-1", "object": "chat.completion", "model": line["body"]["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}}
+    return {"id": "vllm-1", "custom_id": line["custom_id"], "response": {"status_code": 200, "request_id": "r",
+            "body": body}, "error": None}
+
+
+def test_offline_export_and_import_round_trips_with_vllm_output(source, tmp_path, reference):
+    out, model = tmp_path / "offline", FakeModel()
+    run = ["paraphrase", str(source), "--out", str(out), "--model", "test-model", "-n", "2", "--llm-mode", "offline"]
+    exported: list[int] = []
+    for round_trip in range(6):
+        result = runner.invoke(app, run)
+        if result.exit_code == 0:
+            break
+        assert result.exit_code == 1, result.output
+        requests = tmp_path / f"requests-{round_trip}.jsonl"
+        assert runner.invoke(app, ["batch", "export", str(out), "--out", str(requests)]).exit_code == 0
+        lines = [json.loads(line) for line in requests.read_text().splitlines()]
+        assert all(line["custom_id"] and line["method"] == "POST" and line["url"] == "/v1/chat/completions"
+                   for line in lines)
+        exported.append(len(lines))
+        answers = tmp_path / f"answers-{round_trip}.jsonl"
+        answers.write_text("".join(json.dumps(vllm_answer(line, model, round_trip == 0 and i == 0)) + "\n"
+                                   for i, line in enumerate(lines)))
+        imported = runner.invoke(app, ["batch", "import", str(out), str(answers)])
+        assert imported.exit_code == 0, imported.output
+        assert f"{len(lines) - (round_trip == 0)} answers and {int(round_trip == 0)} failed lines" in imported.output
+    assert result.exit_code == 0, result.output
+    assert records(out) == reference
+    assert exported[0] == 4 and exported[1] >= 1  # the failed line went out again
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["batch"]["batches"] == len(exported)
+    assert manifest["batch"]["answered"] == sum(exported) - 1 and manifest["batch"]["errors"] == 1
+    assert manifest["batch"]["completion_tokens"] == 20 * (sum(exported) - 1)
+    status = runner.invoke(app, ["batch", "status", str(out)])
+    assert status.exit_code == 0 and "offline: 0 requests wait for a batch, 0 are in batches" in status.output
+
+
+def test_llm_mode_must_be_known(source, tmp_path):
+    result = synth_process("paraphrase", source, "--out", tmp_path / "o", "--model", "m", "--llm-mode", "later")
+    assert result.returncode == 2 and "mode must be one of online, batch, offline" in result.stderr
