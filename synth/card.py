@@ -15,7 +15,7 @@ import numpy as np
 from synth.export.formats import FORMATS
 from synth.export.writer import default_negatives, negative_counts
 from synth.filtering.distributions import HIST_EDGES
-from synth.lineage import stage_usage, upstream_stages
+from synth.lineage import batch_note, stage_usage, upstream_stages
 from synth.schema import COUNTED_COLUMNS, Task
 from synth.store import atomic_write_bytes, iter_rejects, list_parts, read_manifest, read_part
 from synth.tasks import TASKS
@@ -165,8 +165,12 @@ def scores_section(directory: Path, manifest: dict[str, Any]) -> list[str]:
 def usage_section(directory: Path) -> list[str]:
     rows = usage_rows(directory)
     header = ["stage", "requests", "prompt tokens", "completion tokens", "cost"]
+    batched = [(manifest.get("stage", d.name), batch_note(manifest))
+               for d in upstream_stages(directory)[1:] for manifest in [read_manifest(d) or {}]]
+    notes = [f"- `{stage}` in batch mode: {note}, at batch prices" for stage, note in batched if note]
     return ["## LLM usage of the run", "",
-            table_md(header, rows) if rows else "No LLM requests upstream of this data.", ""]
+            table_md(header, rows) if rows else "No LLM requests upstream of this data.", "",
+            *([*notes, ""] if notes else [])]
 
 
 def render_card(directory: Path) -> str:

@@ -35,6 +35,23 @@ def upstream_stages(directory: Path) -> list[Path]:
     return seen
 
 
+def batch_note(manifest: dict[str, Any]) -> str:
+    """A stage's batch-mode work in words ("3 batches, 120 requests, waited 2.1h"), or "" when it used none."""
+    batch = manifest.get("batch") or {}
+    if not batch.get("batches"):
+        return ""
+    waited = duration(float(batch.get("wait_seconds", 0)))
+    return f"{batch['batches']:,} batches, {batch.get('requests', 0):,} requests, waited {waited}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a short age: 40s, 12.5m, 2.1h, 1.0d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
 def stage_usage(manifest: dict[str, Any]) -> dict[str, float]:
     """LLM requests sent, tokens and cost summed over a stage's parts (answers from the journal cost nothing),
     plus what its batches answered, at batch prices."""

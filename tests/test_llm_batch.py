@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -178,3 +179,43 @@ def test_offline_export_and_import_round_trips_with_vllm_output(source, tmp_path
 def test_llm_mode_must_be_known(source, tmp_path):
     result = synth_process("paraphrase", source, "--out", tmp_path / "o", "--model", "m", "--llm-mode", "later")
     assert result.returncode == 2 and "mode must be one of online, batch, offline" in result.stderr
+
+
+PIPELINE = """
+name = "batched"
+[llm]
+base_url = "{base_url}"
+api_key = "{api_key}"
+model = "test-model"
+mode = "batch"
+batch_poll = 0.02
+batch_max_requests = 3
+[[stage]]
+use = "ingest"
+inputs = ["{source}"]
+shape = "qa"
+[[stage]]
+use = "paraphrase"
+num = 1
+"""
+
+
+def test_a_pipeline_in_batch_mode_and_its_status(make_batch_server, tmp_path):
+    server = make_batch_server()
+    source = tmp_path / "qa.jsonl"
+    source.write_text("".join(json.dumps({"question": r["query"], "answer": r["positive"]}) + "\n"
+                              for r in RETRIEVAL_ROWS), encoding="utf-8")
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(PIPELINE.format(base_url=server.base_url, api_key=server.api_key, source=source))
+    env = {**os.environ, "COLUMNS": "250"}
+    result = synth_process("run", pipeline, "--out", tmp_path / "run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(server.batches) >= 2  # 4 requests, at most 3 per batch file
+    assert max(b["request_counts"]["total"] for b in server.batches.values()) == 3
+    paraphrased = [r for r in iter_rows(tmp_path / "run" / "paraphrase") if r["origin"] == "paraphrase"]
+    assert len(paraphrased) == len(RETRIEVAL_ROWS)
+    status = synth_process("status", tmp_path / "run", env=env)
+    assert f"({len(server.batches)} batches, 4 requests, waited" in status.stdout, status.stdout
+    batches = synth_process("batch", "status", tmp_path / "run", env=env)
+    assert batches.returncode == 0 and batches.stdout.count("completed") == len(server.batches)
+    assert "paraphrase: 0 requests wait for a batch, 0 are in batches" in batches.stdout

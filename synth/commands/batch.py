@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synth.errors import InputFileError
+from synth.lineage import duration
 from synth.llm.batch.client import BatchClient
 from synth.llm.batch.driver import JOURNAL, record, settle
 from synth.llm.batch.files import import_results, parse_lines, request_line
@@ -32,22 +33,15 @@ def stage_dirs(path: Path) -> list[Path]:
     return found
 
 
-def one_stage(path: Path) -> Path:
+def one_stduration(path: Path) -> Path:
     if not (path / JOURNAL).is_file():
         raise InputFileError(f"not an LLM stage directory (no {JOURNAL}): {path}")
     return path
 
 
-def age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 @batch_app.command("status")
 def status_command(run_or_stage: Path = typer.Argument(..., help="A run directory or one stage directory.")) -> None:
-    """Every batch of the stage(s): state, requests answered and failed, age; and requests waiting for a batch."""
+    """Every batch of the stduration(s): state, requests answered and failed, age; and requests waiting for a batch."""
     table = Table(title=f"batches of {run_or_stage}")
     for column in ("stage", "batch", "endpoint", "status", "requests", "answered", "failed", "age", "took"):
         table.add_column(column, overflow="fold")
@@ -56,9 +50,9 @@ def status_command(run_or_stage: Path = typer.Argument(..., help="A run director
         store = BatchStore(directory / JOURNAL)
         try:
             for job in store.jobs():
-                took = age(job.finished - job.created) if job.finished else "-"
+                took = duration(job.finished - job.created) if job.finished else "-"
                 table.add_row(directory.name, job.batch_id or job.id, job.endpoint, job.status, f"{job.requests:,}",
-                              f"{job.completed:,}", f"{job.failed:,}", age(time.time() - job.created), took)
+                              f"{job.completed:,}", f"{job.failed:,}", duration(time.time() - job.created), took)
             waiting, in_flight = store.counts()
         finally:
             store.close()
@@ -97,7 +91,7 @@ def export_command(
     out: Path = typer.Option(..., "--out", "-o", help="The OpenAI Batch JSONL file to write."),
 ) -> None:
     """Write the stage's requests that wait for answers as OpenAI Batch JSONL (custom_id = journal key)."""
-    store = BatchStore(one_stage(stage_dir) / JOURNAL)
+    store = BatchStore(one_stduration(stage_dir) / JOURNAL)
     try:
         pending = store.pending()
     finally:
@@ -120,7 +114,7 @@ def import_command(
     """Journal the answers of a batch output file by custom_id; the next run of the stage completes from them."""
     if not results.is_file():
         raise InputFileError(f"no such file: {results}")
-    store = BatchStore(one_stage(stage_dir) / JOURNAL)
+    store = BatchStore(one_stduration(stage_dir) / JOURNAL)
     settings = LLMSettings()
     try:
         lines = parse_lines(results.read_bytes(), str(results))

@@ -23,7 +23,8 @@ def usage_text(status: StageStatus) -> str:
     if not status.usage.get("requests") and not status.usage.get("prompt_tokens"):
         return "-"
     tokens = int(status.usage["prompt_tokens"] + status.usage["completion_tokens"])
-    return f"{int(status.usage['requests']):,} req, {tokens:,} tok, ${status.usage['cost_usd']:.4f}"
+    text = f"{int(status.usage['requests']):,} req, {tokens:,} tok, ${status.usage['cost_usd']:.4f}"
+    return f"{text} ({status.batches})" if status.batches else text
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from synth.errors import InputFileError, SynthError, UsageError
 from synth.executor import Decision, PartPlan, dry_run
-from synth.lineage import stage_usage
+from synth.lineage import batch_note, stage_usage
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import RUN_FILE
 from synth.stages import stage_spec
@@ -33,6 +33,8 @@ class StageStatus:
     failed: int = 0
     rejects_by_rule: dict[str, int] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)
+    batches: str = ""
+    """Batch mode's batches and waiting time (`synth.lineage.batch_note`)."""
     rerun: str = ""
 
 
@@ -73,6 +75,7 @@ def stage_status(stage: dict[str, Any]) -> StageStatus:
     status.failed, status.rows_in, status.rows_out = totals["failed"], totals["rows_in"], totals["rows_out"]
     status.rejects_by_rule = totals["rejects_by_rule"]
     status.usage = stage_usage(manifest)
+    status.batches = batch_note(manifest)
     status.rerun = rerun_text(dry_run(plans, status.out, manifest)) if plans is not None else f"stop: {problem}"
     return status
 
