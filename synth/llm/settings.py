@@ -45,8 +45,8 @@ LLM_OPTIONS: tuple[Option, ...] = (
     Option("batch_max_bytes", int, 200_000_000, "Bytes per batch file.", min=1, config_only=True),
     Option("batch_poll", float, 30.0, "Seconds before a batch is first polled; the wait grows to 20 times that.",
            min=0.001, config_only=True),
-    Option("batch_prices", dict, {}, "USD per 1M tokens by model in batch mode; default half of `prices`.",
-           config_only=True),
+    Option("batch_prices", dict, {}, "USD per 1M tokens by model in batch mode.",
+           default_text="half of `prices`", config_only=True),
 )
 """Every engine option; a default of `None` means "from the environment or the server"."""
 LLM_OPTION_DEFAULTS: dict[str, Any] = defaults_of(LLM_OPTIONS)
