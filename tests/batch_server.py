@@ -12,6 +12,7 @@ own /v1/chat/completions or /v1/embeddings, so injected faults land in the error
 - step_seconds: time spent in validating and in finalizing, and between two lines in progress (tests: 0.01).
 - expire: fractions for the next batches in order; a batch given 0.5 answers half its lines, then expires (the rest
   go to its error file with code `batch_expired`, as OpenAI does).
+- fail: how many of the next batches fail validation (status "failed", no output file).
 
 Log: `server.batches` (every batch object, by id), `server.submitted` (custom_id -> how many batches held it),
 `server.files` (id -> bytes).
@@ -32,8 +33,10 @@ from openai_server import OpenAIServer, _error
 
 
 class BatchServer(OpenAIServer):
-    def __init__(self, step_seconds: float = 0.01, expire: list[float] | None = None, **options: Any):
+    def __init__(self, step_seconds: float = 0.01, expire: list[float] | None = None, fail: int = 0,
+                 **options: Any):
         super().__init__(**options)
+        self.fail = fail
         self.step_seconds = step_seconds
         self.expire = collections.deque(expire or [])
         self.files: dict[str, bytes] = {}
@@ -138,6 +141,9 @@ class BatchServer(OpenAIServer):
             ids = [line["custom_id"] for line in lines]
             if len(set(ids)) != len(ids) or any(line["url"] != batch["endpoint"] for line in lines):
                 raise ValueError("duplicate custom_id or a line for another endpoint")
+            if self.fail:
+                self.fail -= 1
+                raise ValueError("the input file failed validation (injected)")
         except (ValueError, KeyError, TypeError) as exc:
             batch.update(status="failed", failed_at=int(time.time()),
                          errors={"object": "list", "data": [{"code": "invalid_file", "message": str(exc)}]})

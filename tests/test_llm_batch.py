@@ -91,6 +91,16 @@ def test_an_expired_batch_resubmits_only_what_is_missing(make_batch_server, sour
     assert second["request_counts"]["total"] == 2
 
 
+def test_a_failed_batch_is_submitted_again(make_batch_server, source, tmp_path, reference):
+    server = make_batch_server(fail=1)
+    result = paraphrase(source, tmp_path / "batch", server, "--llm-mode", "batch", "--config", str(config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert records(tmp_path / "batch") == reference
+    first, second, *_ = server.batches.values()
+    assert first["status"] == "failed" and first["errors"]["data"][0]["code"] == "invalid_file"
+    assert second["status"] == "completed" and second["input_file_id"] != first["input_file_id"]
+
+
 def test_request_errors_in_the_error_file_are_asked_again(make_batch_server, source, tmp_path, reference):
     server = make_batch_server()
     server.script(["server_error", None, "unavailable"])  # the first and third lines of the first batch fail
@@ -219,3 +229,81 @@ def test_a_pipeline_in_batch_mode_and_its_status(make_batch_server, tmp_path):
     batches = synth_process("batch", "status", tmp_path / "run", env=env)
     assert batches.returncode == 0 and batches.stdout.count("completed") == len(server.batches)
     assert "paraphrase: 0 requests wait for a batch, 0 are in batches" in batches.stdout
+
+
+def test_cancel_keeps_the_answered_part_and_resubmits_the_rest(make_batch_server, source, tmp_path, reference):
+    server = make_batch_server(step_seconds=0.5)
+    out = tmp_path / "batch"
+    args = [*SYNTH, "paraphrase", str(source), "--out", str(out), "--base-url", server.base_url, "--api-key",
+            server.api_key, "--model", server.model, "-n", "2", "--llm-mode", "batch", "--config",
+            str(config(tmp_path))]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                b["request_counts"]["completed"] for b in list(server.batches.values())):
+            time.sleep(0.02)
+        cancel = runner.invoke(app, ["batch", "cancel", str(out), "--base-url", server.base_url,
+                                     "--api-key", server.api_key])
+        assert cancel.exit_code == 0 and "cancelling 1 batches" in cancel.output, cancel.output
+        server.step_seconds = 0.01
+        assert process.wait(timeout=120) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+    first = next(iter(server.batches.values()))
+    assert first["status"] == "cancelled"
+    answered = first["request_counts"]["completed"]
+    assert 1 <= answered < 4
+    assert sorted(server.submitted.values()).count(2) == 4 - answered  # only what it had not answered went again
+    assert records(out) == reference
+
+
+def test_embeddings_through_a_batch_from_python(make_batch_server, tmp_path):
+    from synth.llm import LLMEngine, LLMSettings
+    from synth.llm.batch.driver import run_batched
+    from synth.stage import StageSummary
+
+    server = make_batch_server()
+    options = {"base_url": server.base_url, "api_key": server.api_key, "model": server.model, "mode": "batch",
+               "batch_poll": 0.02, "out": str(tmp_path / "embed")}
+    bodies = [{"model": server.model, "input": [f"text {i}", f"more {i}"]} for i in range(3)]
+    answers: list[Any] = []
+
+    def embed(given: dict[str, Any]) -> StageSummary:
+        with LLMEngine(LLMSettings.from_options(given), journal=tmp_path / "embed" / "_journal.sqlite",
+                       progress=False) as engine:
+            answers[:] = engine.post_json_many("/embeddings", bodies)
+        return StageSummary("embed", tmp_path / "embed")
+
+    run_batched(embed, options, "embed")
+    assert [b["endpoint"] for b in server.batches.values()] == ["/v1/embeddings"]
+    assert all(a.ok and a.from_journal for a in answers)
+    assert [len(a.data["data"]) for a in answers] == [2, 2, 2]
+
+
+def test_a_run_killed_between_submit_and_journaling_adopts_its_batch(make_batch_server, tmp_path):
+    from synth.llm import LLMSettings
+    from synth.llm.batch.client import BatchClient
+    from synth.llm.batch.driver import submit, wait
+    from synth.llm.batch.files import request_line
+    from synth.llm.batch.store import BatchStore
+
+    server = make_batch_server()
+    settings = LLMSettings.from_options({"base_url": server.base_url, "api_key": server.api_key, "batch_poll": 0.02})
+    store = BatchStore(tmp_path / "_journal.sqlite")
+    body = json.dumps({"model": server.model, "input": ["a"]})
+    store.collect({"k1": ("/embeddings", body)})
+    job_id = store.new_job("/embeddings", "/v1/embeddings", ["k1"])
+    client = BatchClient(settings)
+    file_id = client.upload("x.jsonl", request_line("k1", "/embeddings", body))
+    store.update_job(job_id, file_id=file_id, status="uploaded")
+    client.submit(file_id, "/embeddings", job_id)  # the run dies here: the batch exists, its id is not journaled
+    submit(store, client, settings)
+    wait(store, client, settings)
+    assert len(server.batches) == 1 and server.submitted["k1"] == 1
+    [job] = store.jobs()
+    assert job.status == "completed" and job.batch_id in server.batches
+    assert store.journal.get_many(["k1"])["k1"]["data"][0]["embedding"]
+    assert store.counts() == (0, 0)
+    store.close()
