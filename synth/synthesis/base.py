@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
 from synth.llm.accounting import as_part_stats
+from synth.llm.batch.collector import WAITING
 from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import RejectKind, Task, validate_row
 from synth.stage import PartResult, Stage, console
@@ -99,7 +100,7 @@ class SynthesisStage(Stage):
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
         rejected, stats = run_rounds(jobs, self.send, items_of, check, self.max_tries)
         self.show_an_answer(jobs, rejected)
-        reasons = [job.failed for job in jobs if job.failed]
+        reasons = [job.failed for job in jobs if job.failed and job.failed != WAITING]  # batch mode says its own
         if reasons:
             console.print(f"[yellow]{self.name}: {len(reasons)} requests failed (asked again on the next run), "
                           f"first: {reasons[0]}", highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ from typing import Any
 from synth.errors import ConfigError
 from synth.executor import console
 from synth.executor.lock import stage_lock
+from synth.lineage import batch_note
 from synth.llm.batch.client import BatchClient
 from synth.llm.batch.collector import Collector
 from synth.llm.batch.files import API_PREFIX, Imported, import_results, parse_lines, request_line, split_files
@@ -148,9 +149,10 @@ def batch_totals(jobs: list[Job]) -> dict[str, Any]:
 
 
 def record(out: Path, store: BatchStore) -> None:
-    """Write the batch totals into the stage's manifest (its other entries are the executor's)."""
+    """Write the batch totals into the stage's manifest (its other entries are the executor's) and say them."""
     jobs = store.jobs()
     manifest = read_manifest(out)
     if jobs and manifest is not None:
         with stage_lock(out):
             Manifest(out, manifest["stage"]).set("batch", batch_totals(jobs))
+        console.print(f"[{manifest['stage']}] batch mode: {batch_note(read_manifest(out) or {})}", markup=False)
