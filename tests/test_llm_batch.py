@@ -307,3 +307,17 @@ def test_a_run_killed_between_submit_and_journaling_adopts_its_batch(make_batch_
     assert store.journal.get_many(["k1"])["k1"]["data"][0]["embedding"]
     assert store.counts() == (0, 0)
     store.close()
+
+
+def test_requests_a_batch_never_answers_fail_after_max_attempts_and_the_next_run_asks_again(
+        make_batch_server, source, tmp_path, reference):
+    server = make_batch_server(expire=[0.0, 0.0])  # two batches in a row expire before answering anything
+    out = tmp_path / "batch"
+    given = ["--llm-mode", "batch", "--max-attempts", "2", "--config", str(config(tmp_path))]
+    result = paraphrase(source, out, server, *given)
+    assert result.exit_code == 1
+    assert "batch: gave up after 2 attempts: batch_expired" in result.output
+    assert [b["status"] for b in server.batches.values()] == ["expired", "expired"]
+    again = paraphrase(source, out, server, *given)
+    assert again.exit_code == 0, again.output
+    assert records(out) == reference

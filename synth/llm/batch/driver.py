@@ -47,6 +47,7 @@ def run_batched(run: Callable[[dict[str, Any]], StageSummary], options: dict[str
     out.mkdir(parents=True, exist_ok=True)
     client = BatchClient(settings) if settings.mode == "batch" else None
     store = BatchStore(out / JOURNAL, stage)
+    store.forget_errors()
     try:
         while True:
             collector = Collector(store)
@@ -119,9 +120,11 @@ def finish(store: BatchStore, client: BatchClient, settings: LLMSettings, job: J
         if file_id:
             lines += parse_lines(client.content(file_id), f"batch {batch.id} file {file_id}")
     done = import_results(store, lines, settings)
+    problems = getattr(batch.errors, "data", None) or []
+    why = f"not answered: batch {batch.status}" + (f" ({problems[0].message})" if problems else "")
     for key in store.keys_of(job.id):
         if key not in done.answered:
-            done.errors.setdefault(key, f"not answered: batch {batch.status}")
+            done.errors.setdefault(key, why)
     settle(store, settings, done, job.id)
 
 

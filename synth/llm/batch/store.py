@@ -158,6 +158,11 @@ class BatchStore:
                     db.execute("UPDATE batch_requests SET batch = NULL, attempts = ? WHERE key = ?",
                                (attempts + 1, key))
 
+    def forget_errors(self) -> None:
+        """A new run asks again what failed for good in an earlier one (as online mode does); answers the model
+        stopped early stay, since the same request would stop the same way."""
+        self._db.execute("DELETE FROM batch_failures WHERE content IS NULL")
+
     def stopped(self, key: str, error: str, content: str, finish_reason: str) -> None:
         """An answer the model stopped early: the stage rejects it and tries another seed (as online)."""
         self._db.execute("INSERT OR REPLACE INTO batch_failures (key, error, content, finish_reason) VALUES (?,?,?,?)",
