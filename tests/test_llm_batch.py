@@ -321,3 +321,27 @@ def test_requests_a_batch_never_answers_fail_after_max_attempts_and_the_next_run
     again = paraphrase(source, out, server, *given)
     assert again.exit_code == 0, again.output
     assert records(out) == reference
+
+
+def test_the_filter_judge_in_batch_mode(make_batch_server, tmp_path):
+    from pipeline_fixtures import retrieval, write_stage
+
+    def judge(body: dict[str, Any]) -> str:
+        answers = "weather" not in body["messages"][-1]["content"]
+        return json.dumps({"answers": answers, "reason": "on topic" if answers else "talks about the weather"})
+
+    server = make_batch_server()
+    server.handler = judge
+    rows = [retrieval(query, positive, positive_score=0.9) for query, positive in (
+        ("How do I list installed packages?", "dpkg -l lists every installed package."),
+        ("How do I remove a package?", "The weather is sunny today."))]
+    source = write_stage(tmp_path / "in", [rows])
+    settings = tmp_path / "filter.toml"
+    settings.write_text('[filter]\nmode = "batch"\nbatch_poll = 0.02\n', encoding="utf-8")
+    result = runner.invoke(app, ["filter", str(source), "--out", str(tmp_path / "final"), "--judge", "true",
+                                 "--base-url", server.base_url, "--api-key", server.api_key, "--model", server.model,
+                                 "--config", str(settings)])
+    assert result.exit_code == 0, result.output
+    assert [r["query"] for r in iter_rows(tmp_path / "final")] == ["How do I list installed packages?"]
+    assert [b["request_counts"]["total"] for b in server.batches.values()] == [2]
+    assert server.log.total("chat") == 2  # the batch's two lines, nothing online

@@ -18,6 +18,7 @@ from synth.store import read_manifest
 
 EMBED_FLAGS = ("embedder", "embed_model", "embed_base_url", "embed_cache")
 JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency")
+BATCH_KEYS = ("batch_max_requests", "batch_max_bytes", "batch_poll", "batch_prices")
 OPTIONS: tuple[Option, ...] = (
     Option("out", Path, None, "Output directory (the final data).", flags=("--out", "-o")),
     *RULE_OPTIONS,
@@ -27,6 +28,7 @@ OPTIONS: tuple[Option, ...] = (
           concurrency={"help": "Judge requests in flight."}),
     *(o.but(config_only=True) for o in LLM_OPTIONS
       if o.key not in JUDGE_FLAGS and not o.config_only),  # the judge's other engine options, from config files
+    *pick(LLM_OPTIONS, *BATCH_KEYS),  # the judge in batch mode (`mode = "batch"`)
     Option("prompts", Path, None, "Folder of templates that replace or add to the built-in judge template.",
            config_only=True),
 )
