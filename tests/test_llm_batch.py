@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from synth.cli import app
 from synth.schema import Task
-from synth.store import iter_rows
+from synth.store import iter_rejects, iter_rows
 
 runner = CliRunner()
 
@@ -345,3 +345,14 @@ def test_the_filter_judge_in_batch_mode(make_batch_server, tmp_path):
     assert [r["query"] for r in iter_rows(tmp_path / "final")] == ["How do I list installed packages?"]
     assert [b["request_counts"]["total"] for b in server.batches.values()] == [2]
     assert server.log.total("chat") == 2  # the batch's two lines, nothing online
+
+
+def test_an_answer_cut_in_a_batch_is_rejected_and_tried_with_the_next_seed(make_batch_server, source, tmp_path):
+    server = make_batch_server()
+    server.script(["length"])  # the first line of the first batch is cut at max_tokens
+    out = tmp_path / "batch"
+    result = paraphrase(source, out, server, "--llm-mode", "batch", "--config", str(config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert [r["rule"] for r in iter_rejects(out)] == ["answer_cut"]
+    assert len([r for r in iter_rows(out) if r["origin"] == "paraphrase"]) == 2 * len(RETRIEVAL_ROWS)
+    assert [b["request_counts"]["total"] for b in server.batches.values()] == [4, 1]

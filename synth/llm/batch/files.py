@@ -10,12 +10,11 @@ from typing import Any
 
 from synth.errors import InputFileError
 from synth.llm.batch.store import BatchStore
+from synth.llm.engine import _STOP_REASONS as STOP_REASONS
 from synth.llm.settings import LLMSettings
 
 API_PREFIX = "/v1"
 """Batch lines name the endpoint with its API version (`/v1/chat/completions`); the engine's paths omit it."""
-STOPPED = {"length": "answer cut at max_tokens (finish_reason=length)",
-           "content_filter": "answer blocked by the content filter (finish_reason=content_filter)"}
 
 
 def request_line(key: str, url: str, body: str) -> bytes:
@@ -101,8 +100,8 @@ def import_results(store: BatchStore, lines: list[dict[str, Any]], settings: LLM
             done.errors[key] = "answer without choices[0].message"
             continue
         reason = choice.get("finish_reason")
-        if reason in STOPPED:
-            store.stopped(key, STOPPED[reason], content, reason)
+        if reason in STOP_REASONS:  # the stage rejects it as online (answer_cut, content_filtered)
+            store.stopped(key, STOP_REASONS[reason], content, reason)
         else:
             store.journal.put(key, {"content": content, "prompt_tokens": prompt, "completion_tokens": completion})
         done.answered.add(key)
