@@ -356,3 +356,19 @@ def test_an_answer_cut_in_a_batch_is_rejected_and_tried_with_the_next_seed(make_
     assert [r["rule"] for r in iter_rejects(out)] == ["answer_cut"]
     assert len([r for r in iter_rows(out) if r["origin"] == "paraphrase"]) == 2 * len(RETRIEVAL_ROWS)
     assert [b["request_counts"]["total"] for b in server.batches.values()] == [4, 1]
+
+
+def test_the_card_counts_batch_work_at_batch_prices(tmp_path):
+    from synth.card import usage_section
+
+    stage, final = tmp_path / "paraphrase", tmp_path / "final"
+    batch = {"batches": 2, "requests": 6, "answered": 6, "errors": 0, "prompt_tokens": 600, "completion_tokens": 300,
+             "cost_usd": 0.25, "wait_seconds": 5400.0}
+    part = {"input": str(stage / "retrieval" / "part-00000.parquet")}
+    for directory, manifest in ((stage, {"stage": "paraphrase", "parts": {}, "batch": batch}),
+                                (final, {"stage": "filter", "parts": {"retrieval/part-00000": part}})):
+        directory.mkdir()
+        (directory / "_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    text = "\n".join(usage_section(final))
+    assert "| paraphrase | 6 | 600 | 300 | $0.2500 |" in text
+    assert "- `paraphrase` in batch mode: 2 batches, 6 requests, waited 1.5h, at batch prices" in text
