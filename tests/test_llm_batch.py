@@ -299,12 +299,15 @@ def test_a_run_killed_between_submit_and_journaling_adopts_its_batch(make_batch_
     file_id = client.upload("x.jsonl", request_line("k1", "/embeddings", body))
     store.update_job(job_id, file_id=file_id, status="uploaded")
     client.submit(file_id, "/embeddings", job_id)  # the run dies here: the batch exists, its id is not journaled
+    store.collect({"k1": ("/embeddings", body), "k2": ("/embeddings", json.dumps({"model": "m", "input": ["b"]}))})
+    store.new_job("/embeddings", "/v1/embeddings", ["k2"])  # another run died before uploading this one
     submit(store, client, settings)
     wait(store, client, settings)
-    assert len(server.batches) == 1 and server.submitted["k1"] == 1
-    [job] = store.jobs()
-    assert job.status == "completed" and job.batch_id in server.batches
-    assert store.journal.get_many(["k1"])["k1"]["data"][0]["embedding"]
+    assert len(server.batches) == 2 and server.submitted == {"k1": 1, "k2": 1}
+    assert [job.status for job in store.jobs()] == ["completed", "completed"]
+    assert {job.batch_id for job in store.jobs()} == set(server.batches)
+    answers = store.journal.get_many(["k1", "k2"])
+    assert answers["k1"]["data"][0]["embedding"] and answers["k2"]["data"][0]["embedding"]
     assert store.counts() == (0, 0)
     store.close()
 
