@@ -43,7 +43,7 @@ LLM_OPTIONS: tuple[Option, ...] = (
            flags=("--llm-mode",), panel=PANEL),
     Option("batch_max_requests", int, 50_000, "Requests per batch file.", min=1, config_only=True),
     Option("batch_max_bytes", int, 200_000_000, "Bytes per batch file.", min=1, config_only=True),
-    Option("batch_poll", float, 30.0, "Seconds before a batch is first polled; the wait grows to 20 times that.",
+    Option("batch_poll", float, 30.0, "Seconds between the first polls of a batch; the wait grows to 20 times that.",
            min=0.001, config_only=True),
     Option("batch_prices", dict, {}, "USD per 1M tokens by model in batch mode.",
            default_text="half of `prices`", config_only=True),
