@@ -232,7 +232,7 @@ def test_a_pipeline_in_batch_mode_and_its_status(make_batch_server, tmp_path):
 
 
 def test_cancel_keeps_the_answered_part_and_resubmits_the_rest(make_batch_server, source, tmp_path, reference):
-    server = make_batch_server(step_seconds=0.5)
+    server = make_batch_server(step_seconds=1.0)
     out = tmp_path / "batch"
     args = [*SYNTH, "paraphrase", str(source), "--out", str(out), "--base-url", server.base_url, "--api-key",
             server.api_key, "--model", server.model, "-n", "2", "--llm-mode", "batch", "--config",
