@@ -133,7 +133,8 @@ class LLMEngine:
         self.show_progress = progress
         self.journal = Journal(journal, stage) if journal else None
         self.accounting = Accounting()
-        self.limiter = make_limiter(settings.rpm, settings.tpm, f"{redact_url(settings.base_url)}|{settings.model or ''}")
+        budget_key = f"{redact_url(settings.base_url)}|{settings.model or ''}"
+        self.limiter = make_limiter(settings.rpm, settings.tpm, budget_key)
         self.estimator = TokenEstimator()
         self._model = settings.model
         self._forms: FormChooser | None = None
