@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm.journal import journal_path
 from synth.prompts import PromptLibrary
 
 TECHNIQUE = "judge"
@@ -40,7 +40,7 @@ class LLMJudge:
         self.schema = schema
         self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "positive": "p", "output_schema": schema})
         settings = LLMSettings.from_options({**options, "temperature": 0.0})
-        self.engine = LLMEngine(settings, journal=Path(options["out"]) / "_journal.sqlite", stage="filter")
+        self.engine = LLMEngine(settings, journal=journal_path(options["out"]), stage="filter")
 
     def __call__(self, rows: list[dict[str, Any]]) -> list[Verdict]:
         requests = [
