@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import SYNTH
+from helpers import SYNTH, synth_process
 from pipeline_fixtures import retrieval, write_stage
 from test_pipeline_run import final_records, write_pipeline
 
@@ -88,8 +88,9 @@ def test_sample_pipeline_on_ray_leaves_exactly_the_local_runs_files(tmp_path, ma
     assert list((run_dir / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal, shipped
 
 
-def querygen_pipeline(tmp_path: Path, server, rows: int, rpm: int | None = None, concurrency: int = 4) -> Path:
-    """Two parts of `rows` retrieval rows each, and a querygen stage over them."""
+def querygen_pipeline(tmp_path: Path, server, rows: int, rpm: int | None = None, concurrency: int = 4,
+                      executor: str = "local") -> Path:
+    """Two parts of `rows` retrieval rows each, and a querygen stage over them, on the `executor` its file names."""
     parts = [[retrieval(f"question {p}-{i} about topic {i}?", f"passage {p}-{i} on topic {i}, long enough to ask.")
               for i in range(rows)] for p in range(2)]
     write_stage(tmp_path / "input", parts)
@@ -103,6 +104,9 @@ model = "test-model"
 concurrency = {concurrency}
 timeout = 30.0
 {f"rpm = {rpm}" if rpm else ""}
+[executor]
+kind = "{executor}"
+snapshot_seconds = 0.2
 [[stage]]
 use = "querygen"
 inputs = ["{tmp_path / 'input'}"]
@@ -115,8 +119,8 @@ max_tries = 1
 def test_two_workers_share_one_rate_budget(tmp_path, make_openai_server, cluster):
     rpm = 1200
     server = make_openai_server(rpm=rpm, rpm_window=2.0)
-    pipeline = querygen_pipeline(tmp_path, server, rows=60, rpm=rpm)
-    run(pipeline, tmp_path / "run", ON_RAY)
+    pipeline = querygen_pipeline(tmp_path, server, rows=60, rpm=rpm, executor="ray")  # the file's [executor] table
+    run(pipeline, tmp_path / "run")
     times = sorted(server.log.times)
     assert server.log.faults["server_rpm_limit"] == 0  # two workers together never went over the server's limit
     assert len(times) == 120
@@ -199,3 +203,17 @@ def test_driver_killed_with_sigkill_then_rerun_equals_a_clean_run(tmp_path, make
     # Answers live on in the node's journal: only requests in flight at the kill (parts running x concurrency) again.
     repeated = sum(n - 1 for n in server.log.received.values() if n > 1)
     assert repeated <= 2 * 2, repeated
+
+
+@pytest.mark.parametrize(("table", "flags", "message"), [
+    ('kind = "spark"', [], "executor kind 'spark' in"),
+    ('kind = "ray"\nmax_in_flight = 0', [], "executor max_in_flight in"),
+    ('nodes = 3', [], "unknown key 'nodes' in [executor]"),
+    ("", ["--executor", "spark"], "executor kind 'spark' in the command line is not one of local, ray"),
+])
+def test_executor_mistakes_are_one_line_errors(tmp_path, table, flags, message):
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(f'[executor]\n{table}\n[[stage]]\nuse = "ingest"\ninputs = ["qa.jsonl"]\nshape = "qa"\n')
+    result = synth_process("run", pipeline, "--out", tmp_path / "run", *flags)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
