@@ -167,7 +167,9 @@ def test_a_node_lost_mid_stage_completes_and_buys_no_answer_twice(tmp_path, make
         time.sleep(0.01)
     gate.clear()
     answered = {key for key in server.log.answered if key[0] == "chat"}
+    deadline = time.monotonic() + 30
     while answers_in(snapshots) < len(answered):  # every answer given is in a shipped snapshot
+        assert time.monotonic() < deadline, "the answers given never reached the journal snapshots"
         time.sleep(0.05)
     cluster.remove_node(doomed, allow_graceful=False)
     cluster.add_node(num_cpus=1)

@@ -7,6 +7,7 @@ its duration. Where parts run never changes what they are, so the choice is not 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -58,6 +59,8 @@ class ExecutorSettings:
     def check(self, where: str) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"executor kind {self.kind!r} in {where} is not one of {', '.join(KINDS)}")
+        if self.kind == "ray" and importlib.util.find_spec("ray") is None:
+            raise ConfigError(f"executor kind 'ray' in {where} needs Ray: pip install 'synth[ray]'")
         for name in ("max_in_flight", "model_actors"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
