@@ -128,6 +128,14 @@ def test_two_workers_share_one_rate_budget(tmp_path, make_openai_server, cluster
     assert reached >= 0.9 * rpm, reached
 
 
+def test_a_lower_limit_one_worker_learns_holds_every_worker(tmp_path, make_openai_server, cluster):
+    server = make_openai_server(rpm=1200, rpm_window=2.0)  # its 429s carry x-ratelimit-limit-requests: 1200
+    run(querygen_pipeline(tmp_path, server, rows=90, rpm=2400, executor="ray"), tmp_path / "run")
+    assert len(list(iter_rows(tmp_path / "run" / "querygen"))) > 0
+    refused = server.log.faults["server_rpm_limit"]
+    assert refused <= 15, refused  # 9 measured; with a budget per worker, each worker learns alone: 44
+
+
 def answers_in(snapshots: Path) -> int:
     total = 0
     for path in snapshots.glob("*.sqlite"):
