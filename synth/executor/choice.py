@@ -19,6 +19,7 @@ from synth.executor.local import LocalExecutor
 ExecutorFactory = Callable[[int], Executor]
 """Builds the executor of one stage from the local worker processes it asks for (a cluster executor ignores it)."""
 KINDS = ("local", "ray")
+NEEDS_RAY = "needs Ray: pip install 'synth[ray]'"
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class ExecutorSettings:
         if self.kind not in KINDS:
             raise ConfigError(f"executor kind {self.kind!r} in {where} is not one of {', '.join(KINDS)}")
         if self.kind == "ray" and importlib.util.find_spec("ray") is None:
-            raise ConfigError(f"executor kind 'ray' in {where} needs Ray: pip install 'synth[ray]'")
+            raise ConfigError(f"executor kind 'ray' in {where} {NEEDS_RAY}")
         for name in ("max_in_flight", "model_actors"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

@@ -24,12 +24,17 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray.util import ActorPool
+from synth.errors import ConfigError
+from synth.executor.choice import NEEDS_RAY, ExecutorSettings
+
+try:  # the optional `ray` extra (ExecutorSettings.check asks for it before this module is imported)
+    import ray
+    from ray.util import ActorPool
+except ImportError as exc:
+    raise ConfigError(f"the Ray executor {NEEDS_RAY}") from exc
 
 from synth.executor import ray_budget
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
-from synth.executor.choice import ExecutorSettings
 from synth.llm.journal import copy_journal, merge_journal, set_journal_locator
 
 SNAPSHOTS = "_journals"

@@ -15,10 +15,15 @@ import time
 from collections import deque
 from typing import Any
 
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
+from synth.errors import ConfigError
+from synth.executor.choice import NEEDS_RAY
 from synth.llm.ratelimit import PACE_SHARE, Pacer, RateLimiter, set_limiter_factory
+
+try:  # the optional `ray` extra
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+except ImportError as exc:
+    raise ConfigError(f"the cluster's rate budget {NEEDS_RAY}") from exc
 
 LEASE_SECONDS = 0.25
 """A lease covers about this much of the budget (at least one request): long enough that the actor answers a few
