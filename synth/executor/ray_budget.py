@@ -79,13 +79,22 @@ class BudgetRegistry:
         return self.budgets[key]
 
 
+_registries: dict[str, Any] = {}
+"""The registry of this driver's Ray job, held for the life of the process: an actor whose last handle goes away
+ends, and with it the budgets (one stage's budget must outlive it for the next stage)."""
+
+
 def start_registry() -> Any:
-    """The run's registry of budgets, on this (the driver's) node; reused if this driver made one already."""
-    node_id = ray.get_runtime_context().get_node_id()
-    return ray.remote(BudgetRegistry).options(
-        name=f"synth-budgets:{ray.get_runtime_context().get_job_id()}", namespace=NAMESPACE, get_if_exists=True,
-        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-    ).remote(node_id)
+    """The run's registry of budgets, on this (the driver's) node, made once per Ray job."""
+    context = ray.get_runtime_context()
+    job = context.get_job_id()
+    if job not in _registries:
+        node_id = context.get_node_id()
+        _registries[job] = ray.remote(BudgetRegistry).options(
+            name=f"synth-budgets:{job}", namespace=NAMESPACE, num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        ).remote(node_id)
+    return _registries[job]
 
 
 class _Tab(Pacer):
