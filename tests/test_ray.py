@@ -77,6 +77,7 @@ def run_files(run_dir: Path) -> dict[str, object]:
 def test_sample_pipeline_on_ray_leaves_exactly_the_local_runs_files(tmp_path, make_openai_server, cluster):
     server = make_openai_server()
     pipeline = write_pipeline(tmp_path, server)
+    pipeline.write_text(pipeline.read_text().replace('use = "filter"\n', 'use = "filter"\njudge = true\n'))
     run_dir = tmp_path / "run"
     run(pipeline, run_dir)
     local = run_files(run_dir)
@@ -84,7 +85,8 @@ def test_sample_pipeline_on_ray_leaves_exactly_the_local_runs_files(tmp_path, ma
     shutil.rmtree(tmp_path / "cache-pipeline.toml")  # and no embedding cached by the first run
     run(pipeline, run_dir, ON_RAY)
     assert run_files(run_dir) == local
-    assert local["final/_manifest.json"]["totals"]["rows_out"] > 0
+    totals = local["final/_manifest.json"]["totals"]
+    assert totals["rows_out"] > 0 and totals["stats"]["llm_requests"] > 0  # the filter's judge ran on Ray too
     assert list((run_dir / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal, shipped
 
 

@@ -238,7 +238,7 @@ class FilterStage(Stage):
 
     def close(self) -> None:
         if self.judge:
-            self.judge.engine.close()
+            self.judge.close()
 
     def finish(self, out: Path) -> dict[str, Any]:
         """Score distributions before and after, and the resolved thresholds, beside the per-part entries."""
