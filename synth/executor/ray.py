@@ -82,35 +82,32 @@ def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
         set_journal_locator(None)
         if local.exists():
             copy_journal(local, shared)
-            local.unlink()
+            local.unlink()  # the part is done: what a retry would need is in the snapshot
 
 
 def run_part(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
     """One part on a worker: the cluster's budgets and a node-local journal around the local executor's step."""
     ray_budget.install(budgets)
     with part_journal(out, plan, settings.snapshot_seconds):
-        return execute_part(work, plan, out)
+        try:
+            return execute_part(work, plan, out)
+        finally:
+            work.close()  # the journal is closed, so whole, before its last snapshot; the next part opens its own
 
 
 @ray.remote(max_retries=TASK_RETRIES)
 def _part_task(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
-    try:
-        return run_part(work, plan, out, settings, budgets)
-    finally:
-        work.close()  # each task has its own copy of the stage: connections end with the part
+    return run_part(work, plan, out, settings, budgets)
 
 
 class PartActor:
-    """Keeps one copy of a stage (its loaded model) for many parts."""
+    """Keeps one copy of a stage (its loaded model) for many parts; its connections are closed after each part."""
 
     def __init__(self, work: PartWork):
         self.work = work
 
     def run(self, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
         return run_part(self.work, plan, out, settings, budgets)
-
-    def close(self) -> None:
-        self.work.close()
 
 
 class RayExecutor(Executor):
@@ -160,7 +157,5 @@ class RayExecutor(Executor):
             while submitted:
                 yield submitted.popleft(), pool.get_next()
         finally:
-            with contextlib.suppress(ray.exceptions.RayError):  # an actor lost with its node has nothing to close
-                ray.get([a.close.remote() for a in actors])
             for a in actors:
                 ray.kill(a)
