@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2.environment import create_cache
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from synth.errors import ConfigError
@@ -31,6 +32,18 @@ def builtin_prompt_dir() -> Path:
     return installed if installed.is_dir() else _PACKAGE.parent / "prompts"
 
 
+class PromptEnvironment(ImmutableSandboxedEnvironment):
+    """The sandboxed environment, picklable so that a stage can go to a worker process (a cluster's): it travels
+    without its cache of compiled templates, which holds weak references."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "cache": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.cache = create_cache(400)
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """One compiled template with what a stage records about it: name, hash of its text, declared output."""
@@ -39,7 +52,7 @@ class PromptTemplate:
     path: Path
     text: str
     output: str
-    env: ImmutableSandboxedEnvironment
+    env: PromptEnvironment
 
     @cached_property
     def sha(self) -> str:
@@ -75,7 +88,7 @@ class PromptLibrary:
                 raise ConfigError(f"--prompts folder not found: {user_dir}")
             self.dirs.append(user_dir)
         self.dirs.append(builtin_prompt_dir())
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = PromptEnvironment(
             loader=FileSystemLoader([str(d) for d in self.dirs], encoding="utf-8"),
             undefined=StrictUndefined,
             autoescape=False,

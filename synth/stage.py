@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from synth.errors import InputFileError
-from synth.executor import LocalExecutor, PartPlan, PartResult, PartWork, StageSummary, console
+from synth.executor import PartPlan, PartResult, PartWork, StageSummary, console, executor_for
 from synth.store import PartRef, config_hash, file_fingerprint, list_parts, part_name, read_part
 
 
@@ -22,6 +22,8 @@ class Stage(ABC):
     """Base of every part-wise stage: override `process`, and `prepare` when global state is needed."""
 
     name: str = "stage"
+    holds_model: bool = False
+    """Whether `process` needs a loaded model (the embedder): see `PartWork.holds_model`."""
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration that decides the output (never secrets)."""
@@ -71,6 +73,7 @@ class StageWork(PartWork):
     def __init__(self, stage: Stage, inputs: list[Path], plans: list[PartPlan] | None = None):
         self.stage = stage
         self.name = stage.name
+        self.holds_model = stage.holds_model
         self.plans = plan_input_parts(inputs) if plans is None else plans
         self.progress_total = len(self.plans)
 
@@ -102,7 +105,7 @@ def run_stage(
     """Process every input part not already done with the same input and config; return the summary.
 
     `plans` replaces the default plan (one part per input part, named by position)."""
-    return LocalExecutor().run(StageWork(stage, inputs, plans), Path(out), quiet=quiet)
+    return executor_for().run(StageWork(stage, inputs, plans), Path(out), quiet=quiet)
 
 
 __all__ = ["PartResult", "Stage", "StageSummary", "config_hash", "console", "input_parts", "run_stage"]

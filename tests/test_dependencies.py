@@ -34,7 +34,7 @@ NOT_IMPORTED = {
 }
 """Declared distributions that no code imports by name, and why each is needed."""
 
-RUNTIME_EXTRAS = ("cpu", "gpu", "onnx", "llm-local")
+RUNTIME_EXTRAS = ("cpu", "gpu", "onnx", "llm-local", "ray")
 DYNAMIC_IMPORTS = {"find_spec", "__import__", "import_module", "importorskip"}
 
 

@@ -21,9 +21,14 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="Run directory \\[default: runs/NAME]."),
         first: str | None = typer.Option(None, "--from", help="Start at this stage (earlier outputs must exist)."),
         last: str | None = typer.Option(None, "--to", help="Stop after this stage."),
+        executor: str | None = typer.Option(
+            None, "--executor", help="Where parts run: local or ray \\[default: \\[executor] kind, else local]."),
+        address: str | None = typer.Option(
+            None, "--address", help="Ray cluster to join (auto, ray://HOST:10001) \\[default: a Ray on this machine]."),
     ) -> None:
         """Run a whole pipeline; finished parts are skipped and answered requests are never sent again."""
         plan = load_plan(pipeline, out)
+        plan.executor = plan.executor.given(executor, address, "the command line")
         summaries = run_plan(plan, plan.select(first, last))
         failed = sum(s.failed for s in summaries)
         console.print(f"run directory: {plan.run_dir} (see `synth status {plan.run_dir}`)", highlight=False)

@@ -42,8 +42,15 @@ class APIEmbedder:
         """An engine on `embed_base_url` (else $OPENAI_BASE_URL) with the stage's key, limits and retries."""
         engine_options = {k: options[k] for k in API_KEYS if options.get(k) is not None}
         engine_options.update(model=model, base_url=options.get("embed_base_url"))
-        engine = LLMEngine(LLMSettings.from_options(engine_options), journal=None, stage="embed", progress=False)
-        return cls(engine, model, int(options.get("embed_batch_size") or 64))
+        return cls.on(LLMSettings.from_options(engine_options), model, int(options.get("embed_batch_size") or 64))
+
+    @classmethod
+    def on(cls, settings: LLMSettings, model: str, batch_size: int) -> APIEmbedder:
+        return cls(LLMEngine(settings, journal=None, stage="embed", progress=False), model, batch_size)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Another process (a cluster's worker) gets its own engine on the same settings: connections stay here."""
+        return APIEmbedder.on, (self.engine.settings, self.model, self.batch_size)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of `texts`; a batch that still fails after the engine's retries stops the stage (exit 1)."""

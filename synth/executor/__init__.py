@@ -12,12 +12,14 @@ from synth.executor.base import (
     dry_run,
     execute_part,
 )
+from synth.executor.choice import ExecutorSettings, executor_for, using_executor
 from synth.executor.local import LocalExecutor
 from synth.executor.lock import StageBusy, stage_lock
 
 __all__ = [
     "Decision",
     "Executor",
+    "ExecutorSettings",
     "LocalExecutor",
     "PartPlan",
     "PartResult",
@@ -28,5 +30,7 @@ __all__ = [
     "decide",
     "dry_run",
     "execute_part",
+    "executor_for",
     "stage_lock",
+    "using_executor",
 ]

@@ -104,6 +104,8 @@ class PartWork(ABC):
     progress_unit: str = "parts"
     """"parts" or "bytes": what `PartPlan.progress` and `progress_total` count."""
     progress_total: int | None = None
+    holds_model: bool = False
+    """Whether parts need a model worth loading once per worker (the embedder): a cluster runs them on actors."""
 
     @abstractmethod
     def config(self) -> dict[str, Any]:

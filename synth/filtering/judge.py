@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm.journal import journal_path
 from synth.prompts import PromptLibrary
 
 TECHNIQUE = "judge"
@@ -39,8 +39,25 @@ class LLMJudge:
         schema = json.dumps(JudgeAnswer.model_json_schema(), ensure_ascii=False)
         self.schema = schema
         self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "positive": "p", "output_schema": schema})
-        settings = LLMSettings.from_options({**options, "temperature": 0.0})
-        self.engine = LLMEngine(settings, journal=Path(options["out"]) / "_journal.sqlite", stage="filter")
+        self.settings = LLMSettings.from_options({**options, "temperature": 0.0})
+        self.out = options["out"]
+        self._engine: LLMEngine | None = None
+        self.engine  # noqa: B018 - opened here, so that a missing endpoint stops the stage before it starts
+
+    @property
+    def engine(self) -> LLMEngine:
+        """The engine, opened in the process that judges (a cluster's worker opens its own, on its node's journal)."""
+        if self._engine is None:
+            self._engine = LLMEngine(self.settings, journal=journal_path(self.out), stage="filter")
+        return self._engine
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_engine": None}  # connections and the journal stay in this process
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> list[Verdict]:
         requests = [

@@ -52,6 +52,7 @@ class FilterStage(Stage):
     """Drop records and negatives that fail the configured rules; every drop goes to `_rejects/` with its rule."""
 
     name = "filter"
+    holds_model = True
 
     def __init__(
         self, options: dict[str, Any], scorer: PairScorer | None = None, judge: LLMJudge | None = None,
@@ -237,7 +238,7 @@ class FilterStage(Stage):
 
     def close(self) -> None:
         if self.judge:
-            self.judge.engine.close()
+            self.judge.close()
 
     def finish(self, out: Path) -> dict[str, Any]:
         """Score distributions before and after, and the resolved thresholds, beside the per-part entries."""

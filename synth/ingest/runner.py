@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import InputFileError
-from synth.executor import LocalExecutor, PartPlan, PartResult, PartWork, StageSummary
+from synth.executor import PartPlan, PartResult, PartWork, StageSummary, executor_for
 from synth.ingest.classes import ClassPool
 from synth.ingest.options import DOCUMENTS, IngestOptions, ingest_options
 from synth.ingest.parts import make_part
@@ -134,4 +134,4 @@ class IngestWork(PartWork):
 
 def run_ingest(opts: IngestOptions, *, quiet: bool = False) -> StageSummary:
     """The whole ingest; returns the summary (counts over all parts, finished now or before)."""
-    return LocalExecutor(opts.workers).run(IngestWork(opts), opts.out, quiet=quiet)
+    return executor_for(opts.workers).run(IngestWork(opts), opts.out, quiet=quiet)

@@ -9,14 +9,17 @@ a per-row commit costs more CPU than the whole HTTP exchange at a thousand answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from synth.errors import ConfigError
+from synth.store import atomic_path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -25,6 +28,49 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE TABLE IF NOT EXISTS endpoint_facts (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _LOOKUP_CHUNK = 500
+JOURNAL_NAME = "_journal.sqlite"
+
+
+def _beside_output(out: Path) -> Path:
+    return Path(out) / JOURNAL_NAME
+
+
+_locator: Callable[[Path], Path] = _beside_output
+
+
+def journal_path(out: Path | str) -> Path:
+    """Where the journal of the stage writing `out` lives: beside its parts, unless an executor placed it elsewhere
+    (on a cluster, node-local disk: SQLite's WAL must not sit on a network file system)."""
+    return _locator(Path(out))
+
+
+def set_journal_locator(locator: Callable[[Path], Path] | None) -> None:
+    """Install where journals are opened in this process (None restores `OUT/_journal.sqlite`)."""
+    global _locator
+    _locator = locator or _beside_output
+
+
+def copy_journal(source: Path, target: Path) -> None:
+    """A consistent copy of a journal that may be in use (SQLite's online backup), renamed into place when whole."""
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(contextlib.closing(sqlite3.connect(source, timeout=60.0)))
+        tmp = stack.enter_context(atomic_path(Path(target)))
+        with contextlib.closing(sqlite3.connect(tmp)) as dst:
+            src.backup(dst)
+
+
+def merge_journal(source: Path, target: Path) -> int:
+    """Add the answers of journal `source` that `target` lacks (seeding a retried part); returns the answers added."""
+    with contextlib.closing(sqlite3.connect(target, timeout=60.0, isolation_level=None)) as db:
+        db.executescript(_SCHEMA)
+        before = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        db.execute("ATTACH DATABASE ? AS seed", (str(source),))
+        db.execute("BEGIN")
+        db.execute("INSERT OR IGNORE INTO responses SELECT * FROM seed.responses")
+        db.execute("INSERT OR IGNORE INTO endpoint_facts SELECT * FROM seed.endpoint_facts")
+        db.execute("COMMIT")
+        db.execute("DETACH DATABASE seed")
+        return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] - before
 
 
 def request_key(*parts: Any) -> str:

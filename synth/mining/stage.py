@@ -24,6 +24,7 @@ class MineStage(Stage):
     included: they are candidates, not mined) pass through unchanged."""
 
     name = "mine"
+    holds_model = True
 
     def __init__(
         self,

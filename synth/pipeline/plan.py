@@ -5,6 +5,7 @@ File shape::
     name = "demo"                    # run directory runs/NAME unless `out` or --out says otherwise
     [llm]                            # shared LLM options, given to every stage that has them
     [embedder]                       # shared embedder options (embedder, embed_model, ...)
+    [executor]                       # where parts run: kind = "ray", address, ... (synth.executor.choice)
     [[stage]]
     use = "ingest"                   # a stage of synth.stages: ingest, paraphrase, augment, llm-negatives, ...
     name = "ingest-qa"               # optional, default `use`; the stage's folder in the run directory
@@ -17,13 +18,14 @@ File shape::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synth.config import load_toml, resolve
 from synth.embed.options import EMBED_DEFAULTS
 from synth.errors import ConfigError
+from synth.executor.choice import ExecutorSettings
 from synth.llm.settings import LLM_OPTION_DEFAULTS
 from synth.registry import StageSpec
 from synth.stages import stage_spec
@@ -32,7 +34,7 @@ from synth.store import config_hash
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 """A stage name is its folder in the run directory, so it may not contain `/`, `.` or anything else."""
 SECRET_KEYS = frozenset({"api_key", "extra_headers"})
-TOP_KEYS = frozenset({"name", "out", "llm", "embedder", "stage"})
+TOP_KEYS = frozenset({"name", "out", "llm", "embedder", "executor", "stage"})
 
 
 @dataclass
@@ -64,6 +66,8 @@ class Plan:
     path: Path
     run_dir: Path
     stages: list[PlannedStage]
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    """Where parts run; not part of the config: a run on a cluster makes the same data as a local one."""
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration of every stage, in order (what run.toml holds)."""
@@ -163,4 +167,4 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
         options["out"] = str((run_dir / folder).resolve())
         outs[name] = Path(options["out"])
         stages.append(PlannedStage(name, spec.module_name, options))
-    return Plan(path, run_dir, stages)
+    return Plan(path, run_dir, stages, ExecutorSettings.from_table(data.get("executor", {}), str(path)))

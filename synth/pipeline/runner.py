@@ -8,6 +8,7 @@ from typing import Any
 import tomli_w
 from rich.console import Console
 
+from synth.executor import using_executor
 from synth.llm import LLMSettings, local_endpoint_if_needed
 from synth.llm.settings import BATCH_MODES
 from synth.pipeline.plan import Plan, PlannedStage
@@ -50,6 +51,7 @@ def run_plan(plan: Plan, stages: list[PlannedStage]) -> list[StageSummary]:
     write_run_file(plan)
     summaries = []
     with contextlib.ExitStack() as stack:
+        stack.enter_context(using_executor(plan.executor))
         endpoint = SharedEndpoint(stack)
         for stage in stages:
             console.rule(f"[bold]{stage.name}[/bold] ({stage.spec.name})")

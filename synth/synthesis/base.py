@@ -15,6 +15,7 @@ from synth.errors import ConfigError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
 from synth.llm.accounting import as_part_stats
 from synth.llm.batch.collector import WAITING
+from synth.llm.journal import journal_path
 from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import RejectKind, Task, validate_row
 from synth.stage import PartResult, Stage, console
@@ -78,7 +79,7 @@ class SynthesisStage(Stage):
     @property
     def engine(self) -> LLMEngine:
         if self._engine is None:
-            self._engine = LLMEngine(self.settings, journal=self.out / "_journal.sqlite", stage=self.name)
+            self._engine = LLMEngine(self.settings, journal=journal_path(self.out), stage=self.name)
         return self._engine
 
     def close(self) -> None:
@@ -172,6 +173,8 @@ class SynthesisStage(Stage):
         before = self._engine.stats() if self._engine is not None else None
         result = self.synthesise(part.task, rows)
         usage = self._engine.stats(since=before) if self._engine is not None else {}
+        if not any(usage.values()):
+            usage = {}  # a part that sent nothing records no usage, whichever parts this process ran before it
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         rejects = self.rejects_of(part, result.rejected, rows)

@@ -1,0 +1,161 @@
+"""The Ray executor: a stage's parts as Ray tasks (or calls to actors that keep a model loaded), on a cluster.
+
+Everything else is the local executor's: the driver plans, decides what to skip, records the manifest in `todo`'s
+order and writes run.toml, so a run on Ray leaves exactly the files a local run leaves. What differs:
+
+- Parts run anywhere; the run directory must be a path every node sees (a network file system, a bucket mounted
+  on every node). A part's files are committed by the task that made it, with a temporary name and a rename.
+- A task's LLM journal lives on its node's local disk (SQLite's WAL must not sit on a network file system) and is
+  copied to `OUT/_journals/` every `snapshot_seconds` and when the part ends; a task retried on another node (a
+  lost node, a killed driver's rerun) seeds its journal from that copy, so answers already given are not bought
+  again.
+- Every engine takes its requests and tokens from one budget actor per endpoint and model (`ray_budget`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+from synth.errors import ConfigError
+from synth.executor.choice import NEEDS_RAY, ExecutorSettings
+
+try:  # the optional `ray` extra (ExecutorSettings.check asks for it before this module is imported)
+    import ray
+    from ray.util import ActorPool
+except ImportError as exc:
+    raise ConfigError(f"the Ray executor {NEEDS_RAY}") from exc
+
+from synth.executor import ray_budget
+from synth.executor.base import Executor, PartPlan, PartWork, execute_part
+from synth.llm.journal import copy_journal, merge_journal, set_journal_locator
+
+SNAPSHOTS = "_journals"
+"""Folder of a stage's output with the journal snapshot of each part (what a retried part seeds from)."""
+TASK_RETRIES = 3
+"""Times a part lost with its node (or worker process) is run again elsewhere; errors of the stage are not retried."""
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at `address` (or start a Ray instance on this machine) once per process."""
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+
+
+def snapshot_path(out: Path, plan: PartPlan) -> Path:
+    return Path(out) / SNAPSHOTS / f"{plan.key.replace('/', '--')}.sqlite"
+
+
+@contextlib.contextmanager
+def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
+    """Open the part's journals on this node's disk, seeded from the part's snapshot; copy it back every `every`
+    seconds and when the part ends (finished or not)."""
+    node = ray.get_runtime_context().get_node_id()
+    run = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]
+    local = Path(tempfile.gettempdir()) / "synth-journals" / node[:16] / run / snapshot_path(out, plan).name
+    local.parent.mkdir(parents=True, exist_ok=True)
+    shared = snapshot_path(out, plan)
+    if shared.exists():
+        merge_journal(shared, local)
+    set_journal_locator(lambda _out: local)
+    stop = threading.Event()
+
+    def ship() -> None:
+        while not stop.wait(every):
+            if local.exists():
+                copy_journal(local, shared)
+
+    shipper = threading.Thread(target=ship, name="synth-journal-snapshots", daemon=True)
+    shipper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        shipper.join()
+        set_journal_locator(None)
+        if local.exists():
+            copy_journal(local, shared)
+            local.unlink()  # the part is done: what a retry would need is in the snapshot
+
+
+def run_part(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
+    """One part on a worker: the cluster's budgets and a node-local journal around the local executor's step."""
+    ray_budget.install(budgets)
+    with part_journal(out, plan, settings.snapshot_seconds):
+        try:
+            return execute_part(work, plan, out)
+        finally:
+            work.close()  # the journal is closed, so whole, before its last snapshot; the next part opens its own
+
+
+@ray.remote(max_retries=TASK_RETRIES)
+def _part_task(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
+    return run_part(work, plan, out, settings, budgets)
+
+
+class PartActor:
+    """Keeps one copy of a stage (its loaded model) for many parts; its connections are closed after each part."""
+
+    def __init__(self, work: PartWork):
+        self.work = work
+
+    def run(self, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
+        return run_part(self.work, plan, out, settings, budgets)
+
+
+class RayExecutor(Executor):
+    """Parts as Ray tasks, at most `max_in_flight` at once; a stage that holds a model runs on a pool of actors."""
+
+    def __init__(self, settings: ExecutorSettings):
+        self.settings = settings
+
+    def map_parts(self, work: PartWork, todo: Iterator[PartPlan], out: Path) -> Iterator[tuple[PartPlan, dict]]:
+        first = next(todo, None)  # the driver prepares the stage while planning its first part
+        if first is None:
+            return
+        connect(self.settings.address)
+        budgets = ray_budget.start_registry()
+        shared = ray.put(work)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        bound = self.settings.max_in_flight or max(2, 2 * int(resources.get("CPU", 1)))
+        if work.holds_model:
+            yield from self._on_actors(shared, chain([first], todo), out, budgets, gpus, bound)
+            return
+        pending: deque[tuple[PartPlan, ray.ObjectRef]] = deque()
+        for plan in chain([first], todo):
+            pending.append((plan, _part_task.remote(shared, plan, out, self.settings, budgets)))
+            while len(pending) >= bound:
+                done, ref = pending.popleft()
+                yield done, ray.get(ref)
+        while pending:
+            done, ref = pending.popleft()
+            yield done, ray.get(ref)
+
+    def _on_actors(self, shared: Any, todo: Iterator[PartPlan], out: Path, budgets: Any,
+                   gpus: int, bound: int) -> Iterator[tuple[PartPlan, dict]]:
+        """Parts on actors that load the model once: one GPU each when the cluster has GPUs."""
+        count = self.settings.model_actors or gpus or 2
+        actor = ray.remote(PartActor).options(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+                                              max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
+        actors = [actor.remote(shared) for _ in range(count)]
+        pool = ActorPool(actors)
+        submitted: deque[PartPlan] = deque()
+        try:
+            for plan in todo:
+                pool.submit(lambda a, p: a.run.remote(p, out, self.settings, budgets), plan)
+                submitted.append(plan)
+                while len(submitted) >= min(bound, 2 * count):
+                    yield submitted.popleft(), pool.get_next()
+            while submitted:
+                yield submitted.popleft(), pool.get_next()
+        finally:
+            for a in actors:
+                ray.kill(a)

@@ -1,0 +1,231 @@
+"""`synth run --executor ray` on a local Ray cluster that this module starts once: same data as the local executor,
+one rate budget for all workers, a lost node and a killed driver that cost no answered request twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from helpers import SYNTH, synth_process
+from pipeline_fixtures import retrieval, write_stage
+from test_pipeline_run import final_records, write_pipeline
+
+from synth.executor import ExecutorSettings
+from synth.pipeline.plan import load_plan
+from synth.pipeline.runner import run_plan
+from synth.store import iter_rows
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'synth[ray]')")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+ON_RAY = ExecutorSettings(kind="ray", snapshot_seconds=0.2)
+TIMINGS = ("seconds", "finished_at")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """One Ray head with 2 CPUs for the module (nodes are added and removed by the failure test), shut down after."""
+    head = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "include_dashboard": False,
+        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 2}})
+    ray.init(address=head.address)
+    yield head
+    ray.shutdown()
+    head.shutdown()
+
+
+def run(pipeline: Path, out: Path, executor: ExecutorSettings | None = None) -> None:
+    plan = load_plan(pipeline, out)
+    if executor is not None:
+        plan.executor = executor
+    run_plan(plan, plan.stages)
+
+
+def without_timings(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def run_files(run_dir: Path) -> dict[str, object]:
+    """What a run leaves for its user: rows of every Parquet part and rejects file, JSONL, cards, manifests (without
+    timings) and run.toml; the journals (`_journal*`) are the executor's own."""
+    found: dict[str, object] = {}
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and "_journal" not in str(p)):
+        rel = str(path.relative_to(run_dir))
+        if path.suffix == ".parquet":
+            found[rel] = pq.read_table(path).to_pylist()
+        elif path.name == "_manifest.json":
+            found[rel] = without_timings(json.loads(path.read_text()))
+        elif path.name != "_synth.lock":
+            found[rel] = path.read_bytes()
+    return found
+
+
+def test_sample_pipeline_on_ray_leaves_exactly_the_local_runs_files(tmp_path, make_openai_server, cluster):
+    server = make_openai_server()
+    pipeline = write_pipeline(tmp_path, server)
+    pipeline.write_text(pipeline.read_text().replace('use = "filter"\n', 'use = "filter"\njudge = true\n'))
+    run_dir = tmp_path / "run"
+    run(pipeline, run_dir)
+    local = run_files(run_dir)
+    shutil.rmtree(run_dir)  # the same directory again, so that paths and config hashes match
+    shutil.rmtree(tmp_path / "cache-pipeline.toml")  # and no embedding cached by the first run
+    run(pipeline, run_dir, ON_RAY)
+    assert run_files(run_dir) == local
+    totals = local["final/_manifest.json"]["totals"]
+    assert totals["rows_out"] > 0 and totals["stats"]["llm_requests"] > 0  # the filter's judge ran on Ray too
+    assert list((run_dir / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal, shipped
+
+
+def querygen_pipeline(tmp_path: Path, server, rows: int, rpm: int | None = None, concurrency: int = 4,
+                      executor: str = "local") -> Path:
+    """Two parts of `rows` retrieval rows each, and a querygen stage over them, on the `executor` its file names."""
+    parts = [[retrieval(f"question {p}-{i} about topic {i}?", f"passage {p}-{i} on topic {i}, long enough to ask.")
+              for i in range(rows)] for p in range(2)]
+    write_stage(tmp_path / "input", parts)
+    path = tmp_path / "querygen.toml"
+    path.write_text(f"""
+name = "qg"
+[llm]
+base_url = "{server.base_url}"
+api_key = "{server.api_key}"
+model = "test-model"
+concurrency = {concurrency}
+timeout = 30.0
+{f"rpm = {rpm}" if rpm else ""}
+[executor]
+kind = "{executor}"
+snapshot_seconds = 0.2
+[[stage]]
+use = "querygen"
+inputs = ["{tmp_path / 'input'}"]
+num = 1
+max_tries = 1
+""", encoding="utf-8")
+    return path
+
+
+def test_two_workers_share_one_rate_budget(tmp_path, make_openai_server, cluster):
+    rpm = 1200
+    server = make_openai_server(rpm=rpm, rpm_window=2.0)
+    pipeline = querygen_pipeline(tmp_path, server, rows=60, rpm=rpm, executor="ray")  # the file's [executor] table
+    run(pipeline, tmp_path / "run")
+    times = sorted(server.log.times)
+    assert server.log.faults["server_rpm_limit"] == 0  # two workers together never went over the server's limit
+    assert len(times) == 120
+    reached = (len(times) - 1) / (times[-1] - times[0]) * 60
+    assert reached >= 0.9 * rpm, reached
+
+
+def test_a_lower_limit_one_worker_learns_holds_every_worker(tmp_path, make_openai_server, cluster):
+    server = make_openai_server(rpm=1200, rpm_window=2.0)  # its 429s carry x-ratelimit-limit-requests: 1200
+    run(querygen_pipeline(tmp_path, server, rows=90, rpm=2400, executor="ray"), tmp_path / "run")
+    assert len(list(iter_rows(tmp_path / "run" / "querygen"))) > 0
+    refused = server.log.faults["server_rpm_limit"]
+    assert refused <= 15, refused  # 9 measured; with a budget per worker, each worker learns alone: 44
+
+
+def answers_in(snapshots: Path) -> int:
+    total = 0
+    for path in snapshots.glob("*.sqlite"):
+        with sqlite3.connect(path) as db:
+            total += db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    return total
+
+
+def test_a_node_lost_mid_stage_completes_and_buys_no_answer_twice(tmp_path, make_openai_server, cluster):
+    clean_server = make_openai_server()
+    run(querygen_pipeline(tmp_path / "clean", clean_server, rows=30, concurrency=2), tmp_path / "clean" / "run")
+    clean = sorted(iter_rows(tmp_path / "clean" / "run" / "querygen"), key=lambda r: r["id"])
+
+    gate = threading.Event()
+    gate.set()
+    server = make_openai_server()
+    handler = server.handler
+
+    def gated(body: dict) -> str:  # runs on the server's loop: while the gate is shut, no answer goes out
+        gate.wait(60)
+        return handler(body)
+
+    server.handler = gated
+    pipeline = querygen_pipeline(tmp_path, server, rows=30, concurrency=2)
+
+    class Blocker:  # defined here, so that it travels by value to the workers
+        def ready(self) -> bool:
+            return True
+
+    blockers = [ray.remote(num_cpus=1)(Blocker).remote() for _ in range(2)]  # the head's CPUs: parts go to `doomed`
+    ray.get([b.ready.remote() for b in blockers])
+    doomed = cluster.add_node(num_cpus=1)
+    done = threading.Thread(target=run, args=(pipeline, tmp_path / "run", ON_RAY))
+    done.start()
+    snapshots = tmp_path / "run" / "querygen" / "_journals"
+    while len([k for k in server.log.answered if k[0] == "chat"]) < 10:
+        time.sleep(0.01)
+    gate.clear()
+    answered = {key for key in server.log.answered if key[0] == "chat"}
+    deadline = time.monotonic() + 30
+    while answers_in(snapshots) < len(answered):  # every answer given is in a shipped snapshot
+        assert time.monotonic() < deadline, "the answers given never reached the journal snapshots"
+        time.sleep(0.05)
+    cluster.remove_node(doomed, allow_graceful=False)
+    cluster.add_node(num_cpus=1)
+    gate.set()
+    done.join(120)
+    assert not done.is_alive()
+    for blocker in blockers:
+        ray.kill(blocker)
+    assert sorted(iter_rows(tmp_path / "run" / "querygen"), key=lambda r: r["id"]) == clean
+    assert all(server.log.received[key] == 1 for key in answered)  # no answered request was sent again
+
+
+def test_driver_killed_with_sigkill_then_rerun_equals_a_clean_run(tmp_path, make_openai_server, cluster):
+    clean_server = make_openai_server(latency=0.02)
+    clean_dir = tmp_path / "clean"
+    run(write_pipeline(tmp_path, clean_server, "clean.toml"), clean_dir)
+    clean = final_records(clean_dir)
+
+    server = make_openai_server(latency=0.02)
+    pipeline = write_pipeline(tmp_path, server, "killed.toml")
+    run_dir = tmp_path / "killed"
+    driver = subprocess.Popen([*SYNTH, "run", str(pipeline), "--out", str(run_dir), "--executor", "ray",
+                               "--address", cluster.address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    point = clean_server.log.total() // 2
+    while driver.poll() is None and server.log.total() < point:
+        time.sleep(0.005)
+    assert driver.poll() is None, "the driver finished before it could be killed"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    run(pipeline, run_dir, ON_RAY)
+    assert final_records(run_dir) == clean
+    # Answers live on in the node's journal: only requests in flight at the kill (parts running x concurrency) again.
+    repeated = sum(n - 1 for n in server.log.received.values() if n > 1)
+    assert repeated <= 2 * 2, repeated
+
+
+@pytest.mark.parametrize(("table", "flags", "message"), [
+    ('kind = "spark"', [], "executor kind 'spark' in"),
+    ('kind = "ray"\nmax_in_flight = 0', [], "executor max_in_flight in"),
+    ('nodes = 3', [], "unknown key 'nodes' in [executor]"),
+    ("", ["--executor", "spark"], "executor kind 'spark' in the command line is not one of local, ray"),
+])
+def test_executor_mistakes_are_one_line_errors(tmp_path, table, flags, message):
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(f'[executor]\n{table}\n[[stage]]\nuse = "ingest"\ninputs = ["qa.jsonl"]\nshape = "qa"\n')
+    result = synth_process("run", pipeline, "--out", tmp_path / "run", *flags)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
