@@ -25,11 +25,11 @@ from synth.llm.batch.collector import Collector
 from synth.llm.batch.files import API_PREFIX, Imported, import_results, parse_lines, request_line, split_files
 from synth.llm.batch.store import TERMINAL, BatchStore, Job
 from synth.llm.engine import BATCH_COLLECTOR
+from synth.llm.journal import JOURNAL_NAME as JOURNAL
 from synth.llm.settings import LLMSettings
 from synth.stage import StageSummary
 from synth.store import Manifest, read_manifest
 
-JOURNAL = "_journal.sqlite"
 OFFLINE_URL = "http://offline.invalid/v1"
 """The endpoint an `offline` run names when none is configured: every request goes to a file, none is sent."""
 MAX_POLL_FACTOR = 20
