@@ -66,7 +66,7 @@ class FilterStage(Stage):
 
     def config(self) -> dict[str, Any]:
         skip = {"inputs", "out", "api_key", "base_url", "embed_base_url", "concurrency", "rpm", "tpm", "timeout",
-                "max_attempts", "embed_batch_size", "embed_cache"}  # where and how fast, not what is kept
+                "max_attempts", "embed_batch_size", "embed_cache", "audit"}  # where, how fast, what is measured
         if self.judge is None:  # without the judge, LLM settings decide nothing
             skip |= {*LLM_OPTION_DEFAULTS, "prompts"}
         return {k: v for k, v in sorted(self.options.items()) if k not in skip}
