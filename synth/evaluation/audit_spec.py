@@ -138,4 +138,5 @@ def run(options: dict[str, Any]) -> StageSummary:
 AUDIT = StageSpec(
     "audit", "Estimate the share of mined negatives that are false ones, by closeness to the positive, with an "
     "LLM judge; suggest the relative margin.",
-    Inputs("A mine or filter output directory.", name="input_dir", many=False), OPTIONS, run, needs_llm=always, out_folder="audit")
+    Inputs("A mine or filter output directory.", name="input_dir", many=False), OPTIONS, run, needs_llm=always,
+    out_folder="audit")

@@ -191,7 +191,8 @@ class FilterStage(Stage):
     def filter_negatives(
         self, row: dict[str, Any], part: PartRef, index: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Row `index` of `part` with failing negatives removed (scores and origins kept aligned), and their rejects."""
+        """Row `index` of `part` with failing negatives removed (scores, teacher scores and origins kept aligned), and
+        their rejects."""
         negatives = row.get("negatives") or []
         if row["task"] != Task.RETRIEVAL or not negatives:
             return row, []
@@ -212,6 +213,8 @@ class FilterStage(Stage):
             "negative_scores": [scores[i] for i in keep] if row.get("negative_scores") is not None else None,
             "negative_origins": [origins[i] for i in keep] if row.get("negative_origins") else [],
         }
+        if row.get("negative_teacher_scores") is not None:
+            kept["negative_teacher_scores"] = [row["negative_teacher_scores"][i] for i in keep]
         return kept, rejects
 
     def negative_failure(

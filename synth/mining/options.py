@@ -40,6 +40,9 @@ MINE_OPTIONS: tuple[Option, ...] = (
            "'none' = off.", panel=PANEL_RULES),
     Option("roundtrip_k", int, 20, "Keep a generated record only if its positive ranks in the top K of the corpus "
            "for its query; 0 = off.", min=0, panel=PANEL_RULES),
+    Option("rescore_model", str, None, "sentence-transformers CrossEncoder (name or path) that re-scores the "
+           "candidates: max-score and the margins apply to its scores, and records keep them as teacher scores.",
+           default_text="none", panel=PANEL_RULES),
     Option("roundtrip_origins", list[str], ["querygen"], "Record origins the round-trip check applies to "
            "(repeatable).", panel=PANEL_RULES),
 )
