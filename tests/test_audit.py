@@ -124,3 +124,15 @@ def test_filter_audit_option_puts_the_section_into_the_final_card(tmp_path, open
     assert openai_server.log.total("chat") == 12  # 3 in each of the four buckets that hold negatives
     assert "## False-negative audit" in (out / "README.md").read_text()
     assert json.loads((out / "_audit" / "audit.json").read_text())["judged"] == 12
+
+
+def test_audit_is_a_pipeline_stage_and_filter_audit_needs_the_llm(tmp_path):
+    from synth.pipeline.plan import load_plan
+
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text('name = "p"\n[[stage]]\nuse = "filter"\ninputs = ["mine"]\naudit = 5\n'
+                        '[[stage]]\nuse = "audit"\ninputs = ["mine"]\nper_bucket = 7\ntarget = 0.1\n')
+    filter_stage, audit_stage = load_plan(pipeline, tmp_path / "run").stages
+    assert filter_stage.options["audit"] == 5 and filter_stage.needs_llm()
+    assert audit_stage.options["per_bucket"] == 7 and audit_stage.options["target"] == 0.1
+    assert audit_stage.options["inputs"] == [str(tmp_path / "mine")] and audit_stage.needs_llm()
