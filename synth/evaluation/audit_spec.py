@@ -127,7 +127,7 @@ def run(options: dict[str, Any]) -> StageSummary:
     check(options)
     out = Path(options["out"]) if options.get("out") else source.resolve().parent / "audit"
     result = audit(source, out, options)
-    summary = StageSummary("audit", out)
+    summary = StageSummary("audit", out, processed=1)
     summary.stats = {f"false-negative share {b['bucket']}": round(b["share"], 4)
                      for b in result["buckets"] if b["share"] is not None}
     summary.stats.update(margin_stats(result))
