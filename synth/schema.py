@@ -98,6 +98,10 @@ class RetrievalRecord(RecordBase):
     negative_origins: list[str] = Field(default_factory=list)
     roundtrip_rank: int | None = None
     """Rank of the positive among the mining corpus for the query (1 = first); set by mine's round-trip rule."""
+    positive_teacher_score: float | None = None
+    negative_teacher_scores: list[float] | None = None
+    """Cross-encoder scores of the positive and of each negative (`mine --rescore-model`): teacher scores for
+    distillation; `negative_scores` stay the embedder's."""
 
     _check_text = field_validator("query", "positive")(_nonempty)
 
@@ -168,6 +172,8 @@ ARROW_SCHEMAS: dict[Task, pa.Schema] = {
             pa.field("negative_scores", pa.list_(pa.float64())),
             pa.field("negative_origins", pa.list_(pa.string()), nullable=False),
             pa.field("roundtrip_rank", pa.int64()),
+            pa.field("positive_teacher_score", pa.float64()),
+            pa.field("negative_teacher_scores", pa.list_(pa.float64())),
         ]
     ),
     Task.STS: pa.schema(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from synth.errors import ConfigError
+from synth.evaluation.audit_spec import AUDIT
 from synth.evaluation.spec import EVAL
 from synth.export.spec import EXPORT
 from synth.filtering.spec import FILTER
@@ -21,7 +22,7 @@ from synth.synthesis.paraphrase import PARAPHRASE
 from synth.synthesis.querygen import QUERYGEN
 
 STAGES: tuple[StageSpec, ...] = (
-    INGEST, PARAPHRASE, AUGMENT, LLM_NEGATIVES, QUERYGEN, MINE, FILTER, SPLIT, EXPORT, EVAL)
+    INGEST, PARAPHRASE, AUGMENT, LLM_NEGATIVES, QUERYGEN, MINE, AUDIT, FILTER, SPLIT, EXPORT, EVAL)
 
 
 def stage_spec(use: Any) -> StageSpec:

@@ -16,7 +16,7 @@ from synth.card import set_section
 from synth.embed.local import pick_device
 from synth.errors import UsageError
 from synth.evaluation.evalset import load_eval_set
-from synth.evaluation.metrics import rank_metrics, retrieval_metrics
+from synth.evaluation.metrics import rank_metrics, retrieval_metrics, sts_spearman
 from synth.evaluation.report import bar
 from synth.evaluation.run import load_inputs
 from synth.evaluation.spec import EVAL, sources
@@ -190,3 +190,46 @@ def test_set_section_replaces_only_its_own_section(tmp_path: Path) -> None:
 def test_bars_grow_in_eighths() -> None:
     assert bar(1.0) == "█" * 20 and bar(0.5) == "█" * 10 and bar(0.0) == "▏"
     assert bar(0.05 + 1 / 160) == "█▏"
+
+
+STS_PAIRS = [("A man is playing a guitar.", "A man plays the guitar.", 0.95),
+             ("A woman is slicing an onion.", "Someone is cutting an onion.", 0.85),
+             ("A dog runs in the park.", "A puppy is running on the grass.", 0.7),
+             ("The stock market fell today.", "Shares dropped sharply this afternoon.", 0.6),
+             ("A child is reading a book.", "A kid plays football outside.", 0.2),
+             ("The train arrived late.", "She baked a chocolate cake.", 0.0)]
+
+
+def write_sts_set(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sts.jsonl").write_text("".join(
+        json.dumps({"sentence1": a, "sentence2": b, "score": s}) + "\n" for a, b, s in STS_PAIRS))
+    return directory
+
+
+def test_sts_spearman_equals_sentence_transformers_evaluator(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    eval_set = load_eval_set(write_sts_set(tmp_path / "sts"))
+    model = SentenceTransformer(minilm_path(), device="cpu")
+    first, second, gold = (list(c) for c in zip(*eval_set.sts, strict=True))
+    ours = sts_spearman(model.encode(first), model.encode(second), gold)
+    theirs = EmbeddingSimilarityEvaluator(first, second, gold, name="t", show_progress_bar=False)(model)
+    assert 0 < ours < 1 and ours == pytest.approx(theirs["t_spearman_cosine"], abs=1e-6)
+    second = np.array([[1.0, 0, 0], [1, 1, 0], [3, 0, 1]])  # cosines to the unit vectors: 1, 0.71, 0.32
+    assert sts_spearman(np.eye(3), second, [0.9, 0.5, 0.1]) == pytest.approx(1.0)
+    assert sts_spearman(np.eye(3), second, [0.1, 0.5, 0.9]) == pytest.approx(-1.0)
+
+
+def test_eval_on_an_sts_eval_set_reports_spearman_in_json_and_card(tmp_path: Path) -> None:
+    final, sts_set, out = write_final(tmp_path / "final"), write_sts_set(tmp_path / "sts"), tmp_path / "eval"
+    assert cli("eval", final, "--eval-set", sts_set, "--out", out, "--steps", 2, "--batch-size", 4,
+               "--model", minilm_path()).exit_code == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert set(result["base"]) == {"spearman"} and result["eval_set"]["sts_pairs"] == len(STS_PAIRS)
+    row = f"| spearman | {result['base']['spearman']:.4f} | {result['fine_tuned']['spearman']:.4f} |"
+    assert row in (out / "README.md").read_text() and "6 STS pairs" in (out / "README.md").read_text()
+    (sts_set / "sts.jsonl").write_text('{"sentence1": "a", "sentence2": "b", "score": "high"}\n' * 2)
+    with pytest.raises(UsageError, match="score 'high' is not a number"):
+        load_eval_set(sts_set)

@@ -1,4 +1,5 @@
-"""Read a BEIR-layout eval set: `corpus.jsonl`, `queries.jsonl` and `qrels/test.tsv`, checked before any work.
+"""Read an eval set: BEIR-layout retrieval (`corpus.jsonl`, `queries.jsonl`, `qrels/test.tsv`) and/or STS pairs
+(`sts.jsonl`: `sentence1`, `sentence2`, `score`), checked before any work.
 
 A split directory (`synth split`'s OUT) is accepted too: its `eval/` side holds those files.
 """
@@ -6,12 +7,13 @@ A split directory (`synth split`'s OUT) is accepted too: its `eval/` side holds 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from synth.errors import InputFileError
 
 FILES = ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
+STS_FILE = "sts.jsonl"
 QRELS_HEADER = ["query-id", "corpus-id", "score"]
 
 
@@ -26,15 +28,19 @@ class EvalSet:
     query_texts: list[str]
     relevant: list[set[int]]
     """Per query (same order), the rows of the corpus with a qrel score above 0."""
+    sts: list[tuple[str, str, float]] = field(default_factory=list)
+    """STS pairs with their gold score (Spearman of the cosines against it)."""
 
     def files(self) -> list[Path]:
-        return [self.directory / name for name in FILES]
+        names = (FILES if self.query_ids else ()) + ((STS_FILE,) if self.sts else ())
+        return [self.directory / name for name in names]
 
 
 def eval_directory(path: Path) -> Path:
     """The folder holding the BEIR files: `path` itself, or its `eval/` side (a split directory)."""
     path = Path(path)
-    if not (path / "corpus.jsonl").exists() and (path / "eval" / "corpus.jsonl").exists():
+    if not any((path / name).exists() for name in ("corpus.jsonl", STS_FILE)) and \
+            any((path / "eval" / name).exists() for name in ("corpus.jsonl", STS_FILE)):
         return path / "eval"
     return path
 
@@ -72,9 +78,24 @@ def read_qrels(path: Path) -> list[tuple[str, str, float]]:
     return qrels
 
 
+def read_sts(path: Path) -> list[tuple[str, str, float]]:
+    pairs = []
+    for number, row in enumerate(read_jsonl(path, ("sentence1", "sentence2", "score")), 1):
+        try:
+            pairs.append((str(row["sentence1"]), str(row["sentence2"]), float(row["score"])))
+        except (TypeError, ValueError):
+            raise InputFileError(f"{path}: pair {number}: score {row['score']!r} is not a number") from None
+    if len(pairs) < 2:
+        raise InputFileError(f"{path}: a Spearman correlation needs at least 2 pairs, got {len(pairs)}")
+    return pairs
+
+
 def load_eval_set(path: Path) -> EvalSet:
     """The eval set at `path`, or a one-line error naming the missing file or the unknown id."""
     directory = eval_directory(path)
+    sts = read_sts(directory / STS_FILE) if (directory / STS_FILE).is_file() else []
+    if sts and not any((directory / name).exists() for name in FILES):
+        return EvalSet(directory, [], [], [], [], [], sts)
     for name in FILES:
         if not (directory / name).is_file():
             raise InputFileError(f"eval set {directory}: no {name} (expected the BEIR layout {', '.join(FILES)})")
@@ -94,7 +115,7 @@ def load_eval_set(path: Path) -> EvalSet:
         raise InputFileError(f"{directory}/qrels/test.tsv: no query has a relevant document (score > 0)")
     ids = sorted(relevant)
     return EvalSet(directory, list(rows), [document_text(row) for row in corpus], ids,
-                   [query_texts[i] for i in ids], [relevant[i] for i in ids])
+                   [query_texts[i] for i in ids], [relevant[i] for i in ids], sts)
 
 
 def document_text(row: dict[str, str]) -> str:

@@ -1,4 +1,5 @@
-"""Retrieval metrics by exact search: the one definition of nDCG@10, Recall@10, Recall@100 and MRR@10 in synth.
+"""Retrieval metrics by exact search: the one definition of nDCG@10, Recall@10, Recall@100 and MRR@10 in synth,
+and the STS one, the Spearman correlation of pair cosines with the gold scores.
 
 Relevance is binary (a qrel with score > 0), as in sentence-transformers' `InformationRetrievalEvaluator`, which a
 test checks these numbers against. Search is exact: cosine of normalized vectors over the whole corpus.
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+STS_METRIC = "spearman"
 DEPTH = 100
 """How deep the ranking is searched: the largest cut-off of `METRICS`."""
 QUERY_BLOCK = 1024
@@ -57,3 +59,12 @@ def retrieval_metrics(queries: np.ndarray, corpus: np.ndarray, relevant: Sequenc
     """nDCG@10, Recall@10, Recall@100 and MRR@10 of query vectors searching corpus vectors (row i of `queries`
     is relevant to the corpus rows in `relevant[i]`)."""
     return rank_metrics(exact_search(queries, corpus), relevant)
+
+
+def sts_spearman(first: np.ndarray, second: np.ndarray, gold: Sequence[float]) -> float:
+    """Spearman correlation of the cosine of each pair (row i of `first` with row i of `second`) with its gold
+    score, as sentence-transformers' `EmbeddingSimilarityEvaluator` reports it (`spearman_cosine`)."""
+    from scipy.stats import spearmanr
+
+    cosines = np.einsum("ij,ij->i", normalized(first), normalized(second))
+    return float(spearmanr(cosines, np.asarray(gold, dtype=np.float64)).statistic)

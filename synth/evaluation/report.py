@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from synth.evaluation.metrics import METRICS
-
 SECTION = "Evaluation"
 BAR_WIDTH = 20
 """Characters of a bar at 1.0."""
@@ -24,11 +22,23 @@ def deltas(base: dict[str, float], tuned: dict[str, float]) -> dict[str, float]:
     return {name: tuned[name] - base[name] for name in base}
 
 
+def measured(eval_set: dict[str, Any]) -> str:
+    """What the eval set measured, in words."""
+    parts = []
+    if eval_set["queries"]:
+        parts.append(f"its {eval_set['queries']:,} queries searched its {eval_set['corpus']:,} documents "
+                     "(exact cosine search)")
+    if eval_set.get("sts_pairs"):
+        parts.append(f"the Spearman correlation of the cosines of its {eval_set['sts_pairs']:,} STS pairs with "
+                     "their scores")
+    return " and ".join(parts)
+
+
 def section_lines(result: dict[str, Any]) -> list[str]:
     """The Markdown of the "Evaluation" section, from an `eval.json` document."""
     settings, data = result["settings"], result["train"]
     rows = ["| metric | base | fine-tuned | Δ | base | fine-tuned |", "| --- | ---: | ---: | ---: | --- | --- |"]
-    for name in METRICS:
+    for name in result["base"]:
         base, tuned = result["base"][name], result["fine_tuned"][name]
         rows.append(f"| {name} | {base:.4f} | {tuned:.4f} | {tuned - base:+.4f} | `{bar(base)}` | `{bar(tuned)}` |")
     return [
@@ -36,9 +46,8 @@ def section_lines(result: dict[str, Any]) -> list[str]:
         f"(batch {settings['batch_size']}, "
         f"learning rate {settings['learning_rate']:g}, hard negatives per retrieval row {settings['negatives']}, "
         f"seed {settings['seed']}, {result['device']}) on {data['retrieval_rows']:,} retrieval and "
-        f"{data['sts_rows']:,} STS rows, and searched the {result['eval_set']['corpus']:,} documents of "
-        f"`{result['eval_set']['path']}` with its {result['eval_set']['queries']:,} queries (exact cosine search), "
-        f"before and after, in {result['seconds']['total']:.0f} s.",
+        f"{data['sts_rows']:,} STS rows, and measured `{result['eval_set']['path']}` before and after: "
+        f"{measured(result['eval_set'])}, in {result['seconds']['total']:.0f} s.",
         "",
         *rows,
         "",

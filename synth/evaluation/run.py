@@ -18,7 +18,7 @@ from rich.console import Console
 from synth.card import CARD, set_section
 from synth.embed.local import pick_device
 from synth.evaluation.evalset import EvalSet, load_eval_set
-from synth.evaluation.metrics import retrieval_metrics
+from synth.evaluation.metrics import STS_METRIC, retrieval_metrics, sts_spearman
 from synth.evaluation.report import SECTION, deltas, section_lines
 from synth.evaluation.traindata import TrainData, fingerprints, load_train_data, train_directory
 from synth.evaluation.training import TrainSettings, encode, fine_tune, load_model
@@ -33,9 +33,17 @@ console = Console(stderr=True)
 
 
 def measure(model: Any, eval_set: EvalSet, batch_size: int) -> dict[str, float]:
-    queries = encode(model, eval_set.query_texts, batch_size)
-    corpus = encode(model, eval_set.corpus_texts, batch_size)
-    return {name: round(value, 6) for name, value in retrieval_metrics(queries, corpus, eval_set.relevant).items()}
+    """The retrieval metrics (when the eval set has queries) and the STS Spearman (when it has pairs)."""
+    found: dict[str, float] = {}
+    if eval_set.query_texts:
+        queries = encode(model, eval_set.query_texts, batch_size)
+        corpus = encode(model, eval_set.corpus_texts, batch_size)
+        found.update(retrieval_metrics(queries, corpus, eval_set.relevant))
+    if eval_set.sts:
+        first, second, gold = zip(*eval_set.sts, strict=True)
+        found[STS_METRIC] = sts_spearman(encode(model, list(first), batch_size), encode(model, list(second),
+                                                                                      batch_size), gold)
+    return {name: round(value, 6) for name, value in found.items()}
 
 
 PART = "eval"
@@ -62,7 +70,8 @@ def evaluate(model_name: str, model_label: str, data: TrainData, eval_set: EvalS
     started = time.monotonic()
     device = pick_device()
     model = load_model(model_name, device, settings.max_seq_length)
-    console.print(f"[eval] measuring the base model on {len(eval_set.query_texts)} queries", markup=False)
+    console.print(f"[eval] measuring the base model on {len(eval_set.query_texts)} queries and "
+                  f"{len(eval_set.sts)} STS pairs", markup=False)
     base = measure(model, eval_set, settings.batch_size)
     measured = time.monotonic()
     console.print(f"[eval] fine-tuning for {settings.steps} steps on {device}", markup=False)
@@ -75,7 +84,8 @@ def evaluate(model_name: str, model_label: str, data: TrainData, eval_set: EvalS
         "train": {"retrieval_rows": len(data.retrieval), "sts_rows": len(data.sts),
                   "skipped_fewer_negatives": data.skipped},
         "eval_set": {"path": str(eval_set.directory), "queries": len(eval_set.query_texts),
-                     "corpus": len(eval_set.corpus_texts)},
+                     "corpus": len(eval_set.corpus_texts),
+                     **({"sts_pairs": len(eval_set.sts)} if eval_set.sts else {})},
         "base": base, "fine_tuned": tuned, "delta": {k: round(v, 6) for k, v in deltas(base, tuned).items()},
         "loss": {"first": round(losses[0], 6), "last": round(losses[-1], 6)},
         "seconds": {"base_eval": round(measured - started, 2), "training": round(trained - measured, 2),

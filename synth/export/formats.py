@@ -24,9 +24,15 @@ def with_negatives(row: dict[str, Any], negatives: list[str], n: int) -> dict[st
 
 
 def st_retrieval(record: dict[str, Any], settings: ExportSettings) -> dict[str, Any] | None:
-    """MultipleNegativesRankingLoss: anchor, positive, negative_1..n."""
+    """MultipleNegativesRankingLoss: anchor, positive, negative_1..n; with teacher scores (`mine --rescore-model`)
+    also `label`, MarginMSELoss's teacher margins: positive minus each negative (a number for one negative)."""
     row = {"anchor": settings.query(record["query"], record["instruction"]), "positive": record["positive"]}
-    return with_negatives(row, record["negatives"] or [], settings.num_negatives)
+    shaped = with_negatives(row, record["negatives"] or [], settings.num_negatives)
+    teacher = record.get("negative_teacher_scores")
+    if shaped is None or not settings.num_negatives or teacher is None or record.get("positive_teacher_score") is None:
+        return shaped
+    margins = [record["positive_teacher_score"] - s for s in teacher[:settings.num_negatives]]
+    return {**shaped, "label": margins[0] if len(margins) == 1 else margins}
 
 
 def st_sts(record: dict[str, Any], settings: ExportSettings) -> dict[str, Any] | None:

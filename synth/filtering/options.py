@@ -80,8 +80,8 @@ RULE_OPTIONS: tuple[Option, ...] = (
     rule("check_lang", True, "true/false: text script must fit `lang`.", _boolean),
     rule("judge", False, "true/false: ask the LLM whether the positive answers.", _boolean),
 )
-"""Qwen3's 0.7 cosine on synthetic pairs and +0.1 false-negative mask, the miner's relative margin (NV-Retriever's
-TopK-PercPos, below 95% of the positive) for LLM negatives, QZhou's 256/1536 token bounds."""
+"""Qwen3's 0.7 cosine on synthetic pairs and +0.1 false-negative mask, the miner's relative margin (0: below the
+positive) for LLM negatives, QZhou's 256/1536 token bounds."""
 RULE_DEFAULTS: dict[str, Any] = defaults_of(RULE_OPTIONS)
 
 

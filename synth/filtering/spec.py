@@ -16,6 +16,8 @@ from synth.registry import Inputs, Option, StageSpec, pick
 from synth.stage import StageSummary, run_stage
 from synth.store import read_manifest
 
+AUDIT_FOLDER = "_audit"
+"""Where `--audit N` writes the audit's files inside the filter's output."""
 EMBED_FLAGS = ("embedder", "embed_model", "embed_base_url", "embed_cache")
 JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency")
 BATCH_KEYS = ("batch_max_requests", "batch_max_bytes", "batch_poll", "batch_prices")
@@ -31,7 +33,18 @@ OPTIONS: tuple[Option, ...] = (
     *pick(LLM_OPTIONS, *BATCH_KEYS),  # the judge in batch mode (`mode = "batch"`)
     Option("prompts", Path, None, "Folder of templates that replace or add to the built-in judge template.",
            config_only=True),
+    Option("audit", int, 0, "Mined negatives per score-ratio bucket that the false-negative audit (`synth audit`) "
+           "judges in the kept data, its section going into the card; 0 = off.", min=0),
 )
+
+
+def audit_used(options: dict[str, Any]) -> bool:
+    return int(options.get("audit") or 0) > 0
+
+
+def needs_llm(options: dict[str, Any]) -> bool:
+    """The judge or the audit asks the LLM."""
+    return judge_used(options) or audit_used(options)
 
 
 def build_stage(options: dict[str, Any]) -> FilterStage:
@@ -65,6 +78,11 @@ def run(options: dict[str, Any]) -> StageSummary:
     summary = run_stage(build_stage(options), [Path(p) for p in options["inputs"]], out)
     write_card(out)
     summary.stats.update(distribution_stats(read_manifest(out) or {}))
+    if audit_used(options):
+        from synth.evaluation.audit_spec import AUDIT, audit, margin_stats
+
+        found = audit(out, out / AUDIT_FOLDER, {**AUDIT.defaults(), **options, "per_bucket": options["audit"]})
+        summary.stats.update({f"audit: {key}": value for key, value in margin_stats(found).items()})
     return summary
 
 
@@ -81,4 +99,4 @@ def distribution_stats(manifest: dict[str, Any]) -> dict[str, float]:
 
 FILTER = StageSpec(
     "filter", "Drop low-scoring pairs, false negatives, duplicates, over-long and wrong-language records.",
-    Inputs("Stage output directories to filter."), OPTIONS, run, needs_llm=judge_used, out_folder="final")
+    Inputs("Stage output directories to filter."), OPTIONS, run, needs_llm=needs_llm, out_folder="final")

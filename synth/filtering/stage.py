@@ -67,7 +67,7 @@ class FilterStage(Stage):
 
     def config(self) -> dict[str, Any]:
         skip = {"inputs", "out", "api_key", "base_url", "embed_base_url", "concurrency", "rpm", "tpm", "timeout",
-                "max_attempts", "embed_batch_size", "embed_cache"}  # where and how fast, not what is kept
+                "max_attempts", "embed_batch_size", "embed_cache", "audit"}  # where, how fast, what is measured
         if self.judge is None:  # without the judge, LLM settings decide nothing
             skip |= {*LLM_OPTION_DEFAULTS, "prompts"}
         return {k: v for k, v in sorted(self.options.items()) if k not in skip}
@@ -192,7 +192,8 @@ class FilterStage(Stage):
     def filter_negatives(
         self, row: dict[str, Any], part: PartRef, index: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Row `index` of `part` with failing negatives removed (scores and origins kept aligned), and their rejects."""
+        """Row `index` of `part` with failing negatives removed (scores, teacher scores and origins kept aligned), and
+        their rejects."""
         negatives = row.get("negatives") or []
         if row["task"] != Task.RETRIEVAL or not negatives:
             return row, []
@@ -213,6 +214,8 @@ class FilterStage(Stage):
             "negative_scores": [scores[i] for i in keep] if row.get("negative_scores") is not None else None,
             "negative_origins": [origins[i] for i in keep] if row.get("negative_origins") else [],
         }
+        if row.get("negative_teacher_scores") is not None:
+            kept["negative_teacher_scores"] = [row["negative_teacher_scores"][i] for i in keep]
         return kept, rejects
 
     def negative_failure(

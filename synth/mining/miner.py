@@ -14,6 +14,7 @@ from synth.mining.artifact import MiningIndex
 from synth.mining.corpus import document_key, keys_of, normalized_key
 from synth.mining.index import search
 from synth.mining.options import MINE_DEFAULTS, SAMPLING
+from synth.mining.rescore import CrossEncoderScorer
 
 RULE_ORDER = (
     "query", "positive", "same_document", "duplicate", "near_duplicate", "existing_negative",
@@ -37,6 +38,7 @@ class MineSettings:
     dup_threshold: float | None = MINE_DEFAULTS["dup_threshold"]
     roundtrip_k: int = MINE_DEFAULTS["roundtrip_k"]
     roundtrip_origins: tuple[str, ...] = tuple(MINE_DEFAULTS["roundtrip_origins"])
+    rescore_model: str | None = None
 
     def check(self) -> MineSettings:
         """Refuse settings that cannot mine anything, naming the option."""
@@ -91,11 +93,10 @@ def existing_negatives(rows: list[dict[str, Any]], embedder: CachedEmbedder, que
     return np.split(scores.astype(np.float64), splits), keys
 
 
-def candidate_rules(
+def identity_rules(
     settings: MineSettings,
     *,
     candidate_ids: np.ndarray,
-    candidate_scores: np.ndarray,
     candidate_norm_keys: np.ndarray,
     query_norm_keys: np.ndarray,
     candidate_doc_keys: np.ndarray,
@@ -104,9 +105,8 @@ def candidate_rules(
     positive_norm_keys: list[np.ndarray],
     similarity_to_positive: np.ndarray,
     negative_norm_keys: list[np.ndarray],
-    margin_scores: np.ndarray,
 ) -> list[rules.Rule]:
-    """The rule chain for one batch, in RULE_ORDER."""
+    """The rules that ask who a candidate is (RULE_ORDER up to `existing_negative`): they need no score."""
     return [
         ("query", rules.not_query(candidate_norm_keys, query_norm_keys)),
         ("positive", rules.not_positive(candidate_ids, positive_ids)),
@@ -114,6 +114,13 @@ def candidate_rules(
         ("duplicate", rules.not_duplicate_of_positive(candidate_norm_keys, positive_norm_keys)),
         ("near_duplicate", rules.not_near_duplicate(similarity_to_positive, settings.dup_threshold)),
         ("existing_negative", rules.not_existing_negative(candidate_norm_keys, negative_norm_keys)),
+    ]
+
+
+def score_rules(settings: MineSettings, candidate_scores: np.ndarray, margin_scores: np.ndarray) -> list[rules.Rule]:
+    """The rules that ask how a candidate scores and ranks (the rest of RULE_ORDER), on the embedder's scores or
+    the cross-encoder's."""
+    return [
         ("max_score", rules.below_max_score(candidate_scores, settings.max_score)),
         ("margin", rules.below_margin(candidate_scores, margin_scores, settings.margin)),
         ("relative_margin", rules.below_relative_margin(candidate_scores, margin_scores, settings.relative_margin)),
@@ -129,6 +136,7 @@ class Miner:
         self.embedder = embedder
         self.settings = settings.check()
         self.search_batch_size = search_batch_size
+        self.teacher = CrossEncoderScorer(settings.rescore_model) if settings.rescore_model else None
 
     def mine(self, rows: list[dict[str, Any]], rng: np.random.Generator) -> MineResult:
         """Rows with `positive_score`, `roundtrip_rank`, scored existing negatives and mined ones appended.
@@ -156,10 +164,9 @@ class Miner:
         kept = rules.within_roundtrip(ranks, checked, settings.roundtrip_k)
         safe_ids = np.where(ids >= 0, ids, 0)
         alive, removed = rules.apply_rules(
-            candidate_rules(
+            identity_rules(
                 settings,
                 candidate_ids=ids,
-                candidate_scores=scores,
                 candidate_norm_keys=index.norm_keys[safe_ids],
                 query_norm_keys=keys_of(queries, normalized_key),
                 candidate_doc_keys=index.doc_keys[safe_ids],
@@ -168,10 +175,13 @@ class Miner:
                 positive_norm_keys=[index.norm_keys[p] for p in positive_ids],
                 similarity_to_positive=max_similarity_to_positives(index.vectors, ids, positive_ids),
                 negative_norm_keys=neg_keys,
-                margin_scores=margin_scores,
             ),
             rules.not_missing(ids) & kept[:, None],  # a dropped record mines nothing and counts in no rule
         )
+        teacher = self._teacher_scores(rows, ids, alive, positive_ids) if self.teacher else None
+        ranked_by, margin_by = (teacher["candidates"], teacher["margin"]) if teacher else (scores, margin_scores)
+        alive, by_score = rules.apply_rules(score_rules(settings, ranked_by, margin_by), alive)
+        removed.update(by_score)
         if settings.sampling == "top":
             chosen = rules.sample_top(alive, settings.num_negatives)
         else:
@@ -180,6 +190,7 @@ class Miner:
         out = [
             self._updated(row, [next(texts) for _ in range(chosen[i].sum())], scores[i][chosen[i]],
                           float(positive_scores[i]), neg_scores[i], int(ranks[i]))
+            | (self._teacher_fields(teacher, i, chosen[i]) if teacher else {})
             for i, row in enumerate(rows) if kept[i]
         ]
         dropped = {int(i): rules.roundtrip_reason(int(ranks[i]), settings.roundtrip_k, ids.shape[1])
@@ -194,6 +205,30 @@ class Miner:
             roundtrip_dropped=len(dropped),
         )
         return MineResult(out, dropped, counts)
+
+    def _teacher_scores(self, rows: list[dict[str, Any]], ids: np.ndarray, alive: np.ndarray,
+                        positive_ids: list[np.ndarray]) -> dict[str, Any]:
+        """Cross-encoder scores of the candidates still alive, of each query's positives (the margins are measured
+        from the lowest, as with the embedder) and of its own positive and existing negatives."""
+        assert self.teacher is not None
+        queries = [r["query"] for r in rows]
+        candidates = self.teacher.candidates(queries, self.index.texts_of(ids[alive]), alive)
+        group = [self.index.texts_of(np.sort(p)) for p in positive_ids]
+        flat = self.teacher.score([q for q, texts in zip(queries, group, strict=True) for _ in texts],
+                                  [t for texts in group for t in texts])
+        margin = np.array([chunk.min() for chunk in np.split(flat, np.cumsum([len(g) for g in group])[:-1])])
+        own = self.teacher.score(queries, [r["positive"] for r in rows])
+        existing = [r.get("negatives") or [] for r in rows]
+        old = self.teacher.score([q for q, negs in zip(queries, existing, strict=True) for _ in negs],
+                                 [n for negs in existing for n in negs])
+        return {"candidates": candidates, "margin": margin, "positive": own,
+                "existing": np.split(old, np.cumsum([len(n) for n in existing])[:-1])}
+
+    @staticmethod
+    def _teacher_fields(teacher: dict[str, Any], row: int, chosen: np.ndarray) -> dict[str, Any]:
+        return {"positive_teacher_score": float(teacher["positive"][row]),
+                "negative_teacher_scores": [float(s) for s in teacher["existing"][row]]
+                + [float(s) for s in teacher["candidates"][row][chosen]]}
 
     @staticmethod
     def _updated(

@@ -34,14 +34,18 @@ MINE_OPTIONS: tuple[Option, ...] = (
     Option("max_score", str, None, "Drop candidates scoring at or above this.", default_text="none",
            panel=PANEL_RULES),
     Option("margin", str, None, "Keep only neg < pos - MARGIN.", default_text="none", panel=PANEL_RULES),
-    Option("relative_margin", str, 0.05, "Keep only neg < pos * (1 - R); 'none' switches it off.",
+    Option("relative_margin", str, 0.0, "Keep only neg < pos * (1 - R); 'none' switches it off.",
            panel=PANEL_RULES),
     Option("dup_threshold", str, 0.98, "Cosine to a positive at which a candidate is its near-duplicate; "
            "'none' = off.", panel=PANEL_RULES),
     Option("roundtrip_k", int, 20, "Keep a generated record only if its positive ranks in the top K of the corpus "
            "for its query; 0 = off.", min=0, panel=PANEL_RULES),
+    Option("rescore_model", str, None, "sentence-transformers CrossEncoder (name or path) that re-scores the "
+           "candidates: max-score and the margins apply to its scores, and records keep them as teacher scores.",
+           default_text="none", panel=PANEL_RULES),
     Option("roundtrip_origins", list[str], ["querygen"], "Record origins the round-trip check applies to "
            "(repeatable).", panel=PANEL_RULES),
 )
-"""NV-Retriever's TopK-PercPos (below 95% of the positive's score) as the default relative margin."""
+"""The relative margin defaults to 0 (a negative must score below its positive), not NV-Retriever's 0.05: measured
+with `bench/bench_quality.py`, see docs/mining.md#why-the-relative-margin-is-0."""
 MINE_DEFAULTS: dict[str, Any] = defaults_of(MINE_OPTIONS)

@@ -52,6 +52,7 @@ def settings_from(options: dict[str, Any]) -> tuple[MineSettings, CorpusSettings
         dup_threshold=optional_float(options["dup_threshold"], "dup_threshold"),
         roundtrip_k=int(options["roundtrip_k"]),
         roundtrip_origins=tuple(str(o) for o in options["roundtrip_origins"] or []),
+        rescore_model=str(options["rescore_model"]) if options.get("rescore_model") else None,
     ).check()
     nlist = int(options["nlist"]) if options["nlist"] else None
     index = IndexSettings(

@@ -1,0 +1,138 @@
+"""The false-negative audit: stratified sampling, Wilson intervals, the estimate and the suggested margin, with a judge
+that the loopback server answers from a known table; `synth audit` and `synth filter --audit` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+from helpers import SYNTH
+from typer.testing import CliRunner
+
+from synth.cli import app
+from synth.evaluation.audit import Population, Sampled, bucket_of, draw, estimate, kept_buckets, wilson
+from tests.pipeline_fixtures import retrieval, write_stage
+
+runner = CliRunner()
+POSITIVE = 0.8
+# bucket of the ratio -> (negatives, false ones among them)
+TABLE = {0.70: (10, 0), 0.92: (10, 1), 0.97: (10, 5), 1.05: (10, 8)}
+
+
+def mined_rows() -> list[dict]:
+    """One record per negative; a negative whose text says "FALSE" is one the judge calls as good as the positive."""
+    rows = []
+    for ratio, (count, false) in TABLE.items():
+        for i in range(count):
+            text = f"candidate {ratio} {i} {'FALSE' if i < false else 'fine'}"
+            rows.append(retrieval(f"query {ratio} {i}", f"positive {ratio} {i}", positive_score=POSITIVE,
+                                  negatives=[text, f"llm {ratio} {i}"],
+                                  negative_scores=[POSITIVE * ratio, 0.1], negative_origins=["mined", "llm"]))
+    return rows
+
+
+def table_judge(body: dict) -> str:
+    candidate = body["messages"][-1]["content"].split("<candidate>")[1]
+    return json.dumps({"answers_as_well": "FALSE" in candidate, "reason": "from the table"})
+
+
+def llm_flags(server) -> list[str]:
+    return ["--base-url", server.base_url, "--api-key", server.api_key, "--model", "test-model"]
+
+
+def test_buckets_and_margins_share_edges():
+    assert [bucket_of(r) for r in (0.5, 0.8, 0.849, 0.9, 0.95, 0.999, 1.0, 1.3)] == [0, 1, 1, 3, 4, 4, 5, 5]
+    # a relative margin r keeps ratio < 1 - r: 0.05 keeps the buckets below 0.95, none keeps all six
+    assert [kept_buckets(m) for m in (None, 0.0, 0.05, 0.10, 0.20)] == [6, 5, 4, 3, 1]
+
+
+def test_wilson_interval_matches_hand_computed_values():
+    assert wilson(0, 50) == pytest.approx((0.0, 0.071348), abs=1e-6)
+    assert wilson(5, 10) == pytest.approx((0.236593, 0.763407), abs=1e-6)
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_sample_is_stratified_seeded_and_stable_per_bucket():
+    population = Population()
+    for bucket, size in ((0, 100), (3, 7), (5, 50)):
+        population.counts[bucket] = size
+        population.members[bucket] = [Sampled("q", "p", f"{bucket}-{i}", 0.8, 0.5, bucket) for i in range(size)]
+    first = draw(population, 10, seed=3)
+    assert [sum(s.bucket == b for s in first) for b in range(6)] == [10, 0, 0, 7, 0, 10]
+    assert [s.negative for s in draw(population, 10, seed=3)] == [s.negative for s in first]
+    assert [s.negative for s in draw(population, 10, seed=4)] != [s.negative for s in first]
+    population.members[0] = population.members[0][:50]  # another bucket's size leaves bucket 5's sample alone
+    population.counts[0] = 50
+    assert [s.negative for s in draw(population, 10, seed=3) if s.bucket == 5] == \
+        [s.negative for s in first if s.bucket == 5]
+
+
+def test_estimate_weights_buckets_by_size_and_suggests_the_loosest_margin_under_target():
+    population = Population(counts=[1000, 0, 0, 0, 0, 100])
+    sample = [Sampled("q", "p", "n", 0.8, 0.1, 0, false_negative=i < 2) for i in range(40)]
+    sample += [Sampled("q", "p", "n", 0.8, 0.9, 5, false_negative=i < 20) for i in range(40)]
+    result = estimate(population, sample, target=0.05)
+    by_margin = {m["relative_margin"]: m for m in result["margins"]}
+    assert by_margin[None]["share"] == pytest.approx((1000 * 0.05 + 100 * 0.5) / 1100)
+    assert by_margin[0.0]["share"] == pytest.approx(0.05) and by_margin[0.0]["negatives_kept"] == 1000
+    assert result["suggested_relative_margin"] == 0.0 and result["target_met"]
+    assert estimate(population, sample, target=0.01)["target_met"] is False
+
+
+def test_synth_audit_reports_the_known_shares_and_a_rerun_asks_nothing(tmp_path, openai_server):
+    openai_server.handler = table_judge
+    source = write_stage(tmp_path / "mine", [mined_rows()])
+    out = tmp_path / "audit"
+    args = ["audit", str(source), "--out", str(out), "--per-bucket", "40", *llm_flags(openai_server)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert openai_server.log.total("chat") == 40  # mined negatives only: the llm ones are not audited
+    report = json.loads((out / "audit.json").read_text())
+    shares = {b["bucket"]: (b["negatives"], b["false_negatives"]) for b in report["buckets"] if b["negatives"]}
+    assert shares == {"< 0.80": (10, 0), "0.90-0.95": (10, 1), "0.95-1.00": (10, 5), ">= 1.00": (10, 8)}
+    assert report["suggested_relative_margin"] == 0.05  # (0 + 1) / 20 = 5%; margin 0 keeps (0 + 1 + 5) / 30
+    assert len((out / "audit_samples.jsonl").read_text().splitlines()) == 40
+    card = (out / "README.md").read_text()
+    assert "## False-negative audit" in card and "**0.05**" in card
+    assert re.search(r"\| >= 1\.00 \| 10 \| 10 \| 8 \| 80\.0% \| 49\.0%-94\.3% \|", card)
+    assert runner.invoke(app, args).exit_code == 0
+    assert openai_server.log.total("chat") == 40  # answers come from the journal
+
+
+def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    source = write_stage(tmp_path / "mine", [mined_rows()])
+    for args, message in (([str(tmp_path / "missing")], "not a stage directory"),
+                          ([str(tmp_path / "empty")], "no stage parts"),
+                          ([str(source), "--target", "1.5"], "target must be in [0, 1)")):
+        result = subprocess.run([*SYNTH, "audit", *args, "--out", str(tmp_path / "a")], capture_output=True,
+                                text=True)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+
+
+def test_filter_audit_option_puts_the_section_into_the_final_card(tmp_path, openai_server):
+    openai_server.handler = table_judge
+    source = write_stage(tmp_path / "mine", [mined_rows()])
+    out = tmp_path / "final"
+    result = runner.invoke(app, ["filter", str(source), "--out", str(out), "--dedup", "off",
+                                 "--false-negative-margin", "off", "--audit", "3", *llm_flags(openai_server)])
+    assert result.exit_code == 0, result.output
+    assert openai_server.log.total("chat") == 12  # 3 in each of the four buckets that hold negatives
+    assert "## False-negative audit" in (out / "README.md").read_text()
+    assert json.loads((out / "_audit" / "audit.json").read_text())["judged"] == 12
+
+
+def test_audit_is_a_pipeline_stage_and_filter_audit_needs_the_llm(tmp_path):
+    from synth.pipeline.plan import load_plan
+
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text('name = "p"\n[[stage]]\nuse = "filter"\ninputs = ["mine"]\naudit = 5\n'
+                        '[[stage]]\nuse = "audit"\ninputs = ["mine"]\nper_bucket = 7\ntarget = 0.1\n')
+    filter_stage, audit_stage = load_plan(pipeline, tmp_path / "run").stages
+    assert filter_stage.options["audit"] == 5 and filter_stage.needs_llm()
+    assert audit_stage.options["per_bucket"] == 7 and audit_stage.options["target"] == 0.1
+    assert audit_stage.options["inputs"] == [str(tmp_path / "mine")] and audit_stage.needs_llm()
