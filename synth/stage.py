@@ -22,6 +22,8 @@ class Stage(ABC):
     """Base of every part-wise stage: override `process`, and `prepare` when global state is needed."""
 
     name: str = "stage"
+    parts_in_flight: int = 1
+    """Parts made at once (threads): see `PartWork.parts_in_flight`."""
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration that decides the output (never secrets)."""
@@ -73,6 +75,7 @@ class StageWork(PartWork):
         self.name = stage.name
         self.plans = plan_input_parts(inputs) if plans is None else plans
         self.progress_total = len(self.plans)
+        self.parts_in_flight = stage.parts_in_flight
 
     def config(self) -> dict[str, Any]:
         return self.stage.config()

@@ -104,6 +104,9 @@ class PartWork(ABC):
     progress_unit: str = "parts"
     """"parts" or "bytes": what `PartPlan.progress` and `progress_total` count."""
     progress_total: int | None = None
+    parts_in_flight: int = 1
+    """Parts run at once in threads of this process by the local executor (one worker): a stage whose parts mostly
+    wait on the network (the LLM stages) overlaps one part's tail with the next; parts are still recorded in order."""
 
     @abstractmethod
     def config(self) -> dict[str, Any]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor as PoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
@@ -30,19 +31,35 @@ class LocalExecutor(Executor):
         self.workers = workers
 
     def map_parts(self, work: PartWork, todo: Iterator[PartPlan], out: Path) -> Iterator[tuple[PartPlan, dict]]:
-        if self.workers <= 1:
+        if self.workers > 1:
+            context = multiprocessing.get_context("spawn")
+            pool: PoolExecutor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                                     initargs=(work,))
+            yield from _in_order(pool, todo, 2 * self.workers, lambda plan: pool.submit(_worker_part, plan, out))
+        elif work.parts_in_flight > 1:
+            pool = ThreadPoolExecutor(work.parts_in_flight, thread_name_prefix=f"synth-{work.name}")
+            yield from _in_order(pool, todo, work.parts_in_flight,
+                                 lambda plan: pool.submit(execute_part, work, plan, out))
+        else:
             for plan in todo:
                 yield plan, execute_part(work, plan, out)
-            return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(work,)) as pool:
-            pending: deque[tuple[PartPlan, Future[dict]]] = deque()
-            for plan in todo:
-                pending.append((plan, pool.submit(_worker_part, plan, out)))
-                while len(pending) >= 2 * self.workers:  # bounded: at most two parts in flight per worker
-                    done, future = pending.popleft()
-                    yield done, future.result()
-            while pending:
+
+
+def _in_order(pool: PoolExecutor, todo: Iterator[PartPlan], bound: int,
+              submit: Callable[[PartPlan], Future[dict]]) -> Iterator[tuple[PartPlan, dict]]:
+    """Submit parts, at most `bound` in flight, and yield them in plan order. On an error the parts not started
+    are dropped; worker processes finish theirs, threads are not waited for (the stage's `close` stops them)."""
+    pending: deque[tuple[PartPlan, Future[dict]]] = deque()
+    try:
+        for plan in todo:
+            pending.append((plan, submit(plan)))
+            while len(pending) >= bound:
                 done, future = pending.popleft()
                 yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+    except BaseException:
+        pool.shutdown(wait=isinstance(pool, ProcessPoolExecutor), cancel_futures=True)
+        raise
+    pool.shutdown()

@@ -17,7 +17,7 @@ from synth.stage import StageSummary, run_stage
 from synth.store import read_manifest
 
 EMBED_FLAGS = ("embedder", "embed_model", "embed_base_url", "embed_cache")
-JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency")
+JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency", "max_cost")
 OPTIONS: tuple[Option, ...] = (
     Option("out", Path, None, "Output directory (the final data).", flags=("--out", "-o")),
     *RULE_OPTIONS,
