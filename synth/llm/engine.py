@@ -33,6 +33,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -199,8 +200,14 @@ class LLMEngine:
                     self._count("from_journal")
                     return result
             running = self._inflight[key] = asyncio.ensure_future(self._slotted(self._chat_one, key, request))
-            running.add_done_callback(lambda _: self._inflight.pop(key, None))
+            running.add_done_callback(partial(self._finished, key))
         return await asyncio.shield(running)
+
+    def _finished(self, key: str, task: asyncio.Task[Any]) -> None:
+        """A shared request is done; its error was raised to whoever awaited it (marked seen when none is left)."""
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()
 
     async def achat_many(self, requests: list[ChatRequest]) -> list[ChatResult]:
         """`chat_many` for callers already inside an event loop."""
@@ -288,6 +295,7 @@ class LLMEngine:
         """`send` while holding a slot of the engine-wide limit."""
         _GRANTED.set(await self.slots.acquire())
         try:
+            self.failing.check()
             return await send(key, item)
         finally:
             self.slots.release()

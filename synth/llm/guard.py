@@ -39,6 +39,12 @@ class FailureWindow:
         self.share = share
         self._recent: deque[bool] = deque(maxlen=size)
         self._failed = 0
+        self.tripped: EndpointFailing | None = None
+
+    def check(self) -> None:
+        """Raise again once the stop fired: no request is sent after it, from any part."""
+        if self.tripped is not None:
+            raise self.tripped
 
     def record(self, ok: bool, reason: str | None = None) -> None:
         if len(self._recent) == self.size:
@@ -46,9 +52,10 @@ class FailureWindow:
         self._recent.append(ok)
         self._failed += not ok
         if len(self._recent) == self.size and self._failed >= self.share * self.size:
-            raise EndpointFailing(
+            self.tripped = EndpointFailing(
                 f"stopped: {self._failed} of the last {self.size} requests failed in ways retries will not cure "
                 f"(last: {reason}); answers so far and finished parts are kept: fix the cause and run again")
+            raise self.tripped
 
 
 class Budget:
@@ -58,18 +65,21 @@ class Budget:
         self.max_cost = max_cost
         self.spent = spent
         self.in_flight = 0.0
+        self.requests = 0
 
     async def admit(self, expected: float) -> None:
         """Book a request expected to cost `expected` USD. When it does not fit, wait for the requests in flight to
         be answered (and journaled), then raise `BudgetReached` if it still does not fit."""
         while self.spent() + self.in_flight + expected > self.max_cost:
-            if self.in_flight <= 0:
+            if self.requests == 0:
                 raise BudgetReached(
                     f"stopped before passing --max-cost {self.max_cost:g} USD (spent {self.spent():.4f} USD in this "
                     "run); answers so far and finished parts are kept: run again with a higher --max-cost to go on")
             await asyncio.sleep(_DRAIN_POLL)
         self.in_flight += expected
+        self.requests += 1
 
     def settle(self, expected: float) -> None:
         """The booked request is answered (its real cost is now in `spent`) or failed."""
-        self.in_flight -= expected
+        self.requests -= 1
+        self.in_flight = self.in_flight - expected if self.requests else 0.0  # no float residue left behind
