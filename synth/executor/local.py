@@ -1,12 +1,12 @@
-"""The local executor: parts run one after another in this process, or in a pool of worker processes."""
+"""The local executor: parts one after another, in threads of this process (parts in flight), or in worker processes."""
 
 from __future__ import annotations
 
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures import Executor as PoolExecutor
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
@@ -47,15 +47,22 @@ class LocalExecutor(Executor):
 
 def _in_order(pool: PoolExecutor, todo: Iterator[PartPlan], bound: int,
               submit: Callable[[PartPlan], Future[dict]]) -> Iterator[tuple[PartPlan, dict]]:
-    """Submit parts, at most `bound` in flight, and yield them in plan order. On an error the parts not started
-    are dropped; worker processes finish theirs, threads are not waited for (the stage's `close` stops them)."""
+    """Submit parts and yield them in plan order. At most `bound` parts run at once, and a part that finished
+    while an earlier one still runs frees its place (its result waits, at most `bound` of them): one slow part holds
+    back only itself. On an error the parts not started are dropped; worker processes finish theirs, threads are not
+    waited for (the stage's `close` stops them)."""
     pending: deque[tuple[PartPlan, Future[dict]]] = deque()
     try:
         for plan in todo:
             pending.append((plan, submit(plan)))
-            while len(pending) >= bound:
-                done, future = pending.popleft()
-                yield done, future.result()
+            while True:
+                while pending and pending[0][1].done():
+                    done, future = pending.popleft()
+                    yield done, future.result()
+                running = [future for _, future in pending if not future.done()]
+                if len(running) < bound and len(pending) < 2 * bound:
+                    break
+                wait(running, return_when=FIRST_COMPLETED)
         while pending:
             done, future = pending.popleft()
             yield done, future.result()

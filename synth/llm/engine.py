@@ -187,9 +187,9 @@ class LLMEngine:
         """Run a coroutine that awaits `achat` on the engine's event loop; callable from several threads at once."""
         return self._run_sync(work)
 
-    async def achat(self, request: ChatRequest) -> ChatResult:
+    async def achat(self, request: ChatRequest, urgent: bool = False) -> ChatResult:
         """One request, streamed: journal, engine-wide slot, retries, re-ask. The same request asked twice at once
-        is sent once."""
+        is sent once; `urgent` ones (a record's next try) take the next free slot before the others."""
         key = self._chat_key(await self._resolve_model(), request)
         running = self._inflight.get(key)
         if running is None:
@@ -199,7 +199,8 @@ class LLMEngine:
                 if result is not None:
                     self._count("from_journal")
                     return result
-            running = self._inflight[key] = asyncio.ensure_future(self._slotted(self._chat_one, key, request))
+            running = self._inflight[key] = asyncio.ensure_future(self._slotted(self._chat_one, key, request,
+                                                                                urgent))
             running.add_done_callback(partial(self._finished, key))
         return await asyncio.shield(running)
 
@@ -291,9 +292,9 @@ class LLMEngine:
             if accounting is not None:
                 setattr(accounting, name, getattr(accounting, name) + n)
 
-    async def _slotted(self, send: Callable[[str, Any], Awaitable[T]], key: str, item: Any) -> T:
+    async def _slotted(self, send: Callable[[str, Any], Awaitable[T]], key: str, item: Any, urgent: bool = False) -> T:
         """`send` while holding a slot of the engine-wide limit."""
-        _GRANTED.set(await self.slots.acquire())
+        _GRANTED.set(await self.slots.acquire(urgent))
         try:
             self.failing.check()
             return await send(key, item)

@@ -96,7 +96,7 @@ class SynthesisStage(Stage):
         """A job's next request; the try number is a parameter so a retry is never answered from the journal."""
         seed = (self.settings.seed or 0) + job.tries
         return await self.engine.achat(ChatRequest([{"role": "user", "content": prompt}], job.response_model,
-                                                   {"seed": seed}))
+                                                   {"seed": seed}), urgent=job.tries > 0)
 
     def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[RejectedOutput], RoundStats]:
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""

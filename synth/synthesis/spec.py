@@ -24,7 +24,7 @@ SHARED_OPTIONS: tuple[Option, ...] = (
     OUT,
     NUM,
     Option("max_tries", int, 20, "Requests per record before giving up.", min=1, panel=PANEL),
-    Option("parts_in_flight", int, 2, "Parts whose requests stream at once: the next part starts while one "
+    Option("parts_in_flight", int, 4, "Parts whose requests stream at once: the next part starts while one "
            "finishes its slowest answers (outputs do not change).", min=1, panel=PANEL),
     Option("prompts", Path, None, "Folder of TECHNIQUE.LANG.jinja templates that replace or add to the built-in ones.",
            panel=PANEL),
