@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,53 @@ def spent_in_journal(out: Path) -> float:
     with sqlite3.connect(out / "_journal.sqlite") as db:
         values = [json.loads(v) for (v,) in db.execute("SELECT value FROM responses")]
     return sum(v["prompt_tokens"] * price["input"] + v["completion_tokens"] * price["output"] for v in values) / 1e6
+
+
+def estimated(output: str) -> dict[str, float]:
+    """The estimate_* rows of a printed summary."""
+    return {key: float(value.replace(",", "")) for key, value in re.findall(r"(estimate_\w+)\s*│\s*([\d.,]+)", output)}
+
+
+def test_estimate_sends_and_writes_nothing_and_is_near_the_actual_run(parts, make_openai_server, tmp_path):
+    server = make_openai_server(handler=FakeModel())
+    out, config = tmp_path / "out", tmp_path / "synth.toml"
+    config.write_text("[paraphrase]\nrpm = 600\n[paraphrase.prices.test-model]\ninput = 1.0\noutput = 2.0\n",
+                      encoding="utf-8")
+    before = paraphrase(parts, out, server, "--config", str(config), "--estimate")
+    assert before.exit_code == 0, before.output
+    assert server.log.total("chat") == 0 and not out.exists()  # nothing sent, nothing written
+    guess = estimated(before.output)
+    assert guess["estimate_tries_from_earlier_run"] == 0 and guess["estimate_minutes_at_limits"] > 0
+    assert paraphrase(parts, out, server, "--config", str(config)).exit_code == 0
+    actual = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
+    assert guess["estimate_requests"] == 7 and guess["estimate_rows"] == 7  # one try per record, no earlier run
+    assert guess["estimate_requests_at_most"] >= actual["llm_requests"]
+    after = estimated(paraphrase(parts, out, server, "--config", str(config), "--estimate").output)
+    assert after["estimate_tries_from_earlier_run"] == 1
+    for name in ("requests", "prompt_tokens", "completion_tokens", "cost_usd"):  # the earlier run's measures
+        assert after[f"estimate_{name}"] == pytest.approx(actual[f"llm_{name}"], rel=0.01), name
+
+
+def test_run_estimate_sends_nothing_and_run_max_cost_is_one_budget(parts, make_openai_server, tmp_path):
+    server = make_openai_server(handler=FakeModel())
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "budget"
+[llm]
+base_url = "{server.base_url}"
+api_key = "{server.api_key}"
+model = "{server.model}"
+prices = {{ test-model = {{ input = 100.0, output = 400.0 }} }}
+
+[[stage]]
+use = "paraphrase"
+inputs = ["{parts[0]}"]
+num = 2
+""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    guess = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--estimate"])
+    assert guess.exit_code == 0 and estimated(guess.output)["estimate_requests"] == 7, guess.output
+    assert server.log.total("chat") == 0 and not (run_dir / "paraphrase").exists()
+    stopped = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--max-cost", "0.5"])
+    assert stopped.exit_code == 1 and "--max-cost 0.5" in str(stopped.exception)
+    assert spent_in_journal(run_dir / "paraphrase") <= 0.5 + 0.1
+    assert runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--max-cost", "50"]).exit_code == 0

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from synth.pipeline.plan import load_plan
-from synth.pipeline.runner import run_plan
+from synth.pipeline.runner import estimate_plan, run_plan
 from synth.summary import exit_code
 
 console = Console(stderr=True)
@@ -21,10 +21,17 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="Run directory \\[default: runs/NAME]."),
         first: str | None = typer.Option(None, "--from", help="Start at this stage (earlier outputs must exist)."),
         last: str | None = typer.Option(None, "--to", help="Stop after this stage."),
+        estimate: bool = typer.Option(False, "--estimate", help="Print each LLM stage's requests, tokens, cost and "
+                                      "time from a sample of its real prompts; send and write nothing."),
+        max_cost: float | None = typer.Option(None, "--max-cost", min=0.000001, help="LLM budget of this run in "
+                                              "USD, shared by its stages in order; a rerun with more goes on."),
     ) -> None:
         """Run a whole pipeline; finished parts are skipped and answered requests are never sent again."""
         plan = load_plan(pipeline, out)
-        summaries = run_plan(plan, plan.select(first, last))
+        if estimate:
+            estimate_plan(plan, plan.select(first, last))
+            return
+        summaries = run_plan(plan, plan.select(first, last), max_cost)
         failed = sum(s.failed for s in summaries)
         console.print(f"run directory: {plan.run_dir} (see `synth status {plan.run_dir}`)", highlight=False)
         if failed:

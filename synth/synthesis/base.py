@@ -21,6 +21,7 @@ from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import RejectKind, Task, validate_row
 from synth.stage import PartResult, Stage, console
 from synth.store import PartRef, location, reject
+from synth.synthesis.estimate import Sample
 from synth.synthesis.generation import Check, ItemsOf, Job, RejectedOutput, RoundStats, as_data, run_jobs
 
 
@@ -54,6 +55,8 @@ class SynthesisStage(Stage):
         self._engine: LLMEngine | None = None
         self._engine_lock = threading.Lock()
         self._answer_shown = False
+        self.sample: Sample | None = None
+        """Set by `--estimate`: jobs are counted there instead of sent."""
 
     # -- what a subclass provides -------------------------------------------------------------
     @abstractmethod
@@ -100,6 +103,9 @@ class SynthesisStage(Stage):
 
     def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[RejectedOutput], RoundStats]:
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
+        if self.sample is not None:
+            self.sample.add(jobs)
+            return [], RoundStats()
         engine = self.engine
         with RequestProgress(self.name, "records", len(jobs), enabled=engine.show_progress) as bar:
             rejected, stats = engine.run(run_jobs(jobs, self.ask, items_of, check, self.max_tries,
