@@ -10,6 +10,10 @@ and the stage's concurrency utilisation under heavy-tailed lognormal latency bes
     python bench/bench_llm.py --clients aiohttp synth stage --requests 2000 --rpm-seconds 0 --sigma
     python bench/bench_llm.py --clients --rpm 3000 --rpm-seconds 40     # only the rate-limit run
     python bench/bench_llm.py --clients --rpm-seconds 0 --sigma 1.0 1.5  # only the lognormal utilisation
+    python bench/bench_llm.py --clients --rpm-seconds 0 --estimate       # only --estimate against the actual run
+
+`--estimate` runs the paraphrase stage's `--estimate` before a run, again after a pilot run over its first part, and
+compares both with what the whole run then sent and spent (requests, tokens, cost at an example price).
 """
 
 from __future__ import annotations
@@ -178,6 +182,41 @@ def run_stage(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
     return {"ok": stats["llm_answered"], "seconds": seconds}
 
 
+def estimate_table(args: argparse.Namespace) -> None:
+    """The stage's estimate (before any run, and after a pilot over the first part) against the actual run."""
+    from synth.stages import stage_spec
+
+    spec = stage_spec("paraphrase")
+    price = {"input": 0.10, "output": 0.30}
+    with tempfile.TemporaryDirectory() as tmp, spawn_server_process(api_key=API_KEY, model=MODEL) as base_url:
+        root = Path(tmp)
+        inputs = stage_input(root / "in", args.requests)
+        pilot = root / "pilot" / "retrieval"
+        pilot.mkdir(parents=True)
+        shutil.copy(inputs / "retrieval" / "part-00000.parquet", pilot / "part-00000.parquet")
+        out = root / "out"
+        options = {**spec.defaults(), "out": str(out), "base_url": base_url, "api_key": API_KEY, "model": MODEL,
+                   "prices": {MODEL: price}, "num": 1, "max_tries": STAGE_TRIES, "max_tokens": 64}
+
+        def run(source: Path, estimate: bool = False) -> dict[str, Any]:
+            summary = spec.run({**options, "inputs": [str(source)], "estimate": estimate})
+            return {k.removeprefix("estimate_"): v for k, v in summary.stats.items()}
+
+        before = run(inputs, estimate=True)
+        run(pilot.parent)
+        after = run(inputs, estimate=True)
+        run(inputs)
+        actual = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
+    rows = []
+    for name in ("requests", "prompt_tokens", "completion_tokens", "cost_usd"):
+        real = actual[f"llm_{name}"]
+        rows.append((name, f"{real:,.4g}", f"{before[name]:,.4g}", f"{before[name] / real:.2f}",
+                     f"{after[name]:,.4g}", f"{after[name] / real:.2f}"))
+    print(f"\nparaphrase --estimate against the run, {STAGE_PARTS} parts, {args.requests // STAGE_TRIES} records, "
+          f"max {STAGE_TRIES} tries, example price {price}")
+    print_table(("", "actual", "estimate first", "ratio", "after 1-part pilot", "ratio"), rows)
+
+
 def run_rpm(base_url: str, concurrency: int, n: int, rpm: float | None) -> dict[str, Any]:
     from synth.llm import ChatRequest, LLMEngine, LLMSettings
 
@@ -321,6 +360,7 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, nargs="*", default=[],
                         help="lognormal latency sigmas for the utilisation run (bare --sigma: 1.0 1.5)")
     parser.add_argument("--sigma-concurrency", type=int, default=64)
+    parser.add_argument("--estimate", action="store_true", help="compare --estimate with the actual run")
     parser.add_argument("--worker", choices=[*CLIENTS, "rpm"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -329,6 +369,8 @@ def main() -> None:
         return
     if args.clients:
         throughput_table(args)
+    if args.estimate:
+        estimate_table(args)
     if args.sigma is not None and "--sigma" in sys.argv:
         args.sigma = args.sigma or [1.0, 1.5]
         utilisation_table(args)
