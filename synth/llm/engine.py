@@ -240,6 +240,7 @@ class LLMEngine:
             self.journal.close()
 
     async def _shutdown(self) -> None:
+        """Cancel what still runs on the engine's loop (parts of a stopped stage), then close its HTTP session."""
         current = asyncio.current_task()
         tasks = [t for t in asyncio.all_tasks() if t is not current]
         for task in tasks:
