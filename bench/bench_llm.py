@@ -1,12 +1,19 @@
 """Throughput and client CPU of LLM clients against the loopback OpenAI server (100 ms per request), side by side.
 
 Clients: bare aiohttp (the practical limit of this machine), the synth engine (with its journal), the `openai` SDK
-and bespokelabs-curator (online OpenAI backend). Each client runs in its own process; the server in another.
-Also: the synth engine under a server-side requests-per-minute limit (share of the limit reached, 429s).
+and bespokelabs-curator (online OpenAI backend), and `stage`: the whole paraphrase stage (parts read and written,
+checks, re-asks, journal; its request rate from its manifest). Each client runs in its own process; the server in
+another. Also: the synth engine under a server-side requests-per-minute limit (share of the limit reached, 429s),
+and the stage's concurrency utilisation under heavy-tailed lognormal latency beside bare aiohttp's (`--sigma`).
 
     python bench/bench_llm.py                        # 4,000 requests at concurrency 128 and 256, all clients
-    python bench/bench_llm.py --clients aiohttp synth --requests 2000 --rpm-seconds 0
+    python bench/bench_llm.py --clients aiohttp synth stage --requests 2000 --rpm-seconds 0 --sigma
     python bench/bench_llm.py --clients --rpm 3000 --rpm-seconds 40     # only the rate-limit run
+    python bench/bench_llm.py --clients --rpm-seconds 0 --sigma 1.0 1.5  # only the lognormal utilisation
+    python bench/bench_llm.py --clients --rpm-seconds 0 --estimate       # only --estimate against the actual run
+
+`--estimate` runs the paraphrase stage's `--estimate` before a run, again after a pilot run over its first part, and
+compares both with what the whole run then sent and spent (requests, tokens, cost at an example price).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import hashlib
 import importlib
 import json
+import math
 import os
 import resource
 import shutil
@@ -34,9 +42,13 @@ from openai_server import spawn_server_process  # noqa: E402
 
 API_KEY = "bench-key"
 MODEL = "bench-model"
-CLIENTS = ("aiohttp", "synth", "openai", "curator")
+CLIENTS = ("aiohttp", "synth", "stage", "openai", "curator")
 CLIENT_MODULES = {"aiohttp": ["aiohttp"], "synth": ["synth.llm"], "openai": ["openai"], "curator": ["tiktoken"],
-                  "rpm": ["synth.llm"]}
+                  "rpm": ["synth.llm"], "stage": ["synth.cli", "synth.synthesis.paraphrase"]}
+STAGE_PARTS = 3
+STAGE_TRIES = 2
+"""The stage asks at most this often per record (the server's generic answers rarely pass the paraphrase checks, so
+most records use both tries: the re-ask path is part of the measure)."""
 
 
 def prompt(i: int) -> str:
@@ -138,6 +150,73 @@ def run_curator(base_url: str, concurrency: int, n: int) -> int:
     return sum(1 for row in dataset if row["answer"])
 
 
+def stage_input(directory: Path, n: int) -> Path:
+    """About `n / STAGE_TRIES` English retrieval records in `STAGE_PARTS` parts, the way ingest writes them."""
+    from synth.schema import Task, validate_row
+    from synth.store import write_part
+
+    records = max(STAGE_PARTS, n // STAGE_TRIES)
+    for part in range(STAGE_PARTS):
+        rows = [validate_row(Task.RETRIEVAL, {
+            "task": "retrieval", "instruction": "Given a query, retrieve passages that answer it", "source": "bench",
+            "lang": "en", "query": f"How does mechanism {i} of the fox work?",
+            "positive": f"Mechanism {i}: {prompt(i)} The dog keeps sleeping while the fox jumps again."})
+            for i in range(part, records, STAGE_PARTS)]
+        write_part(directory, Task.RETRIEVAL, f"part-{part:05d}", rows)
+    return directory
+
+
+def run_stage(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
+    """The paraphrase stage end to end; its requests come from its manifest (journal empty: every one is sent)."""
+    from synth.cli import app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = stage_input(Path(tmp) / "in", n)
+        out = Path(tmp) / "out"
+        started = time.monotonic()
+        app(["paraphrase", str(inputs), "--out", str(out), "--base-url", base_url, "--api-key", API_KEY, "--model",
+             MODEL, "--concurrency", str(concurrency), "-n", "1", "--max-tries", str(STAGE_TRIES), "--max-tokens",
+             "64"], standalone_mode=False)
+        seconds = time.monotonic() - started
+        stats = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
+    return {"ok": stats["llm_answered"], "seconds": seconds}
+
+
+def estimate_table(args: argparse.Namespace) -> None:
+    """The stage's estimate (before any run, and after a pilot over the first part) against the actual run."""
+    from synth.stages import stage_spec
+
+    spec = stage_spec("paraphrase")
+    price = {"input": 0.10, "output": 0.30}
+    with tempfile.TemporaryDirectory() as tmp, spawn_server_process(api_key=API_KEY, model=MODEL) as base_url:
+        root = Path(tmp)
+        inputs = stage_input(root / "in", args.requests)
+        pilot = root / "pilot" / "retrieval"
+        pilot.mkdir(parents=True)
+        shutil.copy(inputs / "retrieval" / "part-00000.parquet", pilot / "part-00000.parquet")
+        out = root / "out"
+        options = {**spec.defaults(), "out": str(out), "base_url": base_url, "api_key": API_KEY, "model": MODEL,
+                   "prices": {MODEL: price}, "num": 1, "max_tries": STAGE_TRIES, "max_tokens": 64}
+
+        def run(source: Path, estimate: bool = False) -> dict[str, Any]:
+            summary = spec.run({**options, "inputs": [str(source)], "estimate": estimate})
+            return {k.removeprefix("estimate_"): v for k, v in summary.stats.items()}
+
+        before = run(inputs, estimate=True)
+        run(pilot.parent)
+        after = run(inputs, estimate=True)
+        run(inputs)
+        actual = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
+    rows = []
+    for name in ("requests", "prompt_tokens", "completion_tokens", "cost_usd"):
+        real = actual[f"llm_{name}"]
+        rows.append((name, f"{real:,.4g}", f"{before[name]:,.4g}", f"{before[name] / real:.2f}",
+                     f"{after[name]:,.4g}", f"{after[name] / real:.2f}"))
+    print(f"\nparaphrase --estimate against the run, {STAGE_PARTS} parts, {args.requests // STAGE_TRIES} records, "
+          f"max {STAGE_TRIES} tries, example price {price}")
+    print_table(("", "actual", "estimate first", "ratio", "after 1-part pilot", "ratio"), rows)
+
+
 def run_rpm(base_url: str, concurrency: int, n: int, rpm: float | None) -> dict[str, Any]:
     from synth.llm import ChatRequest, LLMEngine, LLMSettings
 
@@ -158,6 +237,7 @@ def worker_main(args: argparse.Namespace) -> None:
         "synth": lambda: run_synth(url, concurrency, n),
         "openai": lambda: asyncio.run(run_openai(url, concurrency, n)),
         "curator": lambda: run_curator(url, concurrency, n),
+        "stage": lambda: run_stage(url, concurrency, n),
         "rpm": lambda: run_rpm(url, concurrency, n, args.rpm or None),
     }
     for module in CLIENT_MODULES.get(args.worker, ()):
@@ -212,12 +292,33 @@ def throughput_table(args: argparse.Namespace) -> None:
                 rate = result["ok"] / result["seconds"]
                 bare = rate if client == "aiohttp" else bare
                 rows.append((client, concurrency, f"{rate:,.0f}", f"{rate / ideal:.2f}",
-                             f"{rate / bare:.2f}" if bare else "-", f"{result['cpu'] / args.requests * 1000:.2f}",
-                             f"{result['ok']}/{args.requests} ok"))
+                             f"{rate / bare:.2f}" if bare else "-", f"{result['cpu'] / result['ok'] * 1000:.2f}",
+                             f"{result['ok']}/{args.requests} ok" if client != "stage" else f"{result['ok']} sent"))
     header = ("client", "concurrency", "req/s", "of ideal", "of aiohttp", "CPU ms/req", "")
     print(f"\n{args.requests} requests, {args.latency * 1000:.0f} ms server latency, ideal = concurrency / latency, "
           f"best of {args.repeat} runs")
     print_table(header, rows)
+
+
+def utilisation_table(args: argparse.Namespace) -> None:
+    """Busy share of the concurrency under lognormal latency: rate x mean latency / concurrency, for bare aiohttp
+    and the stage against the same server; the stage's share of aiohttp's is the number that matters."""
+    rows = []
+    concurrency = args.sigma_concurrency
+    for sigma in args.sigma:
+        mean_latency = args.latency * math.exp(sigma**2 / 2)
+        options = {"latency": args.latency, "latency_sigma": sigma, "api_key": API_KEY, "model": MODEL}
+        with spawn_server_process(**options) as base_url:
+            results = {client: best_of(client, base_url, concurrency, args) for client in ("aiohttp", "stage")}
+        if any("error" in r for r in results.values()):
+            rows.append((sigma, "-", "-", "-", f"failed: {[r.get('error') for r in results.values()]}"))
+            continue
+        busy = {c: r["ok"] / r["seconds"] * mean_latency / concurrency for c, r in results.items()}
+        rows.append((f"{sigma:g}", f"{busy['aiohttp']:.2f}", f"{busy['stage']:.2f}",
+                     f"{busy['stage'] / busy['aiohttp']:.2f}", f"{results['stage']['ok']} requests"))
+    print(f"\nlognormal latency, median {args.latency * 1000:.0f} ms, {concurrency} in flight, "
+          f"{STAGE_PARTS} parts, best of {args.repeat} runs")
+    print_table(("sigma", "aiohttp busy", "stage busy", "stage / aiohttp", ""), rows)
 
 
 def rpm_table(args: argparse.Namespace) -> None:
@@ -256,6 +357,10 @@ def main() -> None:
     parser.add_argument("--clients", nargs="*", default=list(CLIENTS), choices=CLIENTS, help="none: RPM run only")
     parser.add_argument("--rpm", type=float, default=3000.0, help="server-side limit for the RPM run")
     parser.add_argument("--rpm-seconds", type=float, default=40.0, help="length of the RPM run (0 skips it)")
+    parser.add_argument("--sigma", type=float, nargs="*", default=[],
+                        help="lognormal latency sigmas for the utilisation run (bare --sigma: 1.0 1.5)")
+    parser.add_argument("--sigma-concurrency", type=int, default=64)
+    parser.add_argument("--estimate", action="store_true", help="compare --estimate with the actual run")
     parser.add_argument("--worker", choices=[*CLIENTS, "rpm"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -264,6 +369,11 @@ def main() -> None:
         return
     if args.clients:
         throughput_table(args)
+    if args.estimate:
+        estimate_table(args)
+    if args.sigma is not None and "--sigma" in sys.argv:
+        args.sigma = args.sigma or [1.0, 1.5]
+        utilisation_table(args)
     if args.rpm_seconds > 0:
         rpm_table(args)
 

@@ -24,6 +24,8 @@ class Stage(ABC):
     name: str = "stage"
     holds_model: bool = False
     """Whether `process` needs a loaded model (the embedder): see `PartWork.holds_model`."""
+    parts_in_flight: int = 1
+    """Parts made at once (threads): see `PartWork.parts_in_flight`."""
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration that decides the output (never secrets)."""
@@ -76,6 +78,7 @@ class StageWork(PartWork):
         self.holds_model = stage.holds_model
         self.plans = plan_input_parts(inputs) if plans is None else plans
         self.progress_total = len(self.plans)
+        self.parts_in_flight = stage.parts_in_flight
 
     def config(self) -> dict[str, Any]:
         return self.stage.config()

@@ -15,6 +15,8 @@ In tests, use the fixtures from tests/conftest.py::
 Options (keywords of OpenAIServer / make_openai_server):
 - api_key: required bearer key (None accepts any); a wrong key gets 401 whose message echoes the key sent.
 - latency: seconds added to every request. model: the id /v1/models lists.
+- latency_sigma: with it, each request's latency is lognormal with median `latency` and this sigma (heavy-tailed,
+  like a real API's), drawn from its own seeded generator.
 - faults: {fault: probability} mixed in with a seeded `random.Random(seed)`; `script([...])` queues faults first.
   Faults: rate_limit (429 with Retry-After, retry-after-ms and x-ratelimit-* headers), server_error (500),
   unavailable (503), hang (no answer for `hang_seconds`, then 504), reset (connection dropped),
@@ -26,6 +28,8 @@ Options (keywords of OpenAIServer / make_openai_server):
   (shorter windows make tests quick); excess requests get 429 with headers.
 - handler: `handler(request_body) -> str`, the assistant content. The default answers a deterministic instance of
   the JSON schema found in response_format or in the prompt (different prompts, different answers), else text.
+- max_in_flight: answer 429 (Retry-After 0) to a request that arrives while this many are already being served,
+  like a server that sheds load above its capacity; `server.log.peak_in_flight` is the most it ever held.
 - embedding_dim: size of the deterministic L2-normalised vectors /v1/embeddings returns (hash of each text).
 
 Request log: `server.log.received[(endpoint, body_hash)]` counts requests received, `server.log.answered[...]`
@@ -175,6 +179,7 @@ class RequestLog:
     answered: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
     times: list[float] = field(default_factory=list)
+    peak_in_flight: int = 0
     last_headers: dict[str, str] = field(default_factory=dict)
 
     def total(self, endpoint: str | None = None) -> int:
@@ -188,6 +193,7 @@ class OpenAIServer:
         self,
         api_key: str | None = "test-key",
         latency: float = 0.0,
+        latency_sigma: float = 0.0,
         faults: dict[str, float] | None = None,
         seed: int = 0,
         style: str = "openai",
@@ -198,6 +204,7 @@ class OpenAIServer:
         embedding_dim: int = 32,
         model: str = "test-model",
         handler: Handler | None = None,
+        max_in_flight: int | None = None,
     ):
         unknown = set(faults or {}) - set(FAULTS)
         if unknown:
@@ -206,6 +213,8 @@ class OpenAIServer:
             raise ValueError(f"unknown style {style!r}")
         self.api_key = api_key
         self.latency = latency
+        self.latency_sigma = latency_sigma
+        self._latency_random = random.Random(seed + 1)
         self.faults = dict(faults or {})
         self.random = random.Random(seed)
         self.style = style
@@ -216,6 +225,8 @@ class OpenAIServer:
         self.embedding_dim = embedding_dim
         self.model = model
         self.handler: Handler = handler or default_handler
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.log = RequestLog()
         self._script: collections.deque[str | None] = collections.deque()
         self._window: collections.deque[float] = collections.deque()
@@ -238,7 +249,7 @@ class OpenAIServer:
     # ----- lifecycle ----------------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._count_in_flight])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
@@ -346,10 +357,24 @@ class OpenAIServer:
             return web.Response(status=500)
         return None
 
+    @web.middleware
+    async def _count_in_flight(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Requests being served; above `max_in_flight` a new one is shed with 429."""
+        if self.max_in_flight is not None and self.in_flight >= self.max_in_flight and request.method == "POST":
+            self.log.faults["over_capacity"] += 1
+            return _error(429, "Server over capacity", {"retry-after": "0"})
+        self.in_flight += 1
+        self.log.peak_in_flight = max(self.log.peak_in_flight, self.in_flight)
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+
     async def _prelude(self, request: web.Request, endpoint: str) -> tuple[dict[str, Any] | None, Any]:
         """Latency, auth, limit and fault decision shared by the POST endpoints: (body, fault or early response)."""
         if self.latency:
-            await asyncio.sleep(self.latency)
+            jitter = math.exp(self._latency_random.gauss(0.0, self.latency_sigma)) if self.latency_sigma else 1.0
+            await asyncio.sleep(self.latency * jitter)
         self.log.last_headers = dict(request.headers)
         denied = self._auth_error(request)
         if denied:

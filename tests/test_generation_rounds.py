@@ -1,14 +1,15 @@
-"""The regenerate-until-enough loop with a fake sender: what is kept, rejected, retried and failed."""
+"""The regenerate-until-enough loop with a scripted sender: what is kept, rejected, retried and failed."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel
 
 from synth.llm import ChatResult
 from synth.synthesis.checks import Failure
-from synth.synthesis.generation import Job, run_rounds
+from synth.synthesis.generation import Job, run_jobs
 
 
 class Answer(BaseModel):
@@ -30,11 +31,15 @@ def scripted(answers: dict[int, list[ChatResult]]):
     """A sender answering each job's tries from a script, recording the prompts it was given."""
     prompts: list[str] = []
 
-    def send(jobs: list[Job], texts: list[str]) -> list[ChatResult]:
-        prompts.extend(texts)
-        return [answers[j.index][j.tries] for j in jobs]
+    async def ask(job: Job, text: str) -> ChatResult:
+        prompts.append(text)
+        return answers[job.index][job.tries]
 
-    return send, prompts
+    return ask, prompts
+
+
+def run_rounds(jobs: list[Job], ask: Any, items_of: Any, check: Any, max_tries: int) -> Any:
+    return asyncio.run(run_jobs(jobs, ask, items_of, check, max_tries))
 
 
 def ok(text: str) -> ChatResult:
@@ -73,9 +78,29 @@ def test_a_surplus_of_outputs_is_not_counted():
     class Many(BaseModel):
         items: list[Answer]
 
-    def send(jobs: list[Job], texts: list[str]) -> list[ChatResult]:
-        return [ChatResult(True, "x", Many(items=[Answer(text=t) for t in ("one", "two", "three")])) for _ in jobs]
+    async def send(job: Job, text: str) -> ChatResult:
+        return ChatResult(True, "x", Many(items=[Answer(text=t) for t in ("one", "two", "three")]))
 
     jobs = [job(0, wanted=2)]
     _, stats = run_rounds(jobs, send, lambda j, parsed: parsed.items, no_short, max_tries=1)
     assert [a.text for a in jobs[0].kept] == ["one", "two"] and stats.generated == 2
+
+
+def test_each_job_asks_again_as_soon_as_its_answer_fails_without_waiting_for_slow_jobs():
+    """No round barrier: job 0's three tries all happen while job 1's single slow answer is outstanding, and the
+    rejects come back by job then try, whatever order the answers arrived in."""
+    order: list[tuple[int, int]] = []
+
+    async def ask(job: Job, text: str) -> ChatResult:
+        order.append((job.index, job.tries))
+        if job.index == 1:
+            await asyncio.sleep(0.2)
+            return ok("slow but good")
+        await asyncio.sleep(0.01)
+        return ok("ab") if job.tries < 2 else ok("fine")
+
+    jobs = [job(0), job(1)]
+    rejected, stats = run_rounds(jobs, ask, lambda j, parsed: [parsed], no_short, max_tries=5)
+    assert order == [(0, 0), (1, 0), (0, 1), (0, 2)]
+    assert [(r.job.index, r.item.text) for r in rejected] == [(0, "ab"), (0, "ab")]
+    assert stats.kept == 2 and jobs[0].tries == 3 and jobs[1].tries == 1

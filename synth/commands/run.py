@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from synth.pipeline.plan import load_plan
-from synth.pipeline.runner import run_plan
+from synth.pipeline.runner import estimate_plan, run_plan
 from synth.summary import exit_code
 
 console = Console(stderr=True)
@@ -25,11 +25,18 @@ def register(app: typer.Typer) -> None:
             None, "--executor", help="Where parts run: local or ray \\[default: \\[executor] kind, else local]."),
         address: str | None = typer.Option(
             None, "--address", help="Ray cluster to join (auto, ray://HOST:10001) \\[default: a Ray on this machine]."),
+        estimate: bool = typer.Option(False, "--estimate", help="Print each LLM stage's requests, tokens, cost and "
+                                      "time from a sample of its real prompts; send and write nothing."),
+        max_cost: float | None = typer.Option(None, "--max-cost", min=0.000001, help="LLM budget of this run in "
+                                              "USD, shared by its stages in order; a rerun with more goes on."),
     ) -> None:
         """Run a whole pipeline; finished parts are skipped and answered requests are never sent again."""
         plan = load_plan(pipeline, out)
+        if estimate:
+            estimate_plan(plan, plan.select(first, last))
+            return
         plan.executor = plan.executor.given(executor, address, "the command line")
-        summaries = run_plan(plan, plan.select(first, last))
+        summaries = run_plan(plan, plan.select(first, last), max_cost)
         failed = sum(s.failed for s in summaries)
         console.print(f"run directory: {plan.run_dir} (see `synth status {plan.run_dir}`)", highlight=False)
         if failed:

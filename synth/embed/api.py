@@ -11,7 +11,7 @@ from synth.errors import StageFailed, SynthError
 from synth.llm.engine import LLMEngine
 from synth.llm.settings import LLMSettings, redact_url
 
-API_KEYS = ("api_key", "concurrency", "rpm", "tpm", "timeout", "max_attempts")
+API_KEYS = ("api_key", "concurrency", "rpm", "tpm", "timeout", "max_attempts", "max_cost", "prices")
 """LLM engine options the API embedder reads besides `embed_base_url` (limits, retries, key)."""
 
 

@@ -106,6 +106,9 @@ class PartWork(ABC):
     progress_total: int | None = None
     holds_model: bool = False
     """Whether parts need a model worth loading once per worker (the embedder): a cluster runs them on actors."""
+    parts_in_flight: int = 1
+    """Parts run at once in threads of this process by the local executor (one worker): a stage whose parts mostly
+    wait on the network (the LLM stages) overlaps one part's tail with the next; parts are still recorded in order."""
 
     @abstractmethod
     def config(self) -> dict[str, Any]:

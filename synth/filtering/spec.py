@@ -19,7 +19,7 @@ from synth.store import read_manifest
 AUDIT_FOLDER = "_audit"
 """Where `--audit N` writes the audit's files inside the filter's output."""
 EMBED_FLAGS = ("embedder", "embed_model", "embed_base_url", "embed_cache")
-JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency")
+JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency", "max_cost")
 BATCH_KEYS = ("batch_max_requests", "batch_max_bytes", "batch_poll", "batch_prices")
 OPTIONS: tuple[Option, ...] = (
     Option("out", Path, None, "Output directory (the final data).", flags=("--out", "-o")),

@@ -15,19 +15,25 @@ Usage::
                 record_failure(result.error)   # a reason; the request is asked again on the next run
         vectors = engine.post_json_many("/embeddings", [{"model": "m", "input": ["a", "b"]}])
         totals = engine.stats()           # requests, tokens, retries, failures, cost_usd ...
-        # per part: before = engine.stats(); ...; PartResult(stats=engine.stats(since=before))
+        with counting() as usage:         # per part, even with parts in flight at once: PartResult(stats=...)
+            engine.run(my_coroutine())    # streaming: `await engine.achat(request)` per request, from any thread
 
 Answered requests are journaled at once; a rerun reads them back instead of sending them. A 400/401/403/404
-raises `FatalAPIError` (the key is never in its message). `achat_many` / `apost_json_many` serve callers already
-inside an event loop.
+raises `FatalAPIError` (the key is never in its message). `achat_many` / `apost_json_many` / `achat` serve callers
+already inside an event loop. Every request, from any call or thread, takes a slot of one engine-wide adaptive
+limit (`synth.llm.concurrency`); sync calls run on the engine's own event-loop thread, so several parts can stream
+through one engine at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from contextvars import ContextVar
+import contextvars
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +42,8 @@ from pydantic import BaseModel
 from synth.errors import ConfigError, FatalAPIError
 from synth.llm import liveness
 from synth.llm.accounting import Accounting
+from synth.llm.concurrency import AdaptiveLimit, gather_or_cancel
+from synth.llm.guard import Budget, FailureWindow
 from synth.llm.journal import Journal, request_key
 from synth.llm.ratelimit import make_limiter
 from synth.llm.retry import retry_after_failure, with_retries
@@ -50,16 +58,32 @@ from synth.llm.structured import (
     structured_messages,
 )
 from synth.llm.tokens import TokenEstimator, estimate_message_tokens, estimate_text_tokens
-from synth.llm.transport import APIRefusal, TransientError, Transport, Unreachable
+from synth.llm.transport import APIRefusal, TransientError, Transport, Unreachable, overloaded
 from synth.progress import RequestProgress
 
 T = TypeVar("T")
 _STOP_REASONS = {"length": "answer cut at max_tokens (finish_reason=length)",
                  "content_filter": "answer blocked by the content filter (finish_reason=content_filter)"}
-BATCH_COLLECTOR: ContextVar[Any] = ContextVar("synth_batch_collector", default=None)
+BATCH_COLLECTOR: contextvars.ContextVar[Any] = contextvars.ContextVar("synth_batch_collector", default=None)
 """Set by batch mode (`synth.llm.batch`): engines made meanwhile hand their unanswered requests to it."""
 # Forms chosen by `auto` per endpoint, shared by every engine of the process (the journal keeps it across runs).
 _REMEMBERED_FORMS: dict[str, str] = {}
+_SCOPE: contextvars.ContextVar[Accounting | None] = contextvars.ContextVar("synth_llm_scope", default=None)
+"""The counters of the part being made (see `counting`), besides the engine's own."""
+_GRANTED: contextvars.ContextVar[float] = contextvars.ContextVar("synth_llm_granted", default=0.0)
+"""When the current request got its slot: a 429 for a request sent before the last cut does not cut again."""
+
+
+@contextmanager
+def counting() -> Iterator[Accounting]:
+    """Count the engine work started inside the block (in this thread) separately: per-part stats that stay right
+    while several parts share an engine."""
+    usage = Accounting()
+    token = _SCOPE.set(usage)
+    try:
+        yield usage
+    finally:
+        _SCOPE.reset(token)
 
 
 @dataclass
@@ -133,6 +157,9 @@ class LLMEngine:
         self.show_progress = progress
         self.journal = Journal(journal, stage) if journal else None
         self.accounting = Accounting()
+        self.slots = AdaptiveLimit(settings.concurrency)
+        self.failing = FailureWindow()
+        self.budget = Budget(settings.max_cost, lambda: self.accounting.cost_usd) if settings.max_cost else None
         budget_key = f"{redact_url(settings.base_url)}|{settings.model or ''}"
         self.limiter = make_limiter(settings.rpm, settings.tpm, budget_key)
         self.estimator = TokenEstimator()
@@ -140,6 +167,9 @@ class LLMEngine:
         self._forms: FormChooser | None = None
         self._transports: dict[asyncio.AbstractEventLoop, Transport] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
         self._schemas: dict[type[BaseModel], dict[str, Any]] = {}
         self._base_params = {"temperature": settings.temperature, "max_tokens": settings.max_tokens,
                              "seed": settings.seed}
@@ -155,6 +185,33 @@ class LLMEngine:
     def post_json_many(self, path: str, bodies: Iterable[dict[str, Any]], journal: bool = True) -> list[JsonResult]:
         """POST each body to `path` (for example "/embeddings") with the same limits, retries and journal."""
         return self._run_sync(self.apost_json_many(path, list(bodies), journal=journal))
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine that awaits `achat` on the engine's event loop; callable from several threads at once."""
+        return self._run_sync(work)
+
+    async def achat(self, request: ChatRequest, urgent: bool = False) -> ChatResult:
+        """One request, streamed: journal, engine-wide slot, retries, re-ask. The same request asked twice at once
+        is sent once; `urgent` ones (a record's next try) take the next free slot before the others."""
+        key = self._chat_key(await self._resolve_model(), request)
+        running = self._inflight.get(key)
+        if running is None:
+            if self.journal is not None:
+                hit = self.journal.get_many([key]).get(key)
+                result = self._chat_from_journal(request, hit) if hit is not None else None
+                if result is not None:
+                    self._count("from_journal")
+                    return result
+            running = self._inflight[key] = asyncio.ensure_future(self._slotted(self._chat_one, key, request,
+                                                                                urgent))
+            running.add_done_callback(partial(self._finished, key))
+        return await asyncio.shield(running)
+
+    def _finished(self, key: str, task: asyncio.Task[Any]) -> None:
+        """A shared request is done; its error was raised to whoever awaited it (marked seen when none is left)."""
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()
 
     async def achat_many(self, requests: list[ChatRequest]) -> list[ChatResult]:
         """`chat_many` for callers already inside an event loop."""
@@ -174,16 +231,27 @@ class LLMEngine:
         return self.accounting.since(since) if since else self.accounting.as_dict()
 
     def close(self) -> None:
-        """Close HTTP sessions and the journal (the engine cannot be used afterwards)."""
-        if self._loop is not None:
-            for loop, transport in list(self._transports.items()):
-                if loop is self._loop:
-                    self._loop.run_until_complete(transport.close())
-                    del self._transports[loop]
-            self._loop.close()
-            self._loop = None
+        """Stop what is still in flight, close HTTP sessions and the journal (the engine cannot be used afterwards)."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+            self._loop = self._thread = None
         if self.journal is not None:
             self.journal.close()
+
+    async def _shutdown(self) -> None:
+        """Cancel what still runs on the engine's loop (parts of a stopped stage), then close its HTTP session."""
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        transport = self._transports.pop(asyncio.get_running_loop(), None)
+        if transport:
+            await transport.close()
 
     async def aclose(self) -> None:
         """Close the session of the running loop (for callers using the async API)."""
@@ -200,6 +268,7 @@ class LLMEngine:
     # ----- scheduling -------------------------------------------------------------------------------------------
 
     def _run_sync(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the engine's loop thread (started on first use), counting into the caller's scope."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -207,9 +276,34 @@ class LLMEngine:
         else:
             work.close()
             raise RuntimeError("chat_many/post_json_many called inside an event loop: use achat_many/apost_json_many")
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(work)
+        with self._start_lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name=f"synth-llm-{self.stage}",
+                                                daemon=True)
+                self._thread.start()
+        scope = _SCOPE.get()
+
+        async def scoped() -> T:
+            _SCOPE.set(scope)
+            return await work
+
+        return asyncio.run_coroutine_threadsafe(scoped(), self._loop).result()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        """Add to a counter of the engine and of the current part's scope."""
+        for accounting in (self.accounting, _SCOPE.get()):
+            if accounting is not None:
+                setattr(accounting, name, getattr(accounting, name) + n)
+
+    async def _slotted(self, send: Callable[[str, Any], Awaitable[T]], key: str, item: Any, urgent: bool = False) -> T:
+        """`send` while holding a slot of the engine-wide limit."""
+        _GRANTED.set(await self.slots.acquire(urgent))
+        try:
+            self.failing.check()
+            return await send(key, item)
+        finally:
+            self.slots.release()
 
     async def _many(
         self,
@@ -218,7 +312,7 @@ class LLMEngine:
         send: Callable[[str, Any], Awaitable[Any]],
         unit: str,
     ) -> list[Any]:
-        """Journal hits first, then each distinct pending request once, by `concurrency` workers."""
+        """Journal hits first, then each distinct pending request once, each in a slot of the engine-wide limit."""
         results: list[Any] = [None] * len(keyed)
         saved = self.journal.get_many([k for k, _ in keyed]) if self.journal is not None else {}
         pending: dict[str, list[int]] = {}
@@ -227,7 +321,7 @@ class LLMEngine:
             result = from_journal(item, hit) if hit is not None else None
             if result is not None:
                 results[index] = result
-                self.accounting.from_journal += 1
+                self._count("from_journal")
             else:
                 pending.setdefault(key, []).append(index)
         queue = list(pending.items())
@@ -237,14 +331,14 @@ class LLMEngine:
             async def worker() -> None:
                 while queue:
                     key, indices = queue.pop()
-                    result = await send(key, keyed[indices[0]][1])
+                    result = await self._slotted(send, key, keyed[indices[0]][1])
                     for index in indices:
                         results[index] = result
                     progress.advance(self.accounting)
 
             workers = [asyncio.ensure_future(worker()) for _ in range(min(self.settings.concurrency, len(queue)))]
             if workers:
-                await _first_error(workers)
+                await gather_or_cancel(workers)
         return results
 
     # ----- chat -------------------------------------------------------------------------------------------------
@@ -279,7 +373,7 @@ class LLMEngine:
             try:
                 parsed = parse_answer(content, req.response_model)
             except InvalidAnswer as exc:
-                self.accounting.reasks += 1
+                self._count("reasks")
                 # A text answer that came back empty is asked again as is; a structured one is shown its error.
                 messages = req.messages
                 if req.response_model and content:
@@ -287,10 +381,12 @@ class LLMEngine:
                 content = await self._ask(messages, req, tokens)
                 parsed = parse_answer(content, req.response_model)
         except (RequestFailed, InvalidAnswer) as exc:
-            self.accounting.failures += 1
+            self._count("failures")
+            self.failing.record(False, str(exc))
             stopped = exc if isinstance(exc, AnswerStopped) else None
             return ChatResult(False, stopped.content if stopped else content, error=str(exc), prompt_tokens=tokens[0],
                               completion_tokens=tokens[1], finish_reason=stopped.finish_reason if stopped else None)
+        self.failing.record(True)
         if self.journal is not None:
             self.journal.put(key, {"content": content, "prompt_tokens": tokens[0], "completion_tokens": tokens[1]})
         return ChatResult(True, content, parsed, prompt_tokens=tokens[0], completion_tokens=tokens[1])
@@ -304,8 +400,9 @@ class LLMEngine:
 
     async def _complete(self, messages: list[dict[str, Any]], req: ChatRequest) -> tuple[str, int, int]:
         """One chat completion with retries and structured-form fallback; returns (content, prompt, completion)."""
-        # Token estimates only matter under a token budget (configured or learned from the server's headers).
-        raw_estimate = estimate_message_tokens(messages) if self.limiter.tokens.per_minute else 0
+        # Token estimates only matter under a token or cost budget (configured or learned from the server's headers).
+        raw_estimate = (estimate_message_tokens(messages)
+                        if self.limiter.tokens.per_minute or self.budget is not None else 0)
         model_cls = req.response_model
         params = {**self._base_params, **self.settings.extra_body, **req.params}
         while True:
@@ -368,8 +465,11 @@ class LLMEngine:
         except APIRefusal as exc:
             raise self._fatal(exc) from None
         except TransientError as exc:
-            self.accounting.failures += 1
-            return JsonResult(False, error=f"gave up after {self.settings.max_attempts} attempts: {exc.reason}")
+            self._count("failures")
+            reason = f"gave up after {self.settings.max_attempts} attempts: {exc.reason}"
+            self.failing.record(False, reason)
+            return JsonResult(False, error=reason)
+        self.failing.record(True)
         if self.journal is not None and journal:
             self.journal.put(key, data)
         return JsonResult(True, data)
@@ -392,28 +492,42 @@ class LLMEngine:
             try:
                 answer = await transport.request("POST", path, body)
             except Unreachable:
-                self.accounting.unreachable += 1
+                self._count("unreachable")
                 liveness.raise_if_dead(self.settings.base_url)
                 raise
             except TransientError as exc:
-                self.accounting.requests += 1
+                self._count("requests")
                 if exc.status is None:
                     liveness.raise_if_dead(self.settings.base_url)
+                if overloaded(exc):
+                    self.slots.overloaded(_GRANTED.get())
                 if exc.status == 429:
-                    self.accounting.rate_limited += 1
+                    self._count("rate_limited")
                     self.limiter.on_429(exc.headers, fallback_seconds=1.0)
                 elif form and (exc.status or 0) >= 500 and self._form_chooser().refused(form, exc.status or 500):
                     raise FormRefused from None
                 raise
             except APIRefusal as exc:
-                self.accounting.requests += 1
+                self._count("requests")
                 if form and self._form_chooser().refused(form, exc.status):
                     raise FormRefused from None
                 raise
-            self.accounting.requests += 1
-            self.accounting.answered += 1
+            self._count("requests")
+            self._count("answered")
+            self.slots.succeeded()
             return answer
 
+        expected = self._expected_cost(raw_estimate, max_tokens) if self.budget is not None else 0.0
+        if self.budget is not None:
+            await self.budget.admit(expected)
+        try:
+            return await self._exchange(attempt, reserved)
+        finally:
+            if self.budget is not None:
+                self.budget.settle(expected)
+
+    async def _exchange(self, attempt: Callable[[], Awaitable[Any]], reserved: int) -> Any:
+        """Run the attempts of one request, then account its usage (before its budget booking is settled)."""
         try:  # the first attempt inline: one coroutine frame less on the path every request takes
             data, headers = await attempt()
         except TransientError as error:
@@ -423,12 +537,27 @@ class LLMEngine:
         if isinstance(usage, dict):
             prompt = int(usage.get("prompt_tokens") or 0)
             completion = int(usage.get("completion_tokens") or 0)
-            self.accounting.add_usage(prompt, completion, self.settings.prices.get(self._model or ""))
+            price = self.settings.prices.get(self._model or "")
+            for accounting in (self.accounting, _SCOPE.get()):
+                if accounting is not None:
+                    accounting.add_usage(prompt, completion, price)
             self.limiter.tokens.adjust(prompt + completion - reserved)
         return data
 
+    def _expected_cost(self, raw_estimate: int, max_tokens: int | None) -> float:
+        """What a request will likely cost: its estimated prompt, and the mean answer so far (`max_tokens` before
+        the first answer)."""
+        price = self.settings.prices.get(self._model or "")
+        if not price:
+            raise ConfigError(f"--max-cost needs the price of model {self._model!r}: add it to the prices table "
+                              "(USD per 1M input and output tokens)")
+        answered = self.accounting.answered
+        completion = self.accounting.completion_tokens / answered if answered else (max_tokens or 0)
+        prompt = self.estimator.scaled(raw_estimate)
+        return (prompt * price.get("input", 0.0) + completion * price.get("output", 0.0)) / 1e6
+
     def _count_retry(self, error: TransientError) -> None:
-        self.accounting.retries += 1
+        self._count("retries")
 
     def _transport(self) -> Transport:
         loop = asyncio.get_running_loop()
@@ -482,14 +611,3 @@ class LLMEngine:
         _REMEMBERED_FORMS[name] = form
         if self.journal is not None:
             self.journal.set_fact(name, form)
-
-
-async def _first_error(tasks: list[asyncio.Future[None]]) -> None:
-    """Wait for all tasks; on the first exception cancel the rest and raise it (a fatal error stops at once)."""
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    failed = [t for t in done if t.exception() is not None]
-    if failed:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        raise failed[0].exception()  # type: ignore[misc]

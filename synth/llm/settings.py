@@ -37,6 +37,9 @@ LLM_OPTIONS: tuple[Option, ...] = (
     Option("extra_headers", dict, {}, "HTTP headers sent with every request; never logged or written.",
            config_only=True),
     Option("extra_body", dict, {}, "Extra fields merged into every request body.", config_only=True),
+    Option("max_cost", float, None, "Stop sending before this run's LLM spending (from the prices table) would pass "
+           "this many USD; a rerun with a higher budget goes on.", min=0.000001, default_text="no budget",
+           panel=PANEL),
     Option("prices", dict, {}, "USD per 1M tokens by model, {MODEL = {input = X, output = Y}}, for the cost.",
            config_only=True),
     Option("mode", str, "online", f"How requests are answered: {' | '.join(LLM_MODES)} (see docs/batch.md).",
@@ -93,6 +96,7 @@ class LLMSettings:
     seed: int | None = None
     extra_headers: dict[str, str] = field(default_factory=dict, repr=False)
     extra_body: dict[str, Any] = field(default_factory=dict)
+    max_cost: float | None = None
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     mode: str = LLM_OPTION_DEFAULTS["mode"]
     batch_max_requests: int = LLM_OPTION_DEFAULTS["batch_max_requests"]
@@ -125,7 +129,7 @@ class LLMSettings:
         for name in ("concurrency", "max_attempts", "batch_max_requests", "batch_max_bytes"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("rpm", "tpm", "timeout", "batch_poll"):
+        for name in ("rpm", "tpm", "timeout", "batch_poll", "max_cost"):
             value = getattr(self, name)
             if value is not None and float(value) <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")

@@ -31,6 +31,17 @@ class Unreachable(TransientError):
     """The request never reached a server (connection refused, no route, DNS): nothing was sent or charged."""
 
 
+class TimedOut(TransientError):
+    """No answer within the attempt's timeout: the server may be slow, not overloaded."""
+
+
+def overloaded(error: TransientError) -> bool:
+    """Whether a fault says the server has more than it can take: 429, 503, or a connection it dropped."""
+    if isinstance(error, (TimedOut, Unreachable)):
+        return False
+    return error.status in (429, 503) or (error.status is None and error.reason.startswith("connection failed"))
+
+
 class APIRefusal(Exception):
     """The server refused the request itself (4xx other than 429); retrying the same request cannot help."""
 
@@ -90,7 +101,7 @@ class Transport:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except TimeoutError:
-            raise TransientError(f"no answer within {self.timeout.total:g}s") from None
+            raise TimedOut(f"no answer within {self.timeout.total:g}s") from None
         except aiohttp.ClientConnectorError as exc:
             raise Unreachable(f"connection failed: {type(exc).__name__}: {redact(str(exc), self.secret)}") from None
         except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:

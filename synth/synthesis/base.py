@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,15 +13,18 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from synth.errors import ConfigError
-from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm import ChatRequest, ChatResult, LLMEngine, LLMSettings
 from synth.llm.accounting import as_part_stats
 from synth.llm.batch.collector import WAITING
+from synth.llm.engine import counting
 from synth.llm.journal import journal_path
+from synth.progress import RequestProgress
 from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import RejectKind, Task, validate_row
 from synth.stage import PartResult, Stage, console
 from synth.store import PartRef, location, reject
-from synth.synthesis.generation import Check, ItemsOf, Job, RejectedOutput, RoundStats, as_data, run_rounds
+from synth.synthesis.estimate import Sample
+from synth.synthesis.generation import Check, ItemsOf, Job, RejectedOutput, RoundStats, as_data, run_jobs
 
 
 def merged_meta(row: dict[str, Any], extra: dict[str, Any]) -> str:
@@ -49,8 +53,12 @@ class SynthesisStage(Stage):
         self.templates: list[PromptTemplate] = []
         for technique in self.techniques:
             self.templates += self.library.check(technique, technique, self.sample_context(technique))
+        self.parts_in_flight = int(options.get("parts_in_flight") or 1)
         self._engine: LLMEngine | None = None
+        self._engine_lock = threading.Lock()
         self._answer_shown = False
+        self.sample: Sample | None = None
+        """Set by `--estimate`: jobs are counted there instead of sent."""
 
     # -- what a subclass provides -------------------------------------------------------------
     @abstractmethod
@@ -78,9 +86,17 @@ class SynthesisStage(Stage):
 
     @property
     def engine(self) -> LLMEngine:
-        if self._engine is None:
-            self._engine = LLMEngine(self.settings, journal=journal_path(self.out), stage=self.name)
-        return self._engine
+        with self._engine_lock:  # parts in flight run in threads: one engine for all of them
+            if self._engine is None:
+                self._engine = LLMEngine(self.settings, journal=journal_path(self.out), stage=self.name)
+            return self._engine
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a cluster's worker: connections, the journal and the lock stay in this process.
+        return {**self.__dict__, "_engine": None, "_engine_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _engine_lock=threading.Lock())
 
     def close(self) -> None:
         """Close the engine (its accounting is already in every part's stats)."""
@@ -88,18 +104,21 @@ class SynthesisStage(Stage):
             self._engine.close()
             self._engine = None
 
-    def send(self, jobs: list[Job], prompts: list[str]) -> list[Any]:
-        """One round of requests; the try number is a parameter so a retry is never answered from the journal."""
-        base_seed = self.settings.seed or 0
-        requests = [
-            ChatRequest([{"role": "user", "content": prompt}], job.response_model, {"seed": base_seed + job.tries})
-            for job, prompt in zip(jobs, prompts, strict=True)
-        ]
-        return self.engine.chat_many(requests)
+    async def ask(self, job: Job, prompt: str) -> ChatResult:
+        """A job's next request; the try number is a parameter so a retry is never answered from the journal."""
+        seed = (self.settings.seed or 0) + job.tries
+        return await self.engine.achat(ChatRequest([{"role": "user", "content": prompt}], job.response_model,
+                                                   {"seed": seed}), urgent=job.tries > 0)
 
     def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[RejectedOutput], RoundStats]:
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
-        rejected, stats = run_rounds(jobs, self.send, items_of, check, self.max_tries)
+        if self.sample is not None:
+            self.sample.add(jobs)
+            return [], RoundStats()
+        engine = self.engine
+        with RequestProgress(self.name, "records", len(jobs), enabled=engine.show_progress) as bar:
+            rejected, stats = engine.run(run_jobs(jobs, self.ask, items_of, check, self.max_tries,
+                                                  lambda: bar.advance(engine.accounting)))
         self.show_an_answer(jobs, rejected)
         reasons = [job.failed for job in jobs if job.failed and job.failed != WAITING]  # batch mode says its own
         if reasons:
@@ -170,11 +189,8 @@ class SynthesisStage(Stage):
     def process(self, part: PartRef, table: pa.Table) -> PartResult:
         """Sources (unless dropped) each followed by their new rows, in input order; invalid rows become rejects."""
         rows = table.to_pylist()
-        before = self._engine.stats() if self._engine is not None else None
-        result = self.synthesise(part.task, rows)
-        usage = self._engine.stats(since=before) if self._engine is not None else {}
-        if not any(usage.values()):
-            usage = {}  # a part that sent nothing records no usage, whichever parts this process ran before it
+        with counting() as usage:
+            result = self.synthesise(part.task, rows)
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         rejects = self.rejects_of(part, result.rejected, rows)
@@ -199,7 +215,9 @@ class SynthesisStage(Stage):
                 out.append(made)
                 kept_new += int(is_new)
         # LLM usage per part, so a resumed run's manifest still sums every part's requests, tokens and cost.
-        stats = {**result.stats, **as_part_stats(usage), "rows_written_new": kept_new}
+        # A part that sent nothing records no usage, whichever parts this process (or worker) made before it.
+        llm = as_part_stats(usage.as_dict()) if any(usage.as_dict().values()) else {}
+        stats = {**result.stats, **llm, "rows_written_new": kept_new}
         return PartResult(out, rejects, stats, failed=result.failed)
 
 

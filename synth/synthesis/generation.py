@@ -1,19 +1,23 @@
 """The regenerate-until-enough loop every synthesis stage shares.
 
-Each job wants N accepted outputs for one record. A round renders one request per unfinished job (asking for the
-outputs still missing, with earlier outputs listed to avoid), sends the round at once through the engine, checks
-every returned item and keeps what passes; jobs short of N go to the next round, up to `max_tries` requests.
+Each job wants N accepted outputs for one record. Each job runs its own loop as one coroutine: render a request
+(asking for the outputs still missing, with earlier outputs listed to avoid), await the answer, check every item
+and keep what passes, and ask again at once while short of N, up to `max_tries` requests. There is no round: a
+slow answer holds back only its own job, and every job shares the engine's one limit of requests in flight. A job
+sees only its own answers, so the outputs are the same in whatever order the answers arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
+from synth.llm.concurrency import gather_or_cancel
 from synth.prompts import PromptTemplate
 from synth.synthesis.checks import Failure
 
@@ -82,46 +86,58 @@ def render_job(job: Job) -> str:
     return job.template.render(**job.context, num=job.wanted - len(job.kept), avoid=avoid)
 
 
-def run_rounds(
-    jobs: list[Job],
-    send: Callable[[list[Job], list[str]], list[Any]],
-    items_of: ItemsOf,
-    check: Check,
-    max_tries: int,
-) -> tuple[list[RejectedOutput], RoundStats]:
-    """Run rounds until every job has its outputs, failed, or used `max_tries` requests.
+Ask = Callable[["Job", str], Awaitable[Any]]
+"""Send a job's next request (its prompt; `job.tries` requests made so far) and return the engine's result."""
 
-    `send(jobs, prompts)` returns one engine result per job; `check(job, item)` sees `job.kept` so far, which is
-    how near-duplicates among a record's outputs are caught.
+
+async def run_jobs(
+    jobs: list[Job], ask: Ask, items_of: ItemsOf, check: Check, max_tries: int,
+    on_done: Callable[[], None] | None = None,
+) -> tuple[list[RejectedOutput], RoundStats]:
+    """Run every job until it has its outputs, failed, or used `max_tries` requests; `on_done` after each job.
+
+    Rejected outputs are returned by job, then by try, whatever order the answers came in.
     """
-    rejected: list[RejectedOutput] = []
     stats = RoundStats()
-    while todo := [j for j in jobs if j.open and j.tries < max_tries]:
-        prompts = [render_job(job) for job in todo]
-        results = send(todo, prompts)
-        for job, result in zip(todo, results, strict=True):
+    rejected: list[list[RejectedOutput]] = [[] for _ in jobs]
+
+    async def run(job: Job, rejects: list[RejectedOutput]) -> None:
+        while job.open and job.tries < max_tries:
+            result = await ask(job, render_job(job))
             job.tries += 1
-            if not result.ok:
-                if _is_invalid_answer(result):
-                    rule = STOPPED_RULES.get(result.finish_reason or "", "invalid_output")
-                    rejected.append(RejectedOutput(job, result.content or "", Failure(rule, result.error)))
-                else:
-                    job.failed = result.error or "request failed"
-                    stats.failed += 1
-                continue
-            for item in items_of(job, result.parsed):
-                if not job.open:
-                    break  # the model wrote more than asked: the surplus is not counted
-                stats.generated += 1
-                job.seen.append(item)
-                failure = check(job, item)
-                if failure:
-                    rejected.append(RejectedOutput(job, item, failure))
-                else:
-                    job.kept.append(item)
-                    stats.kept += 1
+            _take(job, result, items_of, check, rejects, stats)
+        if on_done is not None:
+            on_done()
+
+    if jobs:
+        await gather_or_cancel([asyncio.ensure_future(run(job, rejects)) for job, rejects in zip(jobs, rejected,
+                                                                                                 strict=True)])
     stats.exhausted = sum(1 for j in jobs if j.open)
-    return rejected, stats
+    return [r for rejects in rejected for r in rejects], stats
+
+
+def _take(job: Job, result: Any, items_of: ItemsOf, check: Check, rejected: list[RejectedOutput],
+          stats: RoundStats) -> None:
+    """Check one answer of a job: keep the items that pass, reject the others, or mark the job failed."""
+    if not result.ok:
+        if _is_invalid_answer(result):
+            rule = STOPPED_RULES.get(result.finish_reason or "", "invalid_output")
+            rejected.append(RejectedOutput(job, result.content or "", Failure(rule, result.error)))
+        else:
+            job.failed = result.error or "request failed"
+            stats.failed += 1
+        return
+    for item in items_of(job, result.parsed):
+        if not job.open:
+            break  # the model wrote more than asked: the surplus is not counted
+        stats.generated += 1
+        job.seen.append(item)
+        failure = check(job, item)
+        if failure:
+            rejected.append(RejectedOutput(job, item, failure))
+        else:
+            job.kept.append(item)
+            stats.kept += 1
 
 
 def _is_invalid_answer(result: Any) -> bool:

@@ -15,6 +15,7 @@ from synth.llm.settings import LLM_OPTIONS
 from synth.registry import Inputs, Option, StageSpec, always
 from synth.stage import StageSummary, run_stage
 from synth.synthesis.base import SynthesisStage
+from synth.synthesis.estimate import estimate_stage
 
 PANEL = "Synthesis"
 INPUTS = Inputs("Stage output directories (unified shards) to read.")
@@ -24,6 +25,10 @@ SHARED_OPTIONS: tuple[Option, ...] = (
     OUT,
     NUM,
     Option("max_tries", int, 20, "Requests per record before giving up.", min=1, panel=PANEL),
+    Option("parts_in_flight", int, 4, "Parts whose requests stream at once: the next part starts while one "
+           "finishes its slowest answers (outputs do not change).", min=1, panel=PANEL),
+    Option("estimate", bool, False, "Print the requests, tokens, cost and time this run would take, from the real "
+           "prompts of a sample of rows; send and write nothing.", flags=("--estimate",), panel=PANEL),
     Option("prompts", Path, None, "Folder of TECHNIQUE.LANG.jinja templates that replace or add to the built-in ones.",
            panel=PANEL),
 )
@@ -46,6 +51,8 @@ def run_synthesis(stage_class: type[SynthesisStage], options: dict[str, Any]) ->
     settings = LLMSettings.from_options(options)
     stage = stage_class(options, settings)
     inputs = [Path(p) for p in options["inputs"]]
+    if options.get("estimate"):
+        return estimate_stage(stage, inputs, settings)
     with local_endpoint_if_needed(settings) as live:
         stage.settings = live
         return run_stage(stage, inputs, Path(options["out"]))

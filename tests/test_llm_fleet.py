@@ -1,0 +1,193 @@
+"""The engine at scale against loopback servers: streaming keeps outputs identical to a serial run, the adaptive
+limit settles under a server's capacity, the error-rate stop and the cost budget stop early and resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import SAMPLES, synth_process
+from openai_server import body_hash
+from pydantic import BaseModel
+from synthesis_fixtures import FakeModel
+from typer.testing import CliRunner
+
+from synth.cli import app
+from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm.guard import EndpointFailing
+from synth.store import iter_rejects, iter_rows
+
+runner = CliRunner()
+PRICES = {"test-model": {"input": 100.0, "output": 400.0}}  # USD per 1M tokens: a request costs cents
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """data_samples/qa.jsonl ingested into several small parts (so parts overlap in flight)."""
+    out = tmp_path_factory.mktemp("parts") / "qa"
+    result = runner.invoke(app, ["ingest", str(SAMPLES / "qa.jsonl"), "--shape", "qa", "--out", str(out),
+                                 "--part-rows", "3"])
+    assert result.exit_code == 0, result.output
+    return [str(out)]
+
+
+class FakeAnswer(BaseModel):
+    text: str
+
+
+class SometimesCopies(FakeModel):
+    """Answers like a capable model, but copies the source (failing the checks) for a third of the requests,
+    chosen by the request itself: the same request gets the same answer in any order, as from a seeded model."""
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        self.mode = "copy" if int(hashlib.sha256(body_hash(body).encode()).hexdigest(), 16) % 3 == 0 else "good"
+        return super().__call__(body)
+
+
+def paraphrase(inputs: list[str], out: Path, server: Any, *extra: str) -> Any:
+    return runner.invoke(app, ["paraphrase", *inputs, "--out", str(out), "--base-url", server.base_url,
+                               "--api-key", server.api_key, "--model", server.model, "--max-attempts", "2",
+                               "-n", "2", *extra])
+
+
+def journal_keys(out: Path) -> set[str]:
+    with sqlite3.connect(out / "_journal.sqlite") as db:
+        return {key for (key,) in db.execute("SELECT key FROM responses")}
+
+
+def test_streaming_with_parts_in_flight_gives_exactly_the_serial_output(parts, make_openai_server, tmp_path):
+    serial_server = make_openai_server(handler=SometimesCopies())
+    streamed_server = make_openai_server(handler=SometimesCopies(), latency=0.01, latency_sigma=1.0)
+    serial, streamed = tmp_path / "serial", tmp_path / "streamed"
+    one = paraphrase(parts, serial, serial_server, "--concurrency", "1", "--parts-in-flight", "1")
+    many = paraphrase(parts, streamed, streamed_server, "--concurrency", "32", "--parts-in-flight", "3")
+    assert one.exit_code == 0 and many.exit_code == 0, one.output + many.output
+    assert len(list(Path(parts[0]).rglob("part-*.parquet"))) >= 3
+    rows = [r["id"] for r in iter_rows(serial)]
+    assert rows and rows == [r["id"] for r in iter_rows(streamed)]  # same ids, same order
+    assert [(r["rule"], r["location"], r["record"]) for r in iter_rejects(serial)] == [
+        (r["rule"], r["location"], r["record"]) for r in iter_rejects(streamed)]
+    assert any(True for _ in iter_rejects(serial))  # the copies were rejected and asked again
+    assert journal_keys(serial) == journal_keys(streamed)
+    assert serial_server.log.total("chat") == streamed_server.log.total("chat")
+
+
+def test_the_limit_settles_near_a_servers_capacity_without_a_429_storm(make_openai_server):
+    server = make_openai_server(latency=0.02, max_in_flight=8)
+    settings = LLMSettings.from_options({"base_url": server.base_url, "api_key": server.api_key,
+                                         "model": server.model, "concurrency": 64, "max_attempts": 10})
+    with LLMEngine(settings, progress=False) as engine:
+        results = engine.chat_many([ChatRequest([{"role": "user", "content": f"q{i}"}]) for i in range(400)])
+        assert all(r.ok for r in results)
+        assert engine.slots.limit <= 16 and engine.slots.cuts >= 1
+    assert server.log.faults["over_capacity"] < 0.15 * 400  # a few 429s to find the limit, then none
+    assert server.log.peak_in_flight <= 8
+
+
+def test_most_requests_failing_stops_the_stage_early_with_one_line(parts, make_openai_server, tmp_path):
+    server = make_openai_server(faults={"bad_schema": 1.0})
+    out = tmp_path / "out"
+    result = synth_process("paraphrase", *parts, "--out", out, "--base-url", server.base_url, "--api-key",
+                           server.api_key, "--concurrency", "4")
+    assert result.returncode == 1
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [
+        line for line in result.stderr.splitlines() if "requests failed in ways retries will not cure" in line]
+    assert "error: stopped: " in result.stderr
+    assert server.log.total("chat") <= 2 * (50 + 4)  # the window, re-asks, and what was in flight
+    server.faults = {}
+    assert paraphrase(parts, out, server, "--concurrency", "4").exit_code == 0  # resumes once the cause is gone
+
+
+def test_the_error_rate_stop_is_an_engine_error_for_every_caller(make_openai_server):
+    server = make_openai_server(faults={"bad_schema": 1.0})
+    settings = LLMSettings.from_options({"base_url": server.base_url, "api_key": server.api_key,
+                                         "model": server.model, "concurrency": 2})
+    with LLMEngine(settings, progress=False) as engine, pytest.raises(EndpointFailing, match="last 50 requests"):
+        engine.chat_many([ChatRequest([{"role": "user", "content": f"q{i}"}], FakeAnswer) for i in range(500)])
+    assert server.log.total("chat") <= 2 * (50 + 2)
+
+
+def test_max_cost_stops_within_one_request_of_the_budget_and_a_rerun_finishes(parts, make_openai_server, tmp_path):
+    server = make_openai_server(handler=FakeModel())
+    out, config = tmp_path / "out", tmp_path / "synth.toml"
+    price = PRICES["test-model"]
+    config.write_text(f"[paraphrase]\nmax_tokens = 64\n[paraphrase.prices.test-model]\ninput = {price['input']}\n"
+                      f"output = {price['output']}\n", encoding="utf-8")
+    full = paraphrase(parts, tmp_path / "full", make_openai_server(handler=FakeModel()), "--config", str(config))
+    assert full.exit_code == 0, full.output
+    total = json.loads((tmp_path / "full" / "_manifest.json").read_text())["totals"]["stats"]["llm_cost_usd"]
+    requests = json.loads((tmp_path / "full" / "_manifest.json").read_text())["totals"]["stats"]["llm_requests"]
+    one_request = total / requests
+    budget = total / 2
+    stopped = paraphrase(parts, out, server, "--config", str(config), "--max-cost", f"{budget:.6f}")
+    assert stopped.exit_code == 1 and "stopped before passing --max-cost" in str(stopped.exception)
+    spent = spent_in_journal(out)
+    assert budget - 3 * one_request <= spent <= budget + one_request
+    answered = set(server.log.answered)
+    rerun = paraphrase(parts, out, server, "--config", str(config), "--max-cost", f"{total * 2:.6f}")
+    assert rerun.exit_code == 0, rerun.output
+    assert [r["id"] for r in iter_rows(out)] == [r["id"] for r in iter_rows(tmp_path / "full")]
+    assert all(server.log.received[key] == 1 for key in answered)  # nothing answered was sent again
+
+
+def spent_in_journal(out: Path) -> float:
+    """What the journaled answers cost, from their usage and the price table."""
+    price = PRICES["test-model"]
+    with sqlite3.connect(out / "_journal.sqlite") as db:
+        values = [json.loads(v) for (v,) in db.execute("SELECT value FROM responses")]
+    return sum(v["prompt_tokens"] * price["input"] + v["completion_tokens"] * price["output"] for v in values) / 1e6
+
+
+def estimated(output: str) -> dict[str, float]:
+    """The estimate_* rows of a printed summary."""
+    return {key: float(value.replace(",", "")) for key, value in re.findall(r"(estimate_\w+)\s*│\s*([\d.,]+)", output)}
+
+
+def test_estimate_sends_and_writes_nothing_and_is_near_the_actual_run(parts, make_openai_server, tmp_path):
+    server = make_openai_server(handler=FakeModel())
+    out, config = tmp_path / "out", tmp_path / "synth.toml"
+    config.write_text("[paraphrase]\nrpm = 600\n[paraphrase.prices.test-model]\ninput = 1.0\noutput = 2.0\n",
+                      encoding="utf-8")
+    before = paraphrase(parts, out, server, "--config", str(config), "--estimate")
+    assert before.exit_code == 0, before.output
+    assert server.log.total("chat") == 0 and not out.exists()  # nothing sent, nothing written
+    guess = estimated(before.output)
+    assert guess["estimate_tries_from_earlier_run"] == 0 and guess["estimate_minutes_at_limits"] > 0
+    assert paraphrase(parts, out, server, "--config", str(config)).exit_code == 0
+    actual = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
+    assert guess["estimate_requests"] == 7 and guess["estimate_rows"] == 7  # one try per record, no earlier run
+    assert guess["estimate_requests_at_most"] >= actual["llm_requests"]
+    after = estimated(paraphrase(parts, out, server, "--config", str(config), "--estimate").output)
+    assert after["estimate_tries_from_earlier_run"] == 1
+    for name in ("requests", "prompt_tokens", "completion_tokens", "cost_usd"):  # the earlier run's measures
+        assert after[f"estimate_{name}"] == pytest.approx(actual[f"llm_{name}"], rel=0.01), name
+
+
+def test_run_estimate_sends_nothing_and_run_max_cost_is_one_budget(parts, make_openai_server, tmp_path):
+    server = make_openai_server(handler=FakeModel())
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "budget"
+[llm]
+base_url = "{server.base_url}"
+api_key = "{server.api_key}"
+model = "{server.model}"
+prices = {{ test-model = {{ input = 100.0, output = 400.0 }} }}
+
+[[stage]]
+use = "paraphrase"
+inputs = ["{parts[0]}"]
+num = 2
+""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    guess = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--estimate"])
+    assert guess.exit_code == 0 and estimated(guess.output)["estimate_requests"] == 7, guess.output
+    assert server.log.total("chat") == 0 and not (run_dir / "paraphrase").exists()
+    stopped = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--max-cost", "0.5"])
+    assert stopped.exit_code == 1 and "--max-cost 0.5" in str(stopped.exception)
+    assert spent_in_journal(run_dir / "paraphrase") <= 0.5 + 0.1
+    assert runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--max-cost", "50"]).exit_code == 0
