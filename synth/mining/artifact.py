@@ -33,7 +33,7 @@ from synth.mining.corpus import (
     read_corpus_file,
     text_key,
 )
-from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices
+from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices, search_devices
 from synth.mining.options import MINE_DEFAULTS
 from synth.store import PartRef, atomic_write_bytes, file_fingerprint
 
@@ -121,11 +121,17 @@ class _ItemWriter:
 
 
 class MiningIndex:
-    """Items, their vectors, the positives of each query and the FAISS index, as loaded from `OUT/_index/`."""
+    """Items, their vectors, the positives of each query and the FAISS index, as loaded from `OUT/_index/`.
 
-    def __init__(self, directory: Path, meta: dict[str, Any], search_devices: int, nprobe: int):
+    Pickled (to a cluster's worker) as its directory: the worker memory-maps the files itself and places the index
+    on its own GPUs, instead of receiving every vector through the object store."""
+
+    def __init__(self, directory: Path, meta: dict[str, Any], neighbours: int, nprobe: int):
         self.directory = directory
         self.meta = meta
+        self.neighbours = neighbours
+        self.nprobe = nprobe
+        self.devices = search_devices(neighbours)
         # Memory-mapped Arrow: texts are paged in when a negative is written out, never loaded whole.
         items = pa.ipc.open_file(pa.memory_map(str(directory / "items.arrow"))).read_all()
         self.texts = items.column("text")
@@ -140,7 +146,10 @@ class MiningIndex:
         )
         groups = np.load(directory / "groups.npz")
         self._group_keys, self._group_items = groups["query_keys"], groups["item_ids"]
-        self.index = place_on_devices(load_index(directory / "index.faiss", nprobe), search_devices)
+        self.index = place_on_devices(load_index(directory / "index.faiss", nprobe), self.devices)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MiningIndex, (self.directory, self.meta, self.neighbours, self.nprobe)
 
     def item_ids(self, texts: list[str]) -> np.ndarray:
         """Item id of each text (every positive is an item); -1 for a text that is not one."""
@@ -214,9 +223,10 @@ def open_artifact(
     corpus: CorpusSettings,
     embedder: CachedEmbedder,
     index: IndexSettings,
-    search_devices: int,
+    neighbours: int,
 ) -> tuple[MiningIndex, bool]:
-    """The mining index for these inputs: loaded when `OUT/_index/` matches them, built otherwise (and saved)."""
+    """The mining index for these inputs, searched for `neighbours` per query: loaded when `OUT/_index/` matches
+    them, built otherwise (and saved)."""
     directory = Path(out) / ARTIFACT_DIR
     digest = fingerprint(parts, corpus, embedder.model_id, index)
     meta_path = directory / "meta.json"
@@ -227,4 +237,4 @@ def open_artifact(
         meta = {"fingerprint": digest, "model": embedder.model_id, **facts}
         atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode("utf-8"))
         built = True
-    return MiningIndex(directory, meta, search_devices, index.nprobe), built
+    return MiningIndex(directory, meta, neighbours, index.nprobe), built

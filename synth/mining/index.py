@@ -58,6 +58,14 @@ def num_gpus() -> int:
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
+def search_devices(neighbours: int) -> int:
+    """GPUs this process shards the index over for searches of `neighbours` per query: every GPU FAISS sees, or
+    none (the CPU) when there are none or FAISS on GPU cannot return that many neighbours. Each process that
+    searches (a cluster's model actor on its own GPU) decides for itself."""
+    gpus = num_gpus()
+    return gpus if neighbours <= GPU_MAX_K else 0
+
+
 def build_index(vectors: np.ndarray, settings: IndexSettings, path: Path) -> None:
     """Write the index over `vectors` (n, d) to `path`: exact, or IVF with its lists in `path`.ivfdata."""
     faiss = _faiss()

@@ -1,0 +1,53 @@
+"""Where mining's index is searched: every GPU FAISS sees (sharded), the CPU without one or for more neighbours than
+FAISS on GPU returns; a pickled index (a cluster worker's copy) decides again in the process that loads it."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from types import SimpleNamespace
+
+import faiss
+import pytest
+from test_mine import counting, make_input, mine  # noqa: F401 - `counting` is a fixture
+
+from synth.mining import index as mining_index
+from synth.mining.artifact import ARTIFACT_DIR, MiningIndex
+
+
+def pretend_gpus(monkeypatch, count: int) -> list[tuple]:
+    """FAISS counts `count` GPUs; placing an index on them is recorded (and gives a stand-in)."""
+    placed: list[tuple] = []
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: count)
+    monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", lambda: SimpleNamespace(), raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus",
+                        lambda idx, co, ngpu: placed.append((idx, co, ngpu)) or "gpu-index", raising=False)
+    return placed
+
+
+def test_search_devices_are_every_gpu_unless_too_many_neighbours_are_asked(monkeypatch):
+    pretend_gpus(monkeypatch, 2)
+    assert mining_index.search_devices(94) == 2
+    assert mining_index.search_devices(mining_index.GPU_MAX_K) == 2
+    assert mining_index.search_devices(mining_index.GPU_MAX_K + 1) == 0
+    pretend_gpus(monkeypatch, 0)
+    assert mining_index.search_devices(94) == 0
+
+
+@pytest.mark.usefixtures("counting")
+def test_a_pickled_index_is_reopened_on_the_loading_process_gpus(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    mine(str(make_input(tmp_path / "in")), "--out", str(out), "--embed-model", "bow",
+         "--embed-cache", str(tmp_path / "cache"), "-n", "1", "--range-max", "3", "--relative-margin", "none")
+    directory = out / ARTIFACT_DIR
+    meta = json.loads((directory / "meta.json").read_text())
+    on_cpu = MiningIndex(directory, meta, 94, 8)
+    assert on_cpu.devices == 0 and on_cpu.index != "gpu-index"
+    payload = pickle.dumps(on_cpu)
+    assert len(payload) < (directory / "vectors.f32").stat().st_size + 4096  # its directory, not its vectors
+    placed = pretend_gpus(monkeypatch, 2)  # the loading worker has two GPUs
+    copy = pickle.loads(payload)
+    assert copy.devices == 2 and copy.index == "gpu-index" and placed[0][2] == 2 and placed[0][1].shard is True
+    assert copy.item_ids(on_cpu.texts_of([0, 1]).copy()).tolist() == [0, 1]
+    too_many = pickle.loads(pickle.dumps(MiningIndex(directory, meta, mining_index.GPU_MAX_K + 1, 8)))
+    assert too_many.devices == 0 and too_many.index != "gpu-index"
