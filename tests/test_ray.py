@@ -163,6 +163,21 @@ max_tries = 1
     return path
 
 
+def test_answers_of_a_local_run_are_reused_on_ray_and_back(tmp_path, make_openai_server, cluster):
+    server = make_openai_server()
+    pipeline = querygen_pipeline(tmp_path, server, rows=6)
+    run_dir = tmp_path / "run"
+    records: list[list[dict]] = []
+    for executor in (None, ON_RAY, None):  # local, then Ray, then local again, each remaking every part
+        shutil.rmtree(run_dir / "querygen" / "retrieval", ignore_errors=True)
+        run(pipeline, run_dir, executor)
+        records.append(sorted(iter_rows(run_dir / "querygen"), key=lambda r: r["id"]))
+        asked = sum(server.log.received.values())
+        assert asked == 12 and set(server.log.received.values()) == {1}  # every answer was bought once, at first
+    assert records[0] == records[1] == records[2] and len(records[0]) == 12
+    assert not list((run_dir / "querygen" / "_journals").glob("*.sqlite"))  # folded into the local journal
+
+
 def test_two_workers_share_one_rate_budget(tmp_path, make_openai_server, cluster):
     rpm = 1200
     server = make_openai_server(rpm=rpm, rpm_window=2.0)

@@ -30,6 +30,9 @@ class LocalExecutor(Executor):
         self.workers = workers
 
     def map_parts(self, work: PartWork, todo: Iterator[PartPlan], out: Path) -> Iterator[tuple[PartPlan, dict]]:
+        from synth.llm.journal import fold_snapshots  # here: synth.llm imports the stages, which import this
+
+        fold_snapshots(out)  # answers a cluster run bought are read here, not bought again
         if self.workers <= 1:
             for plan in todo:
                 yield plan, execute_part(work, plan, out)

@@ -8,7 +8,8 @@ order and writes run.toml, so a run on Ray leaves exactly the files a local run 
 - A task's LLM journal lives on its node's local disk (SQLite's WAL must not sit on a network file system) and is
   copied to `OUT/_journals/` every `snapshot_seconds` and when the part ends; a task retried on another node (a
   lost node, a killed driver's rerun) seeds its journal from that copy, so answers already given are not bought
-  again.
+  again. Answers of a local run (`OUT/_journal.sqlite`) are shipped once as `OUT/_journals/_local.sqlite`, which
+  every task reads too; a local run folds the snapshots back into `OUT/_journal.sqlite`.
 - Every engine takes its requests and tokens from one budget actor per endpoint and model (`ray_budget`).
 """
 
@@ -38,10 +39,8 @@ except ImportError as exc:
 from synth.embed.base import Embedder
 from synth.executor import ray_budget
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
-from synth.llm.journal import copy_journal, merge_journal, set_journal_locator
+from synth.llm.journal import SEED, SNAPSHOTS, copy_journal, merge_journal, set_journal_locator, ship_seed
 
-SNAPSHOTS = "_journals"
-"""Folder of a stage's output with the journal snapshot of each part (what a retried part seeds from)."""
 TASK_RETRIES = 3
 """Times a part lost with its node (or worker process) is run again elsewhere; errors of the stage are not retried."""
 
@@ -67,7 +66,7 @@ def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
     shared = snapshot_path(out, plan)
     if shared.exists():
         merge_journal(shared, local)
-    set_journal_locator(lambda _out: local)
+    set_journal_locator(lambda _out: local, Path(out) / SNAPSHOTS / SEED)
     stop = threading.Event()
 
     def ship() -> None:
@@ -203,6 +202,7 @@ class RayExecutor(Executor):
                 first = next(todo, None)  # the driver prepares the stage while planning its first part
             if first is None:
                 return
+            ship_seed(out)  # a local run's answers, for every task to read
             connect(self.settings.address)
             budgets = ray_budget.start_registry()
             shared = ray.put(work)
