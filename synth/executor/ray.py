@@ -126,6 +126,7 @@ class ModelActors:
         self.work = work
         self.settings = settings
         self.actors: list[Any] = []
+        self.ref: Any = None
 
     def started(self, work: Any = None) -> list[Any]:
         """The actors, started on `work` (an object reference; the stage as it is now when None) if not yet."""
@@ -135,8 +136,8 @@ class ModelActors:
             count = self.settings.model_actors or gpus or 2
             actor = ray.remote(PartActor).options(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
                                                   max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
-            work = work if work is not None else ray.put(self.work)
-            self.actors = [actor.remote(work) for _ in range(count)]
+            self.ref = work if work is not None else ray.put(self.work)  # held: a restarted actor is built from it
+            self.actors = [actor.remote(self.ref) for _ in range(count)]
         return self.actors
 
     def prepared(self, work: Any) -> list[Any]:
