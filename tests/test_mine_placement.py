@@ -51,3 +51,10 @@ def test_a_pickled_index_is_reopened_on_the_loading_process_gpus(tmp_path, monke
     assert copy.item_ids(on_cpu.texts_of([0, 1]).copy()).tolist() == [0, 1]
     too_many = pickle.loads(pickle.dumps(MiningIndex(directory, meta, mining_index.GPU_MAX_K + 1, 8)))
     assert too_many.devices == 0 and too_many.index != "gpu-index"
+
+
+def test_building_an_ivf_index_holds_a_bounded_memory_an_exact_one_every_vector():
+    settings = mining_index.IndexSettings(exact_max=1000)
+    assert mining_index.build_memory(1000, 384, settings) == 1000 * 384 * 4 + 2**28  # exact: every vector
+    bounded = mining_index.build_memory(10**6, 384, settings)
+    assert bounded == mining_index.build_memory(10**9, 384, settings) < 2**30  # IVF: sample and chunks only

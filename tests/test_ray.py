@@ -23,6 +23,7 @@ from test_pipeline_run import final_records, write_pipeline
 
 from synth.embed.base import normalize
 from synth.embed.cached import CachedEmbedder
+from synth.errors import ConfigError
 from synth.executor import ExecutorSettings
 from synth.executor.base import PartWork
 from synth.pipeline.plan import load_plan
@@ -32,7 +33,8 @@ from synth.store import iter_rows
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'synth[ray]')")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from synth.executor.ray import ModelActors, spread_embedding  # noqa: E402
+from synth.executor.placement import placing, run_placed  # noqa: E402
+from synth.executor.ray import ModelActors, RayExecutor, spread_embedding  # noqa: E402
 
 ON_RAY = ExecutorSettings(kind="ray", snapshot_seconds=0.2)
 TIMINGS = ("seconds", "finished_at")
@@ -133,6 +135,18 @@ def test_the_corpus_a_stage_prepares_is_embedded_by_its_model_actors(tmp_path, c
     assert sorted(t for embedded in by_process.values() for t in embedded) == sorted(texts)
     assert np.allclose(vectors, normalize(WhereEmbedded().embed(texts)))  # in the texts' order
     assert isinstance(embedder.backend, WhereEmbedded)  # the driver's own backend again
+
+
+def test_a_step_of_prepare_runs_on_a_node_with_its_memory(cluster):
+    def pid() -> int:
+        return os.getpid()
+
+    executor = RayExecutor(ExecutorSettings(kind="ray"))
+    with placing(executor.place):
+        assert run_placed(pid, memory=2**20) != os.getpid()  # a task, not the driver
+        with pytest.raises(ConfigError, match=r"^a step of prepare needs 1048576\.0 GiB of memory, more than any"):
+            run_placed(pid, memory=2**50)
+    assert run_placed(pid, memory=2**50) == os.getpid()  # locally: here, whatever it needs
 
 
 def querygen_pipeline(tmp_path: Path, server, rows: int, rpm: int | None = None, concurrency: int = 4,

@@ -39,6 +39,7 @@ except ImportError as exc:
 from synth.embed.base import Embedder
 from synth.executor import ray_budget
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
+from synth.executor.placement import placing
 from synth.llm.journal import SEED, SNAPSHOTS, copy_journal, merge_journal, set_journal_locator, ship_seed
 
 TASK_RETRIES = 3
@@ -199,7 +200,7 @@ class RayExecutor(Executor):
     def map_parts(self, work: PartWork, todo: Iterator[PartPlan], out: Path) -> Iterator[tuple[PartPlan, dict]]:
         actors = ModelActors(work, self.settings) if work.holds_model else None
         try:
-            with spread_embedding(work, actors):
+            with spread_embedding(work, actors), placing(self.place):
                 first = next(todo, None)  # the driver prepares the stage while planning its first part
             if first is None:
                 return
@@ -223,6 +224,16 @@ class RayExecutor(Executor):
         finally:
             if actors is not None:
                 actors.close()
+
+    def place(self, fn: Any, args: tuple[Any, ...], memory: int) -> Any:
+        """A step of `prepare` as a task on a node with `memory` bytes free (Ray's `memory` resource); a one-line
+        error when no node of the cluster has that much, rather than a task that waits for ever."""
+        connect(self.settings.address)
+        largest = max((node["Resources"].get("memory", 0) for node in ray.nodes() if node["Alive"]), default=0)
+        if memory > largest:
+            raise ConfigError(f"a step of prepare needs {memory / 2**30:.1f} GiB of memory, more than any node of "
+                              f"the cluster has ({largest / 2**30:.1f} GiB)")
+        return ray.get(ray.remote(fn).options(memory=memory, num_cpus=1, max_retries=TASK_RETRIES).remote(*args))
 
     def _on_actors(self, actors: list[Any], todo: Iterator[PartPlan], out: Path, budgets: Any,
                    bound: int) -> Iterator[tuple[PartPlan, dict]]:

@@ -23,6 +23,7 @@ import pyarrow as pa
 from rich.console import Console
 
 from synth.embed.cached import CachedEmbedder
+from synth.executor.placement import run_placed
 from synth.mining.corpus import (
     CorpusItem,
     SkippedRows,
@@ -33,7 +34,14 @@ from synth.mining.corpus import (
     read_corpus_file,
     text_key,
 )
-from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices, search_devices
+from synth.mining.index import (
+    IndexSettings,
+    build_index,
+    build_memory,
+    load_index,
+    place_on_devices,
+    search_devices,
+)
 from synth.mining.options import MINE_DEFAULTS
 from synth.store import PartRef, atomic_write_bytes, file_fingerprint
 
@@ -168,6 +176,13 @@ class MiningIndex:
         return self.texts.take(pa.array(ids, type=pa.int64())).to_pylist()
 
 
+def build_index_file(directory: Path, n_items: int, n_index: int, dim: int, index: IndexSettings) -> None:
+    """`index.faiss` over the first `n_index` vectors of `vectors.f32`, on whichever node runs this (it reads the
+    files, so only their names travel)."""
+    vectors = np.memmap(directory / "vectors.f32", dtype=np.float32, mode="r", shape=(n_items, dim))
+    build_index(vectors[:n_index], index, directory / "index.faiss")
+
+
 def build_artifact(
     directory: Path, parts: list[PartRef], corpus: CorpusSettings, embedder: CachedEmbedder, index: IndexSettings
 ) -> dict[str, Any]:
@@ -203,8 +218,7 @@ def build_artifact(
     order = np.argsort(keys, kind="stable")
     np.savez(directory / "groups.npz", query_keys=keys[order], item_ids=ids[order])
     n_items, dim = len(writer.ids), writer.dim
-    vectors = np.memmap(directory / "vectors.f32", dtype=np.float32, mode="r", shape=(n_items, dim))
-    build_index(vectors[:n_index], index, directory / "index.faiss")
+    run_placed(build_index_file, directory, n_items, n_index, dim, index, memory=build_memory(n_index, dim, index))
     return {
         "n_items": n_items,
         "n_index": n_index,

@@ -66,6 +66,13 @@ def search_devices(neighbours: int) -> int:
     return gpus if neighbours <= GPU_MAX_K else 0
 
 
+def build_memory(size: int, dim: int, settings: IndexSettings) -> int:
+    """Bytes that building the index over `size` vectors of `dim` holds: every vector for an exact index; for IVF the
+    training sample and two chunks (its lists go to disk); plus 256 MiB for FAISS and Python."""
+    held = size if settings.kind(size) == "flat" else min(size, TRAIN_SAMPLE) + 2 * ADD_CHUNK
+    return held * dim * 4 + 2**28
+
+
 def build_index(vectors: np.ndarray, settings: IndexSettings, path: Path) -> None:
     """Write the index over `vectors` (n, d) to `path`: exact, or IVF with its lists in `path`.ivfdata."""
     faiss = _faiss()
