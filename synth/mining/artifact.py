@@ -35,6 +35,7 @@ from synth.mining.corpus import (
     text_key,
 )
 from synth.mining.index import (
+    ExactRescored,
     IndexSettings,
     build_index,
     build_memory,
@@ -71,7 +72,7 @@ class CorpusSettings:
 def fingerprint(parts: list[PartRef], corpus: CorpusSettings, model_id: str, index: IndexSettings) -> str:
     """What the artifact depends on: input parts, corpus files, model and the index-shaping settings."""
     facts: list[Any] = [ARTIFACT_VERSION, model_id, corpus.source, corpus.field]
-    facts += [index.exact_max, index.nlist, index.seed]
+    facts += [index.exact_max, index.pq_min, index.nlist, index.seed]
     facts += [file_fingerprint(p.path) for p in parts if p.task.value in INPUT_TASKS]
     facts += [file_fingerprint(Path(f)) for f in corpus.files]
     return hashlib.sha256(json.dumps(facts).encode("utf-8")).hexdigest()[:24]
@@ -155,6 +156,8 @@ class MiningIndex:
         groups = np.load(directory / "groups.npz")
         self._group_keys, self._group_items = groups["query_keys"], groups["item_ids"]
         self.index = place_on_devices(load_index(directory / "index.faiss", nprobe), self.devices)
+        if meta.get("index") == "ivfpq":
+            self.index = ExactRescored(self.index, self.vectors)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return MiningIndex, (self.directory, self.meta, self.neighbours, self.nprobe)
@@ -224,7 +227,7 @@ def build_artifact(
         "n_index": n_index,
         "dim": dim,
         "index": index.kind(n_index),
-        "nlist": index.lists(n_index) if index.kind(n_index) == "ivf" else None,
+        "nlist": index.lists(n_index) if index.kind(n_index) != "flat" else None,
         "records": len(query_keys),
         "corpus_rows_skipped": skipped.count,
         "corpus_rows_skipped_first": skipped.first,
