@@ -233,7 +233,8 @@ class RayExecutor(Executor):
         if memory > largest:
             raise ConfigError(f"a step of prepare needs {memory / 2**30:.1f} GiB of memory, more than any node of "
                               f"the cluster has ({largest / 2**30:.1f} GiB)")
-        return ray.get(ray.remote(fn).options(memory=memory, num_cpus=1, max_retries=TASK_RETRIES).remote(*args))
+        # No CPU slot: the model actors may hold every one while the stage prepares (the driver reserves none either).
+        return ray.get(ray.remote(fn).options(memory=memory, num_cpus=0, max_retries=TASK_RETRIES).remote(*args))
 
     def _on_actors(self, actors: list[Any], todo: Iterator[PartPlan], out: Path, budgets: Any,
                    bound: int) -> Iterator[tuple[PartPlan, dict]]:
