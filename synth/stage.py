@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from synth.errors import InputFileError
 from synth.executor import PartPlan, PartResult, PartWork, StageSummary, console, executor_for
 from synth.store import PartRef, config_hash, file_fingerprint, list_parts, part_name, read_part
+
+if TYPE_CHECKING:
+    from synth.embed.cached import CachedEmbedder
 
 
 class Stage(ABC):
@@ -33,6 +36,10 @@ class Stage(ABC):
 
     def prepare(self, parts: list[PartRef]) -> None:
         """Build global state (an index, dedup signatures) once before parts are processed."""
+
+    def prepare_embedder(self) -> CachedEmbedder | None:
+        """See `PartWork.prepare_embedder`."""
+        return None
 
     @abstractmethod
     def process(self, part: PartRef, table: pa.Table) -> PartResult:
@@ -88,6 +95,9 @@ class StageWork(PartWork):
 
     def prepare(self) -> None:
         self.stage.prepare([plan.source for plan in self.plans])
+
+    def prepare_embedder(self) -> CachedEmbedder | None:
+        return self.stage.prepare_embedder()
 
     def run_part(self, plan: PartPlan) -> PartResult:
         table = read_part(plan.source)

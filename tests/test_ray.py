@@ -14,19 +14,27 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from helpers import SYNTH, synth_process
 from pipeline_fixtures import retrieval, write_stage
 from test_pipeline_run import final_records, write_pipeline
 
+from synth.embed.base import normalize
+from synth.embed.cached import CachedEmbedder
+from synth.errors import ConfigError
 from synth.executor import ExecutorSettings
+from synth.executor.base import PartWork
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import run_plan
 from synth.store import iter_rows
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'synth[ray]')")
 from ray.cluster_utils import Cluster  # noqa: E402
+
+from synth.executor.placement import placing, run_placed  # noqa: E402
+from synth.executor.ray import ModelActors, RayExecutor, spread_embedding  # noqa: E402
 
 ON_RAY = ExecutorSettings(kind="ray", snapshot_seconds=0.2)
 TIMINGS = ("seconds", "finished_at")
@@ -90,6 +98,57 @@ def test_sample_pipeline_on_ray_leaves_exactly_the_local_runs_files(tmp_path, ma
     assert list((run_dir / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal, shipped
 
 
+def test_the_corpus_a_stage_prepares_is_embedded_by_its_model_actors(tmp_path, cluster):
+    class WhereEmbedded:  # defined here, so that it travels by value; notes which process embedded each text
+        model_id = "where"
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            with open(tmp_path / f"{os.getpid()}.txt", "a", encoding="utf-8") as fh:
+                fh.writelines(f"{t}\n" for t in texts)
+            return np.array([[len(t), len(t.split()), 1.0] for t in texts], dtype=np.float32)
+
+    embedder = CachedEmbedder(WhereEmbedded())
+
+    class Corpus(PartWork):
+        def config(self) -> dict:
+            return {}
+
+        def plan(self) -> list:
+            return []
+
+        def run_part(self, plan):
+            raise AssertionError("only prepared")
+
+        def prepare_embedder(self) -> CachedEmbedder:
+            return embedder
+
+    texts = [f"passage {i} on topic {'x ' * (i % 7)}" for i in range(40)]
+    work = Corpus()
+    actors = ModelActors(work, ExecutorSettings(kind="ray", model_actors=2))
+    try:
+        with spread_embedding(work, actors):
+            vectors = embedder.encode_documents(texts)
+    finally:
+        actors.close()
+    by_process = {p.stem: p.read_text().splitlines() for p in tmp_path.glob("*.txt")}
+    assert len(by_process) == 2 and str(os.getpid()) not in by_process  # two actors, not the driver
+    assert sorted(t for embedded in by_process.values() for t in embedded) == sorted(texts)
+    assert np.allclose(vectors, normalize(WhereEmbedded().embed(texts)))  # in the texts' order
+    assert isinstance(embedder.backend, WhereEmbedded)  # the driver's own backend again
+
+
+def test_a_step_of_prepare_runs_on_a_node_with_its_memory(cluster):
+    def pid() -> int:
+        return os.getpid()
+
+    executor = RayExecutor(ExecutorSettings(kind="ray"))
+    with placing(executor.place):
+        assert run_placed(pid, memory=2**20) != os.getpid()  # a task, not the driver
+        with pytest.raises(ConfigError, match=r"^a step of prepare needs 1048576\.0 GiB of memory, more than any"):
+            run_placed(pid, memory=2**50)
+    assert run_placed(pid, memory=2**50) == os.getpid()  # locally: here, whatever it needs
+
+
 def querygen_pipeline(tmp_path: Path, server, rows: int, rpm: int | None = None, concurrency: int = 4,
                       executor: str = "local") -> Path:
     """Two parts of `rows` retrieval rows each, and a querygen stage over them, on the `executor` its file names."""
@@ -116,6 +175,21 @@ num = 1
 max_tries = 1
 """, encoding="utf-8")
     return path
+
+
+def test_answers_of_a_local_run_are_reused_on_ray_and_back(tmp_path, make_openai_server, cluster):
+    server = make_openai_server()
+    pipeline = querygen_pipeline(tmp_path, server, rows=6)
+    run_dir = tmp_path / "run"
+    records: list[list[dict]] = []
+    for executor in (None, ON_RAY, None):  # local, then Ray, then local again, each remaking every part
+        shutil.rmtree(run_dir / "querygen" / "retrieval", ignore_errors=True)
+        run(pipeline, run_dir, executor)
+        records.append(sorted(iter_rows(run_dir / "querygen"), key=lambda r: r["id"]))
+        asked = sum(server.log.received.values())
+        assert asked == 12 and set(server.log.received.values()) == {1}  # every answer was bought once, at first
+    assert records[0] == records[1] == records[2] and len(records[0]) == 12
+    assert not list((run_dir / "querygen" / "_journals").glob("*.sqlite"))  # folded into the local journal
 
 
 def test_two_workers_share_one_rate_budget(tmp_path, make_openai_server, cluster):

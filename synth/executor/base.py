@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from rich.console import Console
@@ -43,6 +43,9 @@ from synth.store import (
     remove_stale_temporaries,
     write_part_files,
 )
+
+if TYPE_CHECKING:
+    from synth.embed.cached import CachedEmbedder
 
 console = Console(stderr=True)
 
@@ -120,6 +123,11 @@ class PartWork(ABC):
 
     def prepare(self) -> None:
         """Build global state once, before the first part that is not skipped."""
+
+    def prepare_embedder(self) -> CachedEmbedder | None:
+        """The embedder `prepare` embeds a corpus with (mining's index), which a cluster spreads over the actors that
+        hold the model; None when `prepare` embeds nothing."""
+        return None
 
     @abstractmethod
     def run_part(self, plan: PartPlan) -> PartResult:

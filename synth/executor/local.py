@@ -32,6 +32,9 @@ class LocalExecutor(Executor):
         self.workers = workers
 
     def map_parts(self, work: PartWork, todo: Iterator[PartPlan], out: Path) -> Iterator[tuple[PartPlan, dict]]:
+        from synth.llm.journal import fold_snapshots  # here: synth.llm imports the stages, which import this
+
+        fold_snapshots(out)  # answers a cluster run bought are read here, not bought again
         if self.workers > 1:
             context = multiprocessing.get_context("spawn")
             pool: PoolExecutor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,

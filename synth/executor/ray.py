@@ -8,7 +8,8 @@ order and writes run.toml, so a run on Ray leaves exactly the files a local run 
 - A task's LLM journal lives on its node's local disk (SQLite's WAL must not sit on a network file system) and is
   copied to `OUT/_journals/` every `snapshot_seconds` and when the part ends; a task retried on another node (a
   lost node, a killed driver's rerun) seeds its journal from that copy, so answers already given are not bought
-  again.
+  again. Answers of a local run (`OUT/_journal.sqlite`) are shipped once as `OUT/_journals/_local.sqlite`, which
+  every task reads too; a local run folds the snapshots back into `OUT/_journal.sqlite`.
 - Every engine takes its requests and tokens from one budget actor per endpoint and model (`ray_budget`).
 """
 
@@ -24,6 +25,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from synth.errors import ConfigError
 from synth.executor.choice import NEEDS_RAY, ExecutorSettings
 
@@ -33,12 +36,12 @@ try:  # the optional `ray` extra (ExecutorSettings.check asks for it before this
 except ImportError as exc:
     raise ConfigError(f"the Ray executor {NEEDS_RAY}") from exc
 
+from synth.embed.base import Embedder
 from synth.executor import ray_budget
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
-from synth.llm.journal import copy_journal, merge_journal, set_journal_locator
+from synth.executor.placement import placing
+from synth.llm.journal import SEED, SNAPSHOTS, copy_journal, merge_journal, set_journal_locator, ship_seed
 
-SNAPSHOTS = "_journals"
-"""Folder of a stage's output with the journal snapshot of each part (what a retried part seeds from)."""
 TASK_RETRIES = 3
 """Times a part lost with its node (or worker process) is run again elsewhere; errors of the stage are not retried."""
 
@@ -64,7 +67,7 @@ def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
     shared = snapshot_path(out, plan)
     if shared.exists():
         merge_journal(shared, local)
-    set_journal_locator(lambda _out: local)
+    set_journal_locator(lambda _out: local, Path(out) / SNAPSHOTS / SEED)
     stop = threading.Event()
 
     def ship() -> None:
@@ -101,13 +104,91 @@ def _part_task(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSett
 
 
 class PartActor:
-    """Keeps one copy of a stage (its loaded model) for many parts; its connections are closed after each part."""
+    """Keeps one copy of a stage (its loaded model) for many parts; its connections are closed after each part.
+    Before the stage is prepared it embeds the corpus that `prepare` needs (`embed`), with the same model."""
 
     def __init__(self, work: PartWork):
         self.work = work
 
+    def embed(self, texts: list[str]) -> np.ndarray:
+        embedder = self.work.prepare_embedder()
+        assert embedder is not None  # only a stage with one is given to `spread_embedding`
+        return embedder.backend.embed(texts)
+
     def run(self, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
         return run_part(self.work, plan, out, settings, budgets)
+
+
+class ModelActors:
+    """The actors of a stage that holds a model, started on first need: by `prepare`'s corpus embedding, else by the
+    first part. One GPU each when the cluster has GPUs (as many actors as GPUs), one CPU each otherwise."""
+
+    def __init__(self, work: PartWork, settings: ExecutorSettings):
+        self.work = work
+        self.settings = settings
+        self.actors: list[Any] = []
+        self.ref: Any = None
+
+    def started(self, work: Any = None) -> list[Any]:
+        """The actors, started on `work` (an object reference; the stage as it is now when None) if not yet."""
+        if not self.actors:
+            connect(self.settings.address)
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            count = self.settings.model_actors or gpus or 2
+            actor = ray.remote(PartActor).options(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+                                                  max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
+            self.ref = work if work is not None else ray.put(self.work)  # held: a restarted actor is built from it
+            self.actors = [actor.remote(self.ref) for _ in range(count)]
+        return self.actors
+
+    def prepared(self, work: Any) -> list[Any]:
+        """Actors on the prepared stage `work` (an object reference). Those that embedded the corpus are replaced:
+        Ray restarts a lost actor from the arguments it was created with, which must be the prepared stage."""
+        self.close()
+        return self.started(work)
+
+    def close(self) -> None:
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+
+
+class PoolBackend:
+    """An embedder backend whose texts are embedded by the model actors, split evenly between them (in order).
+    Pickled, it is the backend it wraps: a worker embeds with its own model."""
+
+    def __init__(self, inner: Embedder, actors: ModelActors):
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.actors = actors
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _same, (self.inner,)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        actors = self.actors.started()
+        step = -(-len(texts) // len(actors))
+        slices = [texts[i : i + step] for i in range(0, len(texts), step)]
+        return np.concatenate(ray.get([a.embed.remote(s) for a, s in zip(actors, slices, strict=False)]))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@contextlib.contextmanager
+def spread_embedding(work: PartWork, actors: ModelActors | None) -> Iterator[None]:
+    """While the stage prepares, its corpus is embedded by the model actors (the driver loads no model)."""
+    embedder = work.prepare_embedder()
+    if embedder is None or actors is None:
+        yield
+        return
+    own = embedder.backend
+    embedder.backend = PoolBackend(own, actors)
+    try:
+        yield
+    finally:
+        embedder.backend = own
 
 
 class RayExecutor(Executor):
@@ -117,45 +198,53 @@ class RayExecutor(Executor):
         self.settings = settings
 
     def map_parts(self, work: PartWork, todo: Iterator[PartPlan], out: Path) -> Iterator[tuple[PartPlan, dict]]:
-        first = next(todo, None)  # the driver prepares the stage while planning its first part
-        if first is None:
-            return
-        connect(self.settings.address)
-        budgets = ray_budget.start_registry()
-        shared = ray.put(work)
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        bound = self.settings.max_in_flight or max(2, 2 * int(resources.get("CPU", 1)))
-        if work.holds_model:
-            yield from self._on_actors(shared, chain([first], todo), out, budgets, gpus, bound)
-            return
-        pending: deque[tuple[PartPlan, ray.ObjectRef]] = deque()
-        for plan in chain([first], todo):
-            pending.append((plan, _part_task.remote(shared, plan, out, self.settings, budgets)))
-            while len(pending) >= bound:
+        actors = ModelActors(work, self.settings) if work.holds_model else None
+        try:
+            with spread_embedding(work, actors), placing(self.place):
+                first = next(todo, None)  # the driver prepares the stage while planning its first part
+            if first is None:
+                return
+            ship_seed(out)  # a local run's answers, for every task to read
+            connect(self.settings.address)
+            budgets = ray_budget.start_registry()
+            shared = ray.put(work)
+            bound = self.settings.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+            if actors is not None:
+                yield from self._on_actors(actors.prepared(shared), chain([first], todo), out, budgets, bound)
+                return
+            pending: deque[tuple[PartPlan, ray.ObjectRef]] = deque()
+            for plan in chain([first], todo):
+                pending.append((plan, _part_task.remote(shared, plan, out, self.settings, budgets)))
+                while len(pending) >= bound:
+                    done, ref = pending.popleft()
+                    yield done, ray.get(ref)
+            while pending:
                 done, ref = pending.popleft()
                 yield done, ray.get(ref)
-        while pending:
-            done, ref = pending.popleft()
-            yield done, ray.get(ref)
+        finally:
+            if actors is not None:
+                actors.close()
 
-    def _on_actors(self, shared: Any, todo: Iterator[PartPlan], out: Path, budgets: Any,
-                   gpus: int, bound: int) -> Iterator[tuple[PartPlan, dict]]:
-        """Parts on actors that load the model once: one GPU each when the cluster has GPUs."""
-        count = self.settings.model_actors or gpus or 2
-        actor = ray.remote(PartActor).options(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
-                                              max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES)
-        actors = [actor.remote(shared) for _ in range(count)]
+    def place(self, fn: Any, args: tuple[Any, ...], memory: int) -> Any:
+        """A step of `prepare` as a task on a node with `memory` bytes free (Ray's `memory` resource); a one-line
+        error when no node of the cluster has that much, rather than a task that waits for ever."""
+        connect(self.settings.address)
+        largest = max((node["Resources"].get("memory", 0) for node in ray.nodes() if node["Alive"]), default=0)
+        if memory > largest:
+            raise ConfigError(f"a step of prepare needs {memory / 2**30:.1f} GiB of memory, more than any node of "
+                              f"the cluster has ({largest / 2**30:.1f} GiB)")
+        # No CPU slot: the model actors may hold every one while the stage prepares (the driver reserves none either).
+        return ray.get(ray.remote(fn).options(memory=memory, num_cpus=0, max_retries=TASK_RETRIES).remote(*args))
+
+    def _on_actors(self, actors: list[Any], todo: Iterator[PartPlan], out: Path, budgets: Any,
+                   bound: int) -> Iterator[tuple[PartPlan, dict]]:
+        """Parts on the actors that keep the model loaded, at most two in flight per actor."""
         pool = ActorPool(actors)
         submitted: deque[PartPlan] = deque()
-        try:
-            for plan in todo:
-                pool.submit(lambda a, p: a.run.remote(p, out, self.settings, budgets), plan)
-                submitted.append(plan)
-                while len(submitted) >= min(bound, 2 * count):
-                    yield submitted.popleft(), pool.get_next()
-            while submitted:
+        for plan in todo:
+            pool.submit(lambda a, p: a.run.remote(p, out, self.settings, budgets), plan)
+            submitted.append(plan)
+            while len(submitted) >= min(bound, 2 * len(actors)):
                 yield submitted.popleft(), pool.get_next()
-        finally:
-            for a in actors:
-                ray.kill(a)
+        while submitted:
+            yield submitted.popleft(), pool.get_next()

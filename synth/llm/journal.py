@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS endpoint_facts (name TEXT PRIMARY KEY, value TEXT NOT
 """
 _LOOKUP_CHUNK = 500
 JOURNAL_NAME = "_journal.sqlite"
+SNAPSHOTS = "_journals"
+"""Folder beside a stage's parts with the journal snapshots a cluster's tasks ship (one per part), and `SEED`."""
+SEED = "_local.sqlite"
+"""Snapshot of the stage's `_journal.sqlite` (a local run's answers) that a cluster's tasks read answers from."""
 
 
 def _beside_output(out: Path) -> Path:
@@ -36,6 +40,7 @@ def _beside_output(out: Path) -> Path:
 
 
 _locator: Callable[[Path], Path] = _beside_output
+_seed: Path | None = None
 
 
 def journal_path(out: Path | str) -> Path:
@@ -44,10 +49,35 @@ def journal_path(out: Path | str) -> Path:
     return _locator(Path(out))
 
 
-def set_journal_locator(locator: Callable[[Path], Path] | None) -> None:
-    """Install where journals are opened in this process (None restores `OUT/_journal.sqlite`)."""
-    global _locator
+def set_journal_locator(locator: Callable[[Path], Path] | None, seed: Path | None = None) -> None:
+    """Install where journals are opened in this process (None restores `OUT/_journal.sqlite`), and a journal
+    snapshot they also read answers from (read-only, never written while in use)."""
+    global _locator, _seed
     _locator = locator or _beside_output
+    _seed = seed
+
+
+def fold_snapshots(out: Path) -> int:
+    """Move the answers of the snapshots a cluster run left in `OUT/_journals/` into `OUT/_journal.sqlite`, so that
+    a local run pays for none of them again; returns the answers added."""
+    folder = Path(out) / SNAPSHOTS
+    added = 0
+    for snapshot in sorted(folder.glob("*.sqlite")) if folder.is_dir() else []:
+        added += merge_journal(snapshot, Path(out) / JOURNAL_NAME)
+        snapshot.unlink()  # its answers are in the stage's journal, which a cluster run seeds from (`SEED`)
+    return added
+
+
+def ship_seed(out: Path) -> Path | None:
+    """Snapshot `OUT/_journal.sqlite` (a local run's answers) to `OUT/_journals/_local.sqlite` for a cluster's tasks
+    to read; None when there is no such journal."""
+    journal, seed = Path(out) / JOURNAL_NAME, Path(out) / SNAPSHOTS / SEED
+    if not journal.exists():
+        seed.unlink(missing_ok=True)  # a journal its user removed is not read through an old snapshot either
+        return None
+    seed.parent.mkdir(parents=True, exist_ok=True)
+    copy_journal(journal, seed)
+    return seed
 
 
 def copy_journal(source: Path, target: Path) -> None:
@@ -95,17 +125,16 @@ class Journal:
             raise ConfigError(f"journal {self.path} cannot be opened: {exc}") from exc
         self._commit_scheduled = False
         self._pending: list[tuple[str, str, str, float]] = []
+        # Opened as immutable: no lock, WAL or shared-memory file, so it may sit on a network file system.
+        self._seed = sqlite3.connect(f"{_seed.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False) \
+            if _seed is not None and _seed.exists() else None
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """The journaled answers among `keys`."""
         self.commit()
-        found: dict[str, Any] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), _LOOKUP_CHUNK):
-            chunk = unique[start : start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk)
-            found.update((key, json.loads(value)) for key, value in rows)
+        found = _lookup(self._db, list(dict.fromkeys(keys)))
+        if self._seed is not None:
+            found.update(_lookup(self._seed, [key for key in dict.fromkeys(keys) if key not in found]))
         return found
 
     def put(self, key: str, value: Any) -> None:
@@ -151,6 +180,18 @@ class Journal:
     def close(self) -> None:
         self.commit()
         self._db.close()
+        if self._seed is not None:
+            self._seed.close()
+
+
+def _lookup(db: sqlite3.Connection, keys: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = db.execute(f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk)
+        found.update((key, json.loads(value)) for key, value in rows)
+    return found
 
 
 def _enable_wal(db: sqlite3.Connection, attempts: int = 100) -> None:

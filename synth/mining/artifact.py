@@ -23,6 +23,7 @@ import pyarrow as pa
 from rich.console import Console
 
 from synth.embed.cached import CachedEmbedder
+from synth.executor.placement import run_placed
 from synth.mining.corpus import (
     CorpusItem,
     SkippedRows,
@@ -33,7 +34,15 @@ from synth.mining.corpus import (
     read_corpus_file,
     text_key,
 )
-from synth.mining.index import IndexSettings, build_index, load_index, place_on_devices
+from synth.mining.index import (
+    ExactRescored,
+    IndexSettings,
+    build_index,
+    build_memory,
+    load_index,
+    place_on_devices,
+    search_devices,
+)
 from synth.mining.options import MINE_DEFAULTS
 from synth.store import PartRef, atomic_write_bytes, file_fingerprint
 
@@ -63,7 +72,7 @@ class CorpusSettings:
 def fingerprint(parts: list[PartRef], corpus: CorpusSettings, model_id: str, index: IndexSettings) -> str:
     """What the artifact depends on: input parts, corpus files, model and the index-shaping settings."""
     facts: list[Any] = [ARTIFACT_VERSION, model_id, corpus.source, corpus.field]
-    facts += [index.exact_max, index.nlist, index.seed]
+    facts += [index.exact_max, index.pq_min, index.nlist, index.seed]
     facts += [file_fingerprint(p.path) for p in parts if p.task.value in INPUT_TASKS]
     facts += [file_fingerprint(Path(f)) for f in corpus.files]
     return hashlib.sha256(json.dumps(facts).encode("utf-8")).hexdigest()[:24]
@@ -121,11 +130,17 @@ class _ItemWriter:
 
 
 class MiningIndex:
-    """Items, their vectors, the positives of each query and the FAISS index, as loaded from `OUT/_index/`."""
+    """Items, their vectors, the positives of each query and the FAISS index, as loaded from `OUT/_index/`.
 
-    def __init__(self, directory: Path, meta: dict[str, Any], search_devices: int, nprobe: int):
+    Pickled (to a cluster's worker) as its directory: the worker memory-maps the files itself and places the index
+    on its own GPUs, instead of receiving every vector through the object store."""
+
+    def __init__(self, directory: Path, meta: dict[str, Any], neighbours: int, nprobe: int):
         self.directory = directory
         self.meta = meta
+        self.neighbours = neighbours
+        self.nprobe = nprobe
+        self.devices = search_devices(neighbours)
         # Memory-mapped Arrow: texts are paged in when a negative is written out, never loaded whole.
         items = pa.ipc.open_file(pa.memory_map(str(directory / "items.arrow"))).read_all()
         self.texts = items.column("text")
@@ -140,7 +155,12 @@ class MiningIndex:
         )
         groups = np.load(directory / "groups.npz")
         self._group_keys, self._group_items = groups["query_keys"], groups["item_ids"]
-        self.index = place_on_devices(load_index(directory / "index.faiss", nprobe), search_devices)
+        self.index = place_on_devices(load_index(directory / "index.faiss", nprobe), self.devices)
+        if meta.get("index") == "ivfpq":
+            self.index = ExactRescored(self.index, self.vectors)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return MiningIndex, (self.directory, self.meta, self.neighbours, self.nprobe)
 
     def item_ids(self, texts: list[str]) -> np.ndarray:
         """Item id of each text (every positive is an item); -1 for a text that is not one."""
@@ -157,6 +177,13 @@ class MiningIndex:
 
     def texts_of(self, ids: np.ndarray) -> list[str]:
         return self.texts.take(pa.array(ids, type=pa.int64())).to_pylist()
+
+
+def build_index_file(directory: Path, n_items: int, n_index: int, dim: int, index: IndexSettings) -> None:
+    """`index.faiss` over the first `n_index` vectors of `vectors.f32`, on whichever node runs this (it reads the
+    files, so only their names travel)."""
+    vectors = np.memmap(directory / "vectors.f32", dtype=np.float32, mode="r", shape=(n_items, dim))
+    build_index(vectors[:n_index], index, directory / "index.faiss")
 
 
 def build_artifact(
@@ -194,14 +221,13 @@ def build_artifact(
     order = np.argsort(keys, kind="stable")
     np.savez(directory / "groups.npz", query_keys=keys[order], item_ids=ids[order])
     n_items, dim = len(writer.ids), writer.dim
-    vectors = np.memmap(directory / "vectors.f32", dtype=np.float32, mode="r", shape=(n_items, dim))
-    build_index(vectors[:n_index], index, directory / "index.faiss")
+    run_placed(build_index_file, directory, n_items, n_index, dim, index, memory=build_memory(n_index, dim, index))
     return {
         "n_items": n_items,
         "n_index": n_index,
         "dim": dim,
         "index": index.kind(n_index),
-        "nlist": index.lists(n_index) if index.kind(n_index) == "ivf" else None,
+        "nlist": index.lists(n_index) if index.kind(n_index) != "flat" else None,
         "records": len(query_keys),
         "corpus_rows_skipped": skipped.count,
         "corpus_rows_skipped_first": skipped.first,
@@ -214,9 +240,10 @@ def open_artifact(
     corpus: CorpusSettings,
     embedder: CachedEmbedder,
     index: IndexSettings,
-    search_devices: int,
+    neighbours: int,
 ) -> tuple[MiningIndex, bool]:
-    """The mining index for these inputs: loaded when `OUT/_index/` matches them, built otherwise (and saved)."""
+    """The mining index for these inputs, searched for `neighbours` per query: loaded when `OUT/_index/` matches
+    them, built otherwise (and saved)."""
     directory = Path(out) / ARTIFACT_DIR
     digest = fingerprint(parts, corpus, embedder.model_id, index)
     meta_path = directory / "meta.json"
@@ -227,4 +254,4 @@ def open_artifact(
         meta = {"fingerprint": digest, "model": embedder.model_id, **facts}
         atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode("utf-8"))
         built = True
-    return MiningIndex(directory, meta, search_devices, index.nprobe), built
+    return MiningIndex(directory, meta, neighbours, index.nprobe), built

@@ -21,6 +21,8 @@ from synth.mining.options import MINE_DEFAULTS
 ADD_CHUNK = 65_536
 TRAIN_SAMPLE = 65_536
 """Vectors an IVF index is trained on, at most (FAISS wants at least 39 per list, so lists <= 1680)."""
+RESCORE_WIDEN = 4
+"""How many times more candidates an IVF-PQ search fetches than it returns, to score again exactly."""
 GPU_MAX_K = 2048
 """FAISS on GPU returns at most 2048 neighbours per query."""
 
@@ -35,16 +37,20 @@ def _faiss():
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """How the index is built and searched; only `exact_max`, `nlist` and `seed` change the built index."""
+    """How the index is built and searched; only `exact_max`, `pq_min`, `nlist` and `seed` change the built index."""
 
     exact_max: int = MINE_DEFAULTS["exact_max"]
+    pq_min: int = MINE_DEFAULTS["pq_min"]
     nlist: int | None = None
     nprobe: int = MINE_DEFAULTS["nprobe"]
     search_batch_size: int = MINE_DEFAULTS["search_batch_size"]
     seed: int = MINE_DEFAULTS["seed"]
 
     def kind(self, size: int) -> str:
-        return "flat" if size <= self.exact_max else "ivf"
+        """`flat` (exact) up to `exact_max` vectors, `ivfpq` (compressed) from `pq_min`, `ivf` between."""
+        if size <= self.exact_max:
+            return "flat"
+        return "ivfpq" if size >= self.pq_min else "ivf"
 
     def lists(self, size: int) -> int:
         """IVF list count: the setting, else about 4 * sqrt(size), never more than the training sample / 39."""
@@ -58,6 +64,46 @@ def num_gpus() -> int:
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
+def search_devices(neighbours: int) -> int:
+    """GPUs this process shards the index over for searches of `neighbours` per query: every GPU FAISS sees, or
+    none (the CPU) when there are none or FAISS on GPU cannot return that many neighbours. Each process that
+    searches (a cluster's model actor on its own GPU) decides for itself."""
+    gpus = num_gpus()
+    return gpus if neighbours <= GPU_MAX_K else 0
+
+
+def pq_shape(dim: int, sample: int) -> tuple[int, int]:
+    """(sub-quantizers, bits each) of IVF-PQ codes: 16 dimensions per sub-quantizer (64 bytes for 1024 dimensions),
+    8 bits when the training sample has the 39 vectors per centroid FAISS wants, fewer on a smaller one."""
+    subquantizers = max(m for m in range(1, max(1, dim // 16) + 1) if dim % m == 0)
+    return subquantizers, max(1, min(8, int(math.log2(max(2, sample // 39)))))
+
+
+class ExactRescored:
+    """An IVF-PQ index whose candidates are scored again on the full vectors, best first: PQ scores are approximate,
+    and the rules compare candidates' scores with the exact scores of positives. It looks `RESCORE_WIDEN` times as
+    deep as asked, so that a candidate PQ ranks a little too low is still found."""
+
+    def __init__(self, index, vectors: np.ndarray):
+        self.index = index
+        self.vectors = vectors
+        self.ntotal = index.ntotal
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        _, ids = self.index.search(queries, min(self.ntotal, k * RESCORE_WIDEN))
+        scores = np.einsum("qd,qkd->qk", queries, self.vectors[np.where(ids >= 0, ids, 0)])
+        scores[ids < 0] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def build_memory(size: int, dim: int, settings: IndexSettings) -> int:
+    """Bytes that building the index over `size` vectors of `dim` holds: every vector for an exact index; for IVF the
+    training sample and two chunks (its lists go to disk); plus 256 MiB for FAISS and Python."""
+    held = size if settings.kind(size) == "flat" else min(size, TRAIN_SAMPLE) + 2 * ADD_CHUNK
+    return held * dim * 4 + 2**28
+
+
 def build_index(vectors: np.ndarray, settings: IndexSettings, path: Path) -> None:
     """Write the index over `vectors` (n, d) to `path`: exact, or IVF with its lists in `path`.ivfdata."""
     faiss = _faiss()
@@ -68,8 +114,12 @@ def build_index(vectors: np.ndarray, settings: IndexSettings, path: Path) -> Non
             index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32))
         save_index(index, path)
         return
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, settings.lists(size), faiss.METRIC_INNER_PRODUCT)
     sample = np.sort(np.random.default_rng(settings.seed).choice(size, min(size, TRAIN_SAMPLE), replace=False))
+    if settings.kind(size) == "ivfpq":
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, settings.lists(size), *pq_shape(dim, len(sample)),
+                                 faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, settings.lists(size), faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
     trained = faiss.serialize_index(index)
     shards = []

@@ -23,6 +23,8 @@ MINE_OPTIONS: tuple[Option, ...] = (
     Option("corpus_field", str, "text", "Text field of .jsonl/.csv/.tsv/.parquet corpus files.", panel=PANEL_INDEX),
     Option("exact_max", int, 200_000, "Largest corpus searched exactly; IVF above.", min=1, panel=PANEL_INDEX),
     Option("nlist", int, None, "IVF lists.", min=1, default_text="4*sqrt(N)", panel=PANEL_INDEX),
+    Option("pq_min", int, 20_000_000, "Smallest corpus whose IVF index stores compressed vectors (IVF-PQ; "
+           "candidates are scored again on the full vectors).", min=1, panel=PANEL_INDEX),
     Option("nprobe", int, 32, "IVF lists searched.", min=1, panel=PANEL_INDEX),
     Option("search_batch_size", int, 1024, "Queries per FAISS search.", min=1, panel=PANEL_INDEX),
     Option("range_min", int, 0, "Skip the best RANGE_MIN surviving candidates.", min=0, panel=PANEL_RULES),

@@ -57,6 +57,7 @@ def settings_from(options: dict[str, Any]) -> tuple[MineSettings, CorpusSettings
     nlist = int(options["nlist"]) if options["nlist"] else None
     index = IndexSettings(
         exact_max=int(options["exact_max"]),
+        pq_min=int(options["pq_min"]),
         nlist=nlist,
         nprobe=int(options["nprobe"]),
         search_batch_size=int(options["search_batch_size"]),

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from synth.embed.cached import CachedEmbedder
 from synth.mining.artifact import CorpusSettings, open_artifact
-from synth.mining.index import GPU_MAX_K, IndexSettings, num_gpus
+from synth.mining.index import IndexSettings
 from synth.mining.miner import Miner, MineResult, MineSettings
 from synth.schema import Task
 from synth.stage import PartResult, Stage
@@ -55,12 +55,10 @@ class MineStage(Stage):
     def prepare(self, parts: list[PartRef]) -> None:
         if not any(p.task == Task.RETRIEVAL for p in parts):
             return
-        gpus = num_gpus()
-        if gpus and self.mine_settings.range_max + 64 > GPU_MAX_K:
-            gpus = 0  # FAISS on GPU cannot return that many neighbours: search on the CPU instead
         before = self.embedder.stats.embedded
-        index, built = open_artifact(self.out, parts, self.corpus, self.embedder, self.index_settings, gpus)
-        self.artifact = {**index.meta, "built_this_run": built, "gpus": gpus,
+        neighbours = self.mine_settings.range_max + 64
+        index, built = open_artifact(self.out, parts, self.corpus, self.embedder, self.index_settings, neighbours)
+        self.artifact = {**index.meta, "built_this_run": built, "gpus": index.devices,
                          "corpus_texts_embedded": self.embedder.stats.embedded - before}
         self.miner = Miner(index, self.embedder, self.mine_settings, self.index_settings.search_batch_size)
 
@@ -85,6 +83,9 @@ class MineStage(Stage):
         result.counts.update(texts_embedded=after["embedded"] - before["embedded"],
                              cache_hits=after["cache_hits"] - before["cache_hits"])
         return PartResult(result.rows, rejects, result.counts)
+
+    def prepare_embedder(self) -> CachedEmbedder:
+        return self.embedder
 
     def finish(self, out: Path) -> dict[str, Any]:
         return {"index": self.artifact} if self.artifact else {}
