@@ -228,8 +228,9 @@ def main() -> None:
     record = out / "results.json"
     results: dict[str, Any] = json.loads(record.read_text()) if record.exists() else {}
 
-    def save() -> None:
-        record.write_text(json.dumps(results, indent=1))
+    def save() -> None:  # merged with what runs of other seeds in parallel have saved meanwhile
+        saved = json.loads(record.read_text()) if record.exists() else {}
+        record.write_text(json.dumps({**saved, **results}, indent=1))
 
     if "base" not in results:
         results["base"] = measure(load_model(model_path, "cpu", args.max_seq_length), eval_set, args.batch_size)
