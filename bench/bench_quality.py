@@ -22,6 +22,11 @@ seed and measured with `synth eval`'s metrics, so only the data differs:
                      its default (synth's defaults before this benchmark: NV-Retriever's TopK-PercPos)
     synth-rm0        the same with mine --relative-margin 0 (negatives only below the positive: today's default)
     synth-rm-off     the same with mine --relative-margin none
+    synth-nofilter   synth-rm0 without the filter (mine -> export)
+    synth-nodedup    synth-rm0 with filter --dedup off (every other filter rule on)
+    synth-dedup-pair synth-rm0 with filter --dedup-on pair (a repeated query with another positive is kept)
+    synth-minscore   synth-rm0 with filter --min-score 0.7 for every origin (the default skips ingested records)
+    synth-neg3       synth-rm0 with export --num-negatives 3 (mine gives 4), trained on all three
 
     nice -n 10 python bench/bench_quality.py --train 5000 --queries 500 --corpus 2000 --steps 40 \
         --batch-size 16 --max-seq-length 64 --seeds 20261123,1,2
@@ -49,9 +54,20 @@ from bench_mine import TRANSLATIONS, parse_translations  # noqa: E402
 HELD_OUT_BELOW = 26
 """A group is held out when the first byte of its BLAKE2b digest is below this (26/256, about 10%)."""
 RANGE_MAX = 30
-CONFIGS = ("st-topk", "synth-rm05", "synth-rm-off", "synth-rm0", "st-rm05", "pairs")
-SYNTH_MINE = {"synth-rm05": {"relative_margin": 0.05}, "synth-rm0": {"relative_margin": 0.0},
-              "synth-rm-off": {"relative_margin": "none"}}
+CONFIGS = ("st-topk", "synth-rm05", "synth-rm-off", "synth-rm0", "st-rm05", "pairs", "synth-nofilter",
+           "synth-nodedup", "synth-dedup-pair", "synth-minscore", "synth-neg3")
+SYNTH: dict[str, dict[str, Any]] = {
+    "synth-rm05": {"mine": {"relative_margin": 0.05}},
+    "synth-rm0": {"mine": {"relative_margin": 0.0}},
+    "synth-rm-off": {"mine": {"relative_margin": "none"}},
+    "synth-nofilter": {"mine": {"relative_margin": 0.0}, "filter": None},
+    "synth-nodedup": {"mine": {"relative_margin": 0.0}, "filter": {"dedup": "off"}},
+    "synth-dedup-pair": {"mine": {"relative_margin": 0.0}, "filter": {"dedup_on": ["pair"]}},
+    "synth-minscore": {"mine": {"relative_margin": 0.0}, "filter": {"min_score": 0.7}},
+    "synth-neg3": {"mine": {"relative_margin": 0.0}, "negatives": 3},
+}
+"""Each synth config: its mine and filter options over the defaults (filter None: no filter) and the export's
+--num-negatives (default 1)."""
 
 
 def held_out(long: str) -> bool:
@@ -103,9 +119,9 @@ def st_rows(pairs: list[tuple[str, str]], model_path: str, cache: Path, relative
     return [[r["anchor"], r["positive"], r["negative"]] for r in mined]
 
 
-def synth_rows(pairs: list[tuple[str, str]], work: Path, cache: Path, mine_options: dict[str, Any]) -> list[list[str]]:
-    """ingest-shaped input, then synth mine, filter and export --num-negatives 1 with their defaults (each stage
-    resumes: a rerun redoes only what changed)."""
+def synth_rows(pairs: list[tuple[str, str]], work: Path, cache: Path, config: dict[str, Any]) -> list[list[str]]:
+    """ingest-shaped input, then synth mine, filter and export with the config's options over the defaults (each
+    stage resumes: a rerun redoes only what changed)."""
     from synth.evaluation.traindata import load_train_data
     from synth.export.spec import EXPORT
     from synth.filtering.spec import FILTER
@@ -117,13 +133,17 @@ def synth_rows(pairs: list[tuple[str, str]], work: Path, cache: Path, mine_optio
                                           "query": q, "positive": p}) for q, p in pairs]
     for number, start in enumerate(range(0, len(rows), PART_ROWS)):
         write_part(work / "in", Task.RETRIEVAL, f"part-{number:05d}", rows[start : start + PART_ROWS])
-    MINE.run({**MINE.defaults(), **mine_options, "inputs": [str(work / "in")], "out": str(work / "mine"),
+    MINE.run({**MINE.defaults(), **config["mine"], "inputs": [str(work / "in")], "out": str(work / "mine"),
               "embed_cache": str(cache)})
-    FILTER.run({**FILTER.defaults(), "inputs": [str(work / "mine")], "out": str(work / "final"),
-                "embed_cache": str(cache)})
-    EXPORT.run({**EXPORT.defaults(), "inputs": [str(work / "final")], "out": str(work / "export"),
-                "num_negatives": 1})
-    return load_train_data(work / "export", 1).retrieval
+    final = work / "mine"
+    if config.get("filter", {}) is not None:
+        final = work / "final"
+        FILTER.run({**FILTER.defaults(), **config.get("filter", {}), "inputs": [str(work / "mine")],
+                    "out": str(final), "embed_cache": str(cache)})
+    negatives = config.get("negatives", 1)
+    EXPORT.run({**EXPORT.defaults(), "inputs": [str(final)], "out": str(work / "export"),
+                "num_negatives": negatives})
+    return load_train_data(work / "export", negatives).retrieval
 
 
 def training_rows(config: str, pairs: list[tuple[str, str]], root: Path, model_path: str) -> list[list[str]]:
@@ -137,7 +157,7 @@ def training_rows(config: str, pairs: list[tuple[str, str]], root: Path, model_p
     elif config.startswith("st-"):
         rows = st_rows(pairs, model_path, cache / "st", 0.05 if config == "st-rm05" else 0.0)
     else:
-        rows = synth_rows(pairs, root / "synth" / config, cache / "synth", SYNTH_MINE[config])
+        rows = synth_rows(pairs, root / "synth" / config, cache / "synth", SYNTH[config])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     return rows
@@ -208,8 +228,9 @@ def main() -> None:
     record = out / "results.json"
     results: dict[str, Any] = json.loads(record.read_text()) if record.exists() else {}
 
-    def save() -> None:
-        record.write_text(json.dumps(results, indent=1))
+    def save() -> None:  # merged with what runs of other seeds in parallel have saved meanwhile
+        saved = json.loads(record.read_text()) if record.exists() else {}
+        record.write_text(json.dumps({**saved, **results}, indent=1))
 
     if "base" not in results:
         results["base"] = measure(load_model(model_path, "cpu", args.max_seq_length), eval_set, args.batch_size)

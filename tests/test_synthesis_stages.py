@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from helpers import SAMPLES, synth_process
 from synthesis_fixtures import RETRIEVAL_ROWS, FakeModel, write_input
@@ -136,6 +137,25 @@ def test_copies_are_rejected_with_a_reason_and_regeneration_is_bounded(samples, 
     stats = manifest(out)["totals"]["stats"]
     assert stats["tries_exhausted"] == records and stats["kept"] == 0
     assert len(list(iter_rows(out))) == records  # the sources, nothing else
+
+
+def test_llm_negatives_after_a_rescored_mine_export_no_misaligned_teacher_margins(fake, tmp_path):
+    """A rescored mine gives each mined negative a teacher score; the appended LLM negatives have none, so the
+    export must not pair the old margins with the new negatives."""
+    server, _ = fake
+    mined = [{**r, "negatives": [f"mined {i}"], "negative_origins": ["mined"], "positive_score": 0.8,
+              "negative_scores": [0.4], "positive_teacher_score": 5.0, "negative_teacher_scores": [1.0]}
+             for i, r in enumerate(RETRIEVAL_ROWS)]
+    write_input(tmp_path / "mine", Task.RETRIEVAL, mined)
+    assert synth("llm-negatives", [str(tmp_path / "mine")], tmp_path / "n", server, "-n", "2").exit_code == 0
+    rows = list(iter_rows(tmp_path / "n", Task.RETRIEVAL))
+    assert [len(r["negatives"]) for r in rows] == [3] * len(mined)
+    assert all(r["negative_scores"] is None and r["negative_teacher_scores"] is None for r in rows)
+    exported = runner.invoke(app, ["export", str(tmp_path / "n"), "--out", str(tmp_path / "e"), "--num-negatives", "3"])
+    assert exported.exit_code == 0, exported.output
+    table = pq.read_table(next((tmp_path / "e" / "sentence-transformers" / "retrieval").glob("train-*.parquet")))
+    assert table.num_rows == len(mined)
+    assert table.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3"]
 
 
 @pytest.mark.parametrize(("command", "kind"), [("paraphrase", "record"), ("llm-negatives", "negative")])

@@ -74,7 +74,8 @@ class NegativesStage(SynthesisStage):
         return result
 
     def with_negatives(self, row: dict[str, Any], job: Job) -> dict[str, Any]:
-        """The record with the kept negatives appended; scores are reset because the list changed."""
+        """The record with the kept negatives appended; the scores and teacher scores of the negatives are reset
+        because the list changed (the filter re-scores; no teacher scored the new ones, so no margins are exported)."""
         earlier = json.loads(row.get("meta") or "{}").get("llm_negatives", [])
         meta = merged_meta(row, {"llm_negatives": [*earlier, *(
             {"kind": k.kind, "template": job.template.name, "template_sha": job.template.sha} for k in job.kept
@@ -82,7 +83,7 @@ class NegativesStage(SynthesisStage):
         negatives = list(row.get("negatives") or [])
         return {**row, "negatives": [*negatives, *(k.passage for k in job.kept)],
                 "negative_origins": [*negative_origins(row), *(["llm"] * len(job.kept))], "negative_scores": None,
-                "meta": meta}
+                "negative_teacher_scores": None, "meta": meta}
 
 
 LLM_NEGATIVES = synthesis_spec(NegativesStage, "Write hard negatives that deviate in meaning, add irrelevant detail "
