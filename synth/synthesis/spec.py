@@ -29,6 +29,9 @@ SHARED_OPTIONS: tuple[Option, ...] = (
            "finishes its slowest answers (outputs do not change).", min=1, panel=PANEL),
     Option("estimate", bool, False, "Print the requests, tokens, cost and time this run would take, from the real "
            "prompts of a sample of rows; send and write nothing.", flags=("--estimate",), panel=PANEL),
+    Option("tokenizer", str, None, "The model's tokenizer for --estimate's token counts: a folder or tokenizer.json, "
+           "or a model name in the local Hugging Face cache (never downloaded).", default_text="offline estimator",
+           panel=PANEL),
     Option("prompts", Path, None, "Folder of TECHNIQUE.LANG.jinja templates that replace or add to the built-in ones.",
            panel=PANEL),
 )
@@ -52,7 +55,7 @@ def run_synthesis(stage_class: type[SynthesisStage], options: dict[str, Any]) ->
     stage = stage_class(options, settings)
     inputs = [Path(p) for p in options["inputs"]]
     if options.get("estimate"):
-        return estimate_stage(stage, inputs, settings)
+        return estimate_stage(stage, inputs, settings, options.get("tokenizer"))
     with local_endpoint_if_needed(settings) as live:
         stage.settings = live
         return run_stage(stage, inputs, Path(options["out"]))
