@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from synth.llm.accounting import PART_STATS_PREFIX
 from synth.llm.batch.client import COMPLETION_WINDOW
 from synth.llm.settings import LLMSettings
 from synth.llm.tokens import estimate_message_tokens, estimate_text_tokens, tokenizer_counter
+from synth.registry import Option
 from synth.stage import StageSummary, input_parts
 from synth.store import PartRef, read_part
 
@@ -25,6 +27,15 @@ SAMPLE_ROWS = 200
 SCALED = ("estimate_requests", "estimate_requests_at_most", "estimate_prompt_tokens", "estimate_completion_tokens",
           "estimate_cost_usd", "estimate_batch_cost_usd", "estimate_minutes_at_limits", "estimate_rows_out")
 """The estimate's numbers that grow with the rows (the others are per row or flags)."""
+ONE_SENTENCE = "The passage names the same event, place and date as the query asks about, so it answers it."
+"""A judge's one-sentence reason, as long as a model's usually are: the answer an estimate counts for a verdict."""
+ESTIMATE_OPTIONS: tuple[Option, ...] = (
+    Option("estimate", bool, False, "Print the requests, tokens, cost (online and batch) and time this run would "
+           "take, from the real prompts of a sample of rows; send and write nothing.", flags=("--estimate",)),
+    Option("tokenizer", str, None, "The model's tokenizer for --estimate's token counts: a folder or tokenizer.json, "
+           "or a model name in the local Hugging Face cache (never downloaded).", default_text="offline estimator"),
+)
+"""Every LLM stage's `--estimate` and `--tokenizer`."""
 
 
 def token_counter(tokenizer: str | None) -> Callable[[str], int]:
@@ -42,10 +53,21 @@ def answer_tokens(answer: dict[str, Any], count: Callable[[str], int]) -> int:
     return count(json.dumps(answer, ensure_ascii=False))
 
 
+def verdict_tokens(answer: type[BaseModel], count: Callable[[str], int]) -> int:
+    """Tokens of a judge's verdict: its yes/no fields and a one-sentence reason."""
+    return answer_tokens({name: True if info.annotation is bool else ONE_SENTENCE
+                          for name, info in answer.model_fields.items()}, count)
+
+
+def count_rows(parts: list[PartRef]) -> int:
+    """Rows of the parts, from their Parquet footers."""
+    return sum(pq.read_metadata(part.path).num_rows for part in parts)
+
+
 def sample_rows(inputs: list[Path]) -> tuple[int, list[tuple[PartRef, list[dict[str, Any]]]]]:
     """The input parts' row count, and up to `SAMPLE_ROWS` rows spread over the parts (the first of each)."""
     parts = input_parts(inputs)
-    total = sum(pq.read_metadata(part.path).num_rows for part in parts)
+    total = count_rows(parts)
     per_part = max(1, math.ceil(SAMPLE_ROWS / max(1, len(parts))))
     return total, [(part, read_part(part).slice(0, per_part).to_pylist()) for part in parts]
 
@@ -91,7 +113,8 @@ def cost_and_time(requests: float, prompt: float, completion: float, settings: L
 
 def scaled(stats: dict[str, Any], factor: float) -> dict[str, Any]:
     """An estimate made on stand-in rows, scaled to the rows an earlier stage is estimated to make."""
-    return {k: (type(v)(v * factor) if k in SCALED else v) for k, v in stats.items()}
+    return {k: (v if k not in SCALED else round(v * factor) if isinstance(v, int) else v * factor)
+            for k, v in stats.items()}
 
 
 def _earlier_run(out: Path) -> dict[str, float] | None:

@@ -57,6 +57,7 @@ def estimate_stage(stage: Any, inputs: list[Path], settings: LLMSettings, tokeni
     it would write (`estimate_rows_out`: each output a new row unless the outputs are negatives of their record)."""
     total_rows, sampled = sample_rows(inputs)
     sample = Sample(count=token_counter(tokenizer))
+    stage.prepare([part for part, _ in sampled])  # what a run builds first (querygen's persona index)
     stage.sample = sample
     for part, rows in sampled:
         if rows:
