@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SAMPLES, synth_process
+from helpers import SAMPLES, estimated, synth_process
 from openai_server import body_hash
 from pydantic import BaseModel
 from synthesis_fixtures import FakeModel
@@ -145,11 +144,6 @@ def spent_in_journal(out: Path) -> float:
     return sum(v["prompt_tokens"] * price["input"] + v["completion_tokens"] * price["output"] for v in values) / 1e6
 
 
-def estimated(output: str) -> dict[str, float]:
-    """The estimate_* rows of a printed summary."""
-    return {key: float(value.replace(",", "")) for key, value in re.findall(r"(estimate_\w+)\s*│\s*([\d.,]+)", output)}
-
-
 def test_estimate_sends_and_writes_nothing_and_is_near_the_actual_run(parts, make_openai_server, tmp_path):
     server = make_openai_server(handler=FakeModel())
     out, config = tmp_path / "out", tmp_path / "synth.toml"
@@ -220,3 +214,34 @@ def test_estimate_counts_with_the_models_tokenizer_and_shows_batch_prices(parts,
     assert server.log.total("chat") == 0 and not out.exists()  # nothing sent or written, in either mode
     missing = paraphrase(parts, out, server, "--estimate", "--tokenizer", str(tmp_path / "nowhere"))
     assert missing.exit_code != 0 and "not found" in str(missing.exception or missing.output)
+
+
+def test_run_estimate_chains_a_stage_whose_input_is_not_made_yet(parts, make_openai_server, tmp_path):
+    server = make_openai_server(handler=FakeModel())
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "chain"
+[llm]
+base_url = "{server.base_url}"
+api_key = "{server.api_key}"
+model = "{server.model}"
+[[stage]]
+use = "paraphrase"
+inputs = ["{parts[0]}"]
+num = 2
+[[stage]]
+use = "llm-negatives"
+num = 1
+""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    guess = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--estimate"])
+    assert guess.exit_code == 0, guess.output
+    assert server.log.total("chat") == 0 and not run_dir.exists()
+    paraphrase_guess, negatives_guess = (estimated(text) for text in guess.output.split("llm-negatives ->"))
+    assert paraphrase_guess["estimate_rows_out"] == 7 * (1 + 2)  # the sources and two paraphrases each
+    assert negatives_guess["estimate_from_earlier_estimate"] == 1
+    assert negatives_guess["estimate_rows"] == negatives_guess["estimate_requests"] == 21
+    assert runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir)]).exit_code == 0
+    actual = json.loads((run_dir / "llm-negatives" / "_manifest.json").read_text())["totals"]
+    assert 0.75 * 21 <= actual["rows_in"] <= 21  # every output kept is the most: checks drop a few
+    for name in ("requests", "prompt_tokens"):
+        assert negatives_guess[f"estimate_{name}"] == pytest.approx(actual["stats"][f"llm_{name}"], rel=0.25), name
