@@ -40,7 +40,7 @@ OPTIONS: tuple[Option, ...] = (
           concurrency={"help": "Judge requests in flight."}),
     *(o.but(config_only=True) for o in LLM_OPTIONS
       if o.key not in JUDGE_FLAGS and not o.config_only),  # the judge's other engine options, from config files
-    *pick(LLM_OPTIONS, *BATCH_KEYS),  # the judge in batch mode (`mode = "batch"`)
+    *pick(LLM_OPTIONS, "prices", *BATCH_KEYS),  # the judge's cost, and the judge in batch mode (`mode = "batch"`)
     Option("prompts", Path, None, "Folder of templates that replace or add to the built-in judge template.",
            config_only=True),
     Option("audit", int, 0, "Mined negatives per score-ratio bucket that the false-negative audit (`synth audit`) "

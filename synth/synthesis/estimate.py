@@ -3,7 +3,8 @@
 Nothing is sent and nothing is written. The stage builds its jobs from a sample of rows exactly as in a run, and
 each job's first prompt is rendered and counted with the model's tokenizer (`--tokenizer`) or else the offline token
 estimator; without an earlier run a record takes one try (`estimate_requests_at_most` assumes every record uses
-`max_tries`) and an answer is as long as the record's own texts per output. With the manifest of an earlier run in
+`max_tries`) and an answer is as long as the record's own texts per output (querygen: a persona's name, then a
+query of the requested length). With the manifest of an earlier run in
 the same `--out` (a pilot on some parts), tries per record and tokens per request are the measured ones: the checks'
 real retry rate and the retries' longer prompts.
 """
@@ -40,16 +41,18 @@ class Sample:
     count: Callable[[str], int] = estimate_text_tokens
     """Tokens of one text: the model's tokenizer when one is given, else the offline estimator."""
 
-    def add(self, jobs: list[Job]) -> None:
-        """Count the first prompt of every job (in place of sending it)."""
-        rows = self.part_rows
+    def add(self, jobs: list[Job], answer_of: Callable[[Job, dict[str, Any]], Any]) -> None:
+        """Count the first prompt of every job (in place of sending it) and the answer the stage expects for it."""
         for job in jobs:
             self.jobs += 1
             self.outputs += job.wanted
             self.prompt_tokens += prompt_tokens(render_job(job), self.count)
-            row = rows[job.index]
-            texts = {name: row.get(name) for name in TASKS[Task(row["task"])].main_texts if row.get(name)}
-            self.answer_tokens += job.wanted * answer_tokens(texts, self.count)
+            self.answer_tokens += answer_tokens(answer_of(job, self.part_rows[job.index]), self.count)
+
+
+def same_length_answer(job: Job, row: dict[str, Any]) -> Any:
+    """A job's expected answer: `wanted` outputs, each as long as its record's own texts (rewrites, negatives)."""
+    return [{name: row.get(name) for name in TASKS[Task(row["task"])].main_texts if row.get(name)}] * job.wanted
 
 
 def estimate_stage(stage: Any, inputs: list[Path], settings: LLMSettings, tokenizer: str | None = None) -> StageSummary:
