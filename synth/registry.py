@@ -125,10 +125,11 @@ class StageSpec:
         return self.name.replace("-", "_")
 
     def execute(self, options: dict[str, Any]) -> Any:
-        """Run the stage; an LLM stage in `batch` or `offline` mode runs through the batch driver."""
+        """Run the stage; an LLM stage in `batch` or `offline` mode runs through the batch driver (not its estimate,
+        which sends nothing in any mode)."""
         from synth.llm.settings import BATCH_MODES
 
-        if options.get("mode") in BATCH_MODES and self.needs_llm(options):
+        if options.get("mode") in BATCH_MODES and not options.get("estimate") and self.needs_llm(options):
             from synth.llm.batch.driver import run_batched
 
             return run_batched(self.run, options, self.name)

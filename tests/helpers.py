@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,3 +18,8 @@ def synth_process(*args: Any, timeout: float = 120, **options: Any) -> subproces
     """`synth ARGS...` as a separate process: its exit code and stderr exactly as a user sees them."""
     return subprocess.run([*SYNTH, *(str(a) for a in args)], capture_output=True, text=True, timeout=timeout,
                           **options)
+
+
+def estimated(output: str) -> dict[str, float]:
+    """The estimate_* rows of a printed `--estimate` summary (the last stage's, when several are printed)."""
+    return {key: float(value.replace(",", "")) for key, value in re.findall(r"(estimate_\w+)\s*│\s*([\d.,]+)", output)}

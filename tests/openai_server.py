@@ -205,7 +205,10 @@ class OpenAIServer:
         model: str = "test-model",
         handler: Handler | None = None,
         max_in_flight: int | None = None,
+        tokens: Callable[[str], int] | None = None,
     ):
+        """`tokens`: count a text's tokens as the model's tokenizer does, for `usage` (the chat template adding 3 per
+        request and 4 per message, as OpenAI documents); without it, characters of the request's JSON / 4."""
         unknown = set(faults or {}) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults: {sorted(unknown)}")
@@ -226,6 +229,7 @@ class OpenAIServer:
         self.model = model
         self.handler: Handler = handler or default_handler
         self.max_in_flight = max_in_flight
+        self.tokens = tokens
         self.in_flight = 0
         self.log = RequestLog()
         self._script: collections.deque[str | None] = collections.deque()
@@ -420,10 +424,17 @@ class OpenAIServer:
             "created": int(time.time()),
             "model": body.get("model") or self.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
-            "usage": {"prompt_tokens": len(prompt_text(body)) // 4 + 1, "completion_tokens": len(content) // 4 + 1,
-                      "total_tokens": len(prompt_text(body)) // 4 + len(content) // 4 + 2},
+            "usage": self._usage(body, content),
         }
         return self._answer(body, "chat", completion, fault)
+
+    def _usage(self, body: dict[str, Any], content: str) -> dict[str, int]:
+        if self.tokens is None:
+            prompt, completion = len(prompt_text(body)) // 4 + 1, len(content) // 4 + 1
+        else:
+            prompt = 3 + sum(4 + self.tokens(str(m.get("content") or "")) for m in body.get("messages", []))
+            completion = self.tokens(content)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def _answer(self, body: dict[str, Any], endpoint: str, payload: dict[str, Any], fault: str | None) -> web.Response:
         text = json.dumps(payload)

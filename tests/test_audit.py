@@ -8,7 +8,7 @@ import re
 import subprocess
 
 import pytest
-from helpers import SYNTH
+from helpers import SYNTH, estimated
 from typer.testing import CliRunner
 
 from synth.cli import app
@@ -99,6 +99,33 @@ def test_synth_audit_reports_the_known_shares_and_a_rerun_asks_nothing(tmp_path,
     assert re.search(r"\| >= 1\.00 \| 10 \| 10 \| 8 \| 80\.0% \| 49\.0%-94\.3% \|", card)
     assert runner.invoke(app, args).exit_code == 0
     assert openai_server.log.total("chat") == 40  # answers come from the journal
+
+
+def test_audit_and_filter_judge_estimates_send_nothing_and_match_the_run(tmp_path, openai_server):
+    openai_server.handler = lambda body: (json.dumps({"answers": True, "reason": "it answers the query"})
+                                          if body["response_format"]["json_schema"]["name"] == "JudgeAnswer"
+                                          else table_judge(body))
+    source = write_stage(tmp_path / "mine", [mined_rows()])
+    audit_args = ["audit", str(source), "--out", str(tmp_path / "audit"), "--per-bucket", "4",
+                  *llm_flags(openai_server)]
+    filter_args = ["filter", str(source), "--out", str(tmp_path / "final"), "--dedup", "off",
+                   "--false-negative-margin", "off", "--judge", "true", *llm_flags(openai_server)]
+    guesses = []
+    for args in (audit_args, filter_args):
+        result = runner.invoke(app, [*args, "--estimate"])
+        assert result.exit_code == 0, result.output
+        guesses.append(estimated(result.output))
+    assert openai_server.log.total("chat") == 0 and not list(tmp_path.glob("[af]*"))  # nothing sent or written
+    assert guesses[0]["estimate_requests"] == 16 and guesses[1]["estimate_requests"] == 40
+    assert runner.invoke(app, audit_args).exit_code == 0
+    assert runner.invoke(app, filter_args).exit_code == 0
+    audit_stats = json.loads((tmp_path / "audit" / "audit.json").read_text())["llm"]
+    filter_stats = json.loads((tmp_path / "final" / "_manifest.json").read_text())["totals"]["stats"]
+    actual = [(audit_stats["requests"], audit_stats["prompt_tokens"]),
+              (filter_stats["llm_requests"], filter_stats["llm_prompt_tokens"])]
+    for guess, (requests, prompt) in zip(guesses, actual, strict=True):
+        assert guess["estimate_requests"] == requests
+        assert guess["estimate_prompt_tokens"] == pytest.approx(prompt, rel=0.25)
 
 
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path):

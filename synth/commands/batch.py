@@ -10,13 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synth.errors import InputFileError
+from synth.config import load_toml
+from synth.errors import ConfigError, InputFileError
 from synth.lineage import duration
 from synth.llm.batch.client import BatchClient
 from synth.llm.batch.driver import JOURNAL, record, settle
 from synth.llm.batch.files import import_results, parse_lines, request_line
 from synth.llm.batch.store import BatchStore
-from synth.llm.settings import LLMSettings
+from synth.llm.settings import LLM_OPTION_DEFAULTS, LLMSettings
+from synth.store import read_manifest
 
 console = Console()
 batch_app = typer.Typer(help="Batches of LLM stages run with --llm-mode batch, and offline batch files.",
@@ -33,7 +35,7 @@ def stage_dirs(path: Path) -> list[Path]:
     return found
 
 
-def one_stduration(path: Path) -> Path:
+def one_stage(path: Path) -> Path:
     if not (path / JOURNAL).is_file():
         raise InputFileError(f"not an LLM stage directory (no {JOURNAL}): {path}")
     return path
@@ -41,7 +43,7 @@ def one_stduration(path: Path) -> Path:
 
 @batch_app.command("status")
 def status_command(run_or_stage: Path = typer.Argument(..., help="A run directory or one stage directory.")) -> None:
-    """Every batch of the stduration(s): state, requests answered and failed, age; and requests waiting for a batch."""
+    """Every batch of the stage(s): state, requests answered and failed, age; and requests waiting for a batch."""
     table = Table(title=f"batches of {run_or_stage}")
     for column in ("stage", "batch", "endpoint", "status", "requests", "answered", "failed", "age", "took"):
         table.add_column(column, overflow="fold")
@@ -91,7 +93,7 @@ def export_command(
     out: Path = typer.Option(..., "--out", "-o", help="The OpenAI Batch JSONL file to write."),
 ) -> None:
     """Write the stage's requests that wait for answers as OpenAI Batch JSONL (custom_id = journal key)."""
-    store = BatchStore(one_stduration(stage_dir) / JOURNAL)
+    store = BatchStore(one_stage(stage_dir) / JOURNAL)
     try:
         pending = store.pending()
     finally:
@@ -110,12 +112,15 @@ def export_command(
 def import_command(
     stage_dir: Path = typer.Argument(..., help="The stage directory the requests were exported from."),
     results: Path = typer.Argument(..., help="Batch output JSONL (vLLM run-batch, or OpenAI output/error files)."),
+    config: Path | None = typer.Option(None, "--config", help="TOML file whose [llm] table (a pipeline's) and "
+                                       "[STAGE] table give `prices`, `batch_prices`, `model` and `max_attempts`: the "
+                                       "answers' cost at batch prices."),
 ) -> None:
     """Journal the answers of a batch output file by custom_id; the next run of the stage completes from them."""
     if not results.is_file():
         raise InputFileError(f"no such file: {results}")
-    store = BatchStore(one_stduration(stage_dir) / JOURNAL)
-    settings = LLMSettings()
+    settings = import_settings(one_stage(stage_dir), config)
+    store = BatchStore(stage_dir / JOURNAL)
     try:
         lines = parse_lines(results.read_bytes(), str(results))
         done = import_results(store, lines, settings)
@@ -127,6 +132,19 @@ def import_command(
         store.close()
     console.print(f"imported {len(done.answered):,} answers and {len(done.errors):,} failed lines (exported again "
                   f"until they fail {settings.max_attempts} times); run the stage again to use them", highlight=False)
+
+
+def import_settings(stage_dir: Path, config: Path | None) -> LLMSettings:
+    """The LLM settings an import needs (prices, model, attempts): a pipeline's `[llm]` table overlaid with the
+    stage's own table (named as in its manifest) of the `--config` file; the defaults without one."""
+    if config is None:
+        return LLMSettings()
+    data = load_toml(config)
+    stage = (read_manifest(stage_dir) or {}).get("stage", stage_dir.name)
+    tables = [data.get("llm", {}), data.get(stage, {})]
+    if not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"config keys [llm] and [{stage}] in {config} must be tables")
+    return LLMSettings.from_options({k: v for t in tables for k, v in t.items() if k in LLM_OPTION_DEFAULTS})
 
 
 def register(app: typer.Typer) -> None:

@@ -151,22 +151,31 @@ def estimate(population: Population, sample: list[Sampled], target: float) -> di
             "judged": len(judged), "failed": len(sample) - len(judged)}
 
 
+class AuditPrompt:
+    """The audit's request for a sampled negative: what a run sends and what `--estimate` counts."""
+
+    def __init__(self, options: dict[str, Any]):
+        self.library = PromptLibrary(options.get("prompts"))
+        self.schema = json.dumps(AuditAnswer.model_json_schema(), ensure_ascii=False)
+        self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "positive": "p", "negative": "n",
+                                                  "output_schema": self.schema})
+
+    def render(self, sampled: Sampled) -> str:
+        return self.library.for_lang(TECHNIQUE, sampled.lang).render(
+            query=sampled.query, positive=sampled.positive, negative=sampled.negative, output_schema=self.schema)
+
+
 class AuditJudge:
     """Asks the judge about sampled negatives through the shared engine; answers are journaled, so a rerun with the
     same sample sends nothing."""
 
     def __init__(self, options: dict[str, Any], settings: LLMSettings, journal: Path):
-        self.library = PromptLibrary(options.get("prompts"))
-        self.schema = json.dumps(AuditAnswer.model_json_schema(), ensure_ascii=False)
-        self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "positive": "p", "negative": "n",
-                                                  "output_schema": self.schema})
+        self.prompt = AuditPrompt(options)
         self.engine = LLMEngine(settings, journal=journal, stage=TECHNIQUE)
 
     def __call__(self, sample: list[Sampled]) -> None:
-        requests = [ChatRequest(
-            messages=[{"role": "user", "content": self.library.for_lang(TECHNIQUE, s.lang).render(
-                query=s.query, positive=s.positive, negative=s.negative, output_schema=self.schema)}],
-            response_model=AuditAnswer) for s in sample]
+        requests = [ChatRequest([{"role": "user", "content": self.prompt.render(s)}], response_model=AuditAnswer)
+                    for s in sample]
         for item, result in zip(sample, self.engine.chat_many(requests), strict=True):
             if result.ok and isinstance(result.parsed, AuditAnswer):
                 item.false_negative, item.reason = result.parsed.answers_as_well, result.parsed.reason

@@ -9,11 +9,12 @@ from typing import Any
 
 from synth.card import CARD, set_section
 from synth.errors import UsageError
-from synth.evaluation.audit import AuditJudge, Population, collect, draw, estimate
+from synth.evaluation.audit import AuditAnswer, AuditJudge, AuditPrompt, Population, collect, draw, estimate
 from synth.evaluation.report import bar
 from synth.executor.lock import stage_lock
 from synth.llm import LLMSettings, local_endpoint_if_needed
 from synth.llm.accounting import as_part_stats
+from synth.llm.estimate import ESTIMATE_OPTIONS, estimate_summary, prompt_tokens, token_counter, verdict_tokens
 from synth.llm.settings import LLM_OPTIONS
 from synth.registry import Inputs, Option, StageSpec, always
 from synth.stage import StageSummary
@@ -37,6 +38,7 @@ OPTIONS: tuple[Option, ...] = (
     *LLM_OPTIONS,
     Option("prompts", Path, None, "Folder of templates that replace or add to the built-in audit template.",
            config_only=True),
+    *(o.but(panel=PANEL) for o in ESTIMATE_OPTIONS),
 )
 
 
@@ -126,6 +128,8 @@ def run(options: dict[str, Any]) -> StageSummary:
         raise UsageError(f"audit: no stage parts in {source} (give a mine or filter output directory)")
     check(options)
     out = Path(options["out"]) if options.get("out") else source.resolve().parent / "audit"
+    if options.get("estimate"):
+        return estimate_audit(source, out, options)
     result = audit(source, out, options)
     summary = StageSummary("audit", out, processed=1)
     summary.stats = {f"false-negative share {b['bucket']}": round(b["share"], 4)
@@ -133,6 +137,16 @@ def run(options: dict[str, Any]) -> StageSummary:
     summary.stats.update(margin_stats(result))
     summary.stats.update({k: v for k, v in as_part_stats(result["llm"]).items() if v})
     return summary
+
+
+def estimate_audit(source: Path, out: Path, options: dict[str, Any]) -> StageSummary:
+    """`--estimate`: the very sample a run judges, its prompts rendered and counted; nothing sent or written."""
+    sample = draw(collect(source, list(options["origins"])), int(options["per_bucket"]), int(options["audit_seed"]))
+    count, prompt = token_counter(options.get("tokenizer")), AuditPrompt(options)
+    tokens = sum(prompt_tokens(prompt.render(s), count) for s in sample)
+    return estimate_summary("audit", out, len(sample), len(sample), len(sample), tokens,
+                            len(sample) * verdict_tokens(AuditAnswer, count),
+                            LLMSettings.from_options({**options, "temperature": 0.0}))
 
 
 AUDIT = StageSpec(

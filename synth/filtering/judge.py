@@ -31,14 +31,24 @@ class Verdict:
     failed: bool = False
 
 
+class JudgePrompt:
+    """The judge's request for a row: what a run sends and what `--estimate` counts."""
+
+    def __init__(self, options: dict[str, Any]):
+        self.library = PromptLibrary(options.get("prompts"))
+        self.schema = json.dumps(JudgeAnswer.model_json_schema(), ensure_ascii=False)
+        self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "positive": "p", "output_schema": self.schema})
+
+    def render(self, row: dict[str, Any]) -> str:
+        return self.library.for_lang(TECHNIQUE, row["lang"]).render(query=row["query"], positive=row["positive"],
+                                                                    output_schema=self.schema)
+
+
 class LLMJudge:
     """Judges retrieval rows through the shared engine; answers are journaled, so a rerun re-sends nothing."""
 
     def __init__(self, options: dict[str, Any]):
-        self.library = PromptLibrary(options.get("prompts"))
-        schema = json.dumps(JudgeAnswer.model_json_schema(), ensure_ascii=False)
-        self.schema = schema
-        self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "positive": "p", "output_schema": schema})
+        self.prompt = JudgePrompt(options)
         self.settings = LLMSettings.from_options({**options, "temperature": 0.0})
         self.out = options["out"]
         self._engine: LLMEngine | None = None
@@ -60,14 +70,8 @@ class LLMJudge:
             self._engine = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> list[Verdict]:
-        requests = [
-            ChatRequest(
-                messages=[{"role": "user", "content": self.library.for_lang(TECHNIQUE, row["lang"]).render(
-                    query=row["query"], positive=row["positive"], output_schema=self.schema)}],
-                response_model=JudgeAnswer,
-            )
-            for row in rows
-        ]
+        requests = [ChatRequest([{"role": "user", "content": self.prompt.render(row)}], response_model=JudgeAnswer)
+                    for row in rows]
         verdicts = []
         for result in self.engine.chat_many(requests):
             if not result.ok or not isinstance(result.parsed, JudgeAnswer):

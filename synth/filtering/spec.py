@@ -8,11 +8,21 @@ from typing import Any
 from synth.card import write_card
 from synth.embed.options import EMBED_OPTIONS
 from synth.errors import UsageError
-from synth.filtering.judge import LLMJudge
+from synth.filtering.judge import JudgeAnswer, JudgePrompt, LLMJudge
 from synth.filtering.options import RULE_OPTIONS, check_rule_options, judge_used, rule_used
+from synth.filtering.settings import setting_for
 from synth.filtering.stage import FilterStage
-from synth.llm.settings import LLM_OPTIONS
+from synth.llm.estimate import (
+    ESTIMATE_OPTIONS,
+    estimate_summary,
+    prompt_tokens,
+    sample_rows,
+    token_counter,
+    verdict_tokens,
+)
+from synth.llm.settings import LLM_OPTIONS, LLMSettings
 from synth.registry import Inputs, Option, StageSpec, pick
+from synth.schema import Task
 from synth.stage import StageSummary, run_stage
 from synth.store import read_manifest
 
@@ -30,11 +40,12 @@ OPTIONS: tuple[Option, ...] = (
           concurrency={"help": "Judge requests in flight."}),
     *(o.but(config_only=True) for o in LLM_OPTIONS
       if o.key not in JUDGE_FLAGS and not o.config_only),  # the judge's other engine options, from config files
-    *pick(LLM_OPTIONS, *BATCH_KEYS),  # the judge in batch mode (`mode = "batch"`)
+    *pick(LLM_OPTIONS, "prices", *BATCH_KEYS),  # the judge's cost, and the judge in batch mode (`mode = "batch"`)
     Option("prompts", Path, None, "Folder of templates that replace or add to the built-in judge template.",
            config_only=True),
     Option("audit", int, 0, "Mined negatives per score-ratio bucket that the false-negative audit (`synth audit`) "
            "judges in the kept data, its section going into the card; 0 = off.", min=0),
+    *ESTIMATE_OPTIONS,
 )
 
 
@@ -74,6 +85,8 @@ def run(options: dict[str, Any]) -> StageSummary:
     if not options.get("out"):
         raise UsageError("filter needs --out DIR")
     options = check_rule_options(options)
+    if options.get("estimate"):
+        return estimate(options)
     out = Path(options["out"])
     summary = run_stage(build_stage(options), [Path(p) for p in options["inputs"]], out)
     write_card(out)
@@ -84,6 +97,24 @@ def run(options: dict[str, Any]) -> StageSummary:
         found = audit(out, out / AUDIT_FOLDER, {**AUDIT.defaults(), **options, "per_bucket": options["audit"]})
         summary.stats.update({f"audit: {key}": value for key, value in margin_stats(found).items()})
     return summary
+
+
+def estimate(options: dict[str, Any]) -> StageSummary:
+    """`--estimate`: the judge's requests for the sampled rows it is switched on for (before the other rules drop
+    any, so at most what a run sends); with `--audit N`, the audit's requests at most (N per bucket)."""
+    from synth.evaluation.audit import EDGES
+
+    settings = LLMSettings.from_options({**options, "temperature": 0.0})
+    count = token_counter(options.get("tokenizer"))
+    rows, sampled = sample_rows([Path(p) for p in options["inputs"]])
+    judged = [row for _, part_rows in sampled for row in part_rows if judge_used(options)
+              and row["task"] == Task.RETRIEVAL and setting_for(options["judge"], row["task"], row["origin"])]
+    prompt = JudgePrompt(options) if judged else None
+    tokens = sum(prompt_tokens(prompt.render(row), count) for row in judged) if prompt else 0
+    audit = {"estimate_audit_requests_at_most": int(options["audit"]) * (len(EDGES) + 1)} if audit_used(options) \
+        else {}
+    return estimate_summary("filter", Path(options["out"]), rows, sum(len(r) for _, r in sampled), len(judged),
+                            tokens, len(judged) * verdict_tokens(JudgeAnswer, count), settings, extra=audit)
 
 
 def distribution_stats(manifest: dict[str, Any]) -> dict[str, float]:

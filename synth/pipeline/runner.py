@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ from rich.console import Console
 from synth.executor import using_executor
 from synth.llm import LLMSettings, local_endpoint_if_needed
 from synth.llm.accounting import PART_STATS_PREFIX
+from synth.llm.estimate import count_rows, scaled
 from synth.llm.settings import BATCH_MODES
 from synth.pipeline.plan import Plan, PlannedStage
-from synth.stage import StageSummary
+from synth.stage import StageSummary, input_parts
 from synth.store import atomic_write_bytes
 from synth.summary import print_summary
 
@@ -74,23 +76,61 @@ def run_plan(plan: Plan, stages: list[PlannedStage], max_cost: float | None = No
     return summaries
 
 
+@dataclass
+class StandIn:
+    """What a stage reads in `synth run --estimate`: its input directories when they are made; else the rows an
+    earlier stage is estimated to write (`rows`), with the made rows that stage read standing in for them (`dirs`,
+    holding `real` rows), since a stage writes rows of the kind and length it reads."""
+
+    dirs: list[Path]
+    rows: float
+    real: int
+
+
 def estimate_plan(plan: Plan, stages: list[PlannedStage]) -> list[StageSummary]:
-    """`synth run --estimate`: each LLM stage's estimate (nothing sent or written); a stage whose input is not made
-    yet is named, since its rows depend on the earlier stages."""
-    summaries = []
-    for stage in stages:
-        if "estimate" not in stage.options:
+    """`synth run --estimate`: each selected LLM stage's estimate (nothing sent or written). A stage whose input an
+    earlier stage has not made yet is estimated on the rows that stage read, scaled to the rows it is estimated to
+    write; one whose input neither exists nor has an estimate (an ingest not run yet) is named."""
+    selected, made, summaries = {s.name for s in stages}, {}, []
+    for stage in plan.stages:
+        stand_in = _stand_in(stage, made)
+        estimated = "estimate" in stage.options and stage.needs_llm()
+        if stand_in is None:
+            if estimated and stage.name in selected:
+                console.print(f"{stage.name}: no estimate yet, its input is made by an earlier stage that is not run "
+                              "or estimated yet", highlight=False, markup=False)
             continue
-        missing = [p for p in stage.options.get("inputs") or [] if not Path(p).is_dir()]
-        if missing:
-            console.print(f"{stage.name}: no estimate yet, its input {missing[0]} is made by an earlier stage",
-                          highlight=False, markup=False)
-            continue
-        summary = stage.spec.run({**stage.options, "estimate": True})
-        summary.stage = stage.name
-        print_summary(summary)
-        summaries.append(summary)
+        rows_out = stand_in.rows
+        if estimated:
+            summary = stage.spec.run({**stage.options, "estimate": True, "inputs": [str(d) for d in stand_in.dirs]})
+            if stand_in.rows != stand_in.real:
+                summary.stats = {**scaled(summary.stats, stand_in.rows / max(1, stand_in.real)),
+                                 "estimate_rows": round(stand_in.rows), "estimate_from_earlier_estimate": 1}
+                summary.rows_in = round(stand_in.rows)
+            rows_out = summary.stats.get("estimate_rows_out", stand_in.rows)
+            if stage.name in selected:
+                summary.stage = stage.name
+                print_summary(summary)
+                summaries.append(summary)
+        if not stage.out.is_dir():
+            made[stage.out.resolve()] = StandIn(stand_in.dirs, rows_out, stand_in.real)
     return summaries
+
+
+def _stand_in(stage: PlannedStage, made: dict[Path, StandIn]) -> StandIn | None:
+    """The stage's inputs as made directories or earlier stages' estimates; None when one is neither."""
+    dirs, rows, real = [], 0.0, 0
+    for name in stage.options.get("inputs") or []:
+        path = Path(name)
+        if path.is_dir():
+            count = count_rows(input_parts([path]))
+            dirs, rows, real = [*dirs, path], rows + count, real + count
+        elif path.resolve() in made:
+            earlier = made[path.resolve()]
+            dirs, rows, real = dirs + earlier.dirs, rows + earlier.rows, real + earlier.real
+        else:
+            return None
+    return StandIn(dirs, rows, real) if dirs else None
 
 
 def _spent(out: Path) -> float:

@@ -23,7 +23,7 @@ from synth.prompts import PromptLibrary, PromptTemplate
 from synth.schema import RejectKind, Task, validate_row
 from synth.stage import PartResult, Stage, console
 from synth.store import PartRef, location, reject
-from synth.synthesis.estimate import Sample
+from synth.synthesis.estimate import Sample, same_length_answer
 from synth.synthesis.generation import Check, ItemsOf, Job, RejectedOutput, RoundStats, as_data, run_jobs
 
 
@@ -69,6 +69,10 @@ class SynthesisStage(Stage):
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         """New rows (or replacements) for one part's rows, with rejects and stats."""
 
+    def expected_answer(self, job: Job, row: dict[str, Any]) -> Any:
+        """What `--estimate` counts as a job's answer; a stage whose answers are not rewrites of its record says."""
+        return same_length_answer(job, row)
+
     def technique_config(self) -> dict[str, Any]:
         """The stage's own options that decide its output."""
         return {}
@@ -113,7 +117,7 @@ class SynthesisStage(Stage):
     def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[RejectedOutput], RoundStats]:
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
         if self.sample is not None:
-            self.sample.add(jobs)
+            self.sample.add(jobs, self.expected_answer)
             return [], RoundStats()
         engine = self.engine
         with RequestProgress(self.name, "records", len(jobs), enabled=engine.show_progress) as bar:

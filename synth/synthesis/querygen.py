@@ -33,6 +33,7 @@ from synth.synthesis.personas import PersonaIndex, default_personas_path, load_p
 from synth.synthesis.sampling import DIFFICULTIES, QUESTION_TYPES, SAME_LANGUAGE, RequirementSampler, language_name
 from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
 from synth.synthesis.spec import DROP_SOURCE, NUM, PANEL, band, synthesis_spec
+from synth.synthesis.text import tokens
 
 OPTIONS: tuple[Option, ...] = (
     DROP_SOURCE,
@@ -125,8 +126,8 @@ class QuerygenStage(SynthesisStage):
         config_rejects, config_stats = self.generate(configs, lambda job, parsed: [parsed], self.check_config)
         queries = []
         for config in configs:
-            if config.kept:
-                persona = match_persona(config.kept[0].character, config.context["candidates"])
+            persona = self.picked_persona(config)
+            if persona is not None:
                 context = {**config.context, "character": persona.text, "persona": persona,
                            "output_schema": schema_json(GeneratedQuery)}
                 template = self.library.for_lang("querygen_query", rows[config.index]["lang"])
@@ -140,6 +141,20 @@ class QuerygenStage(SynthesisStage):
             if job.kept:
                 result.added.setdefault(job.index, []).append(self.query_row(rows[job.index], config, job))
         return result
+
+    def expected_answer(self, job: Job, row: dict[str, Any]) -> Any:
+        """A config answer names a candidate persona; a query answer is a query of the requested length."""
+        if job.response_model is QueryConfig:
+            return {"character": job.context["characters"][0] if job.context["characters"] else ""}
+        return {"query": " ".join(tokens(job.context["passage"])[: job.context["length"]])}
+
+    def picked_persona(self, config: Job) -> Any:
+        """The persona a config answer picked; under `--estimate` (nothing answered) the first candidate stands in,
+        so the query requests are counted too."""
+        if config.kept:
+            return match_persona(config.kept[0].character, config.context["candidates"])
+        candidates = config.context["candidates"]
+        return candidates[0] if self.sample is not None and candidates else None
 
     @staticmethod
     def language_context(passage_lang: str, query_lang: str) -> dict[str, Any]:

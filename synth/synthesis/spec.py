@@ -11,6 +11,7 @@ from typing import Any
 
 from synth.errors import UsageError
 from synth.llm import LLMSettings, local_endpoint_if_needed
+from synth.llm.estimate import ESTIMATE_OPTIONS
 from synth.llm.settings import LLM_OPTIONS
 from synth.registry import Inputs, Option, StageSpec, always
 from synth.stage import StageSummary, run_stage
@@ -27,8 +28,7 @@ SHARED_OPTIONS: tuple[Option, ...] = (
     Option("max_tries", int, 20, "Requests per record before giving up.", min=1, panel=PANEL),
     Option("parts_in_flight", int, 4, "Parts whose requests stream at once: the next part starts while one "
            "finishes its slowest answers (outputs do not change).", min=1, panel=PANEL),
-    Option("estimate", bool, False, "Print the requests, tokens, cost and time this run would take, from the real "
-           "prompts of a sample of rows; send and write nothing.", flags=("--estimate",), panel=PANEL),
+    *(o.but(panel=PANEL) for o in ESTIMATE_OPTIONS),
     Option("prompts", Path, None, "Folder of TECHNIQUE.LANG.jinja templates that replace or add to the built-in ones.",
            panel=PANEL),
 )
@@ -52,7 +52,7 @@ def run_synthesis(stage_class: type[SynthesisStage], options: dict[str, Any]) ->
     stage = stage_class(options, settings)
     inputs = [Path(p) for p in options["inputs"]]
     if options.get("estimate"):
-        return estimate_stage(stage, inputs, settings)
+        return estimate_stage(stage, inputs, settings, options.get("tokenizer"))
     with local_endpoint_if_needed(settings) as live:
         stage.settings = live
         return run_stage(stage, inputs, Path(options["out"]))
