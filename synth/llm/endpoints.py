@@ -60,6 +60,14 @@ def parse_endpoints(base_url: Any, entries: Any, api_key: str | None) -> tuple[E
     return tuple(Endpoint(u.rstrip("/"), api_key) for u in urls)
 
 
+def public_entries(entries: Any) -> Any:
+    """`[[llm.endpoints]]` as they may be written (run.toml): without keys, URLs without credentials."""
+    if not isinstance(entries, list):
+        return entries
+    return [{k: redact_url(v) if k == "url" and isinstance(v, str) else v for k, v in e.items() if k != "key"}
+            if isinstance(e, dict) else e for e in entries]
+
+
 def _entry(index: int, entry: dict[str, Any], api_key: str | None) -> Endpoint:
     """One `[[llm.endpoints]]` table, checked key by key with a one-line error naming the entry."""
     where = f"endpoints[{index}]"

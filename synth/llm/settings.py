@@ -38,8 +38,8 @@ LLM_OPTIONS: tuple[Option, ...] = (
     Option("max_attempts", int, 6, "Attempts per request on transient faults.", min=1, panel=PANEL),
     Option("structured", str, "auto", f"How to ask for JSON: {' | '.join(STRUCTURED_MODES)}.", panel=PANEL),
     Option("seed", int, None, "Seed sent to the model and used for sampling.", default_text="none", panel=PANEL),
-    Option("endpoints", list[dict], [], "Several endpoints, [[llm.endpoints]] tables of url, key or key_env, model, weight, "
-           "concurrency, rpm, tpm (see docs/llm-engine.md).", default_text="base_url", config_only=True),
+    Option("endpoints", list[dict], [], "Several endpoints, [[llm.endpoints]] tables of url, key or key_env, model, "
+           "weight, concurrency, rpm, tpm (see docs/llm-engine.md).", default_text="base_url", config_only=True),
     Option("extra_headers", dict, {}, "HTTP headers sent with every request; never logged or written.",
            config_only=True),
     Option("extra_body", dict, {}, "Extra fields merged into every request body.", config_only=True),
