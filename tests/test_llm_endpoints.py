@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,19 @@ def test_a_server_killed_mid_stage_loses_nothing_and_nothing_is_paid_twice(make_
         before = servers[0].log.total()
         assert all(r.ok and r.from_journal for r in engine.chat_many(requests(600)))
     assert servers[0].log.total() == before
+
+
+def test_a_failing_endpoint_is_taken_out_probed_and_taken_back(make_openai_server):
+    good = make_openai_server(api_key=KEY, latency=0.01)
+    flaky = make_openai_server(api_key=KEY, latency=0.01)
+    flaky.script(["unavailable"] * 3)  # three 503s in a row, then healthy again
+    with LLMEngine(settings_for([good, flaky], concurrency=4), progress=False) as engine:
+        assert all(r.ok for r in engine.chat_many(requests(40)))
+        assert engine.endpoint_stats()[flaky.base_url]["taken_out"] == 1
+        answered_while_out = sum(answered(flaky).values())
+        time.sleep(1.2)  # past the first backoff: the next request probes it, and its answer takes it back
+        assert all(r.ok for r in engine.chat_many(requests(80)[40:]))
+    assert sum(answered(flaky).values()) > answered_while_out + 10
 
 
 def test_a_slow_server_gets_fewer_requests(make_openai_server):
@@ -163,3 +177,12 @@ def test_a_base_url_list_shares_one_key(make_openai_server):
         assert all(r.ok for r in engine.chat_many(requests(60)))
         assert json.dumps(settings.public()).count(KEY) == 0
     assert all(s.log.total() > 10 for s in servers)
+
+
+def test_a_lone_endpoint_is_never_taken_out(make_openai_server):
+    server = make_openai_server(api_key=KEY)
+    server.script(["unavailable"] * 4)
+    with LLMEngine(settings_for([server], concurrency=1, max_attempts=6), progress=False) as engine:
+        assert all(r.ok for r in engine.chat_many(requests(5)))
+        assert engine.endpoint_stats()[server.base_url]["taken_out"] == 0
+        assert engine.stats()["retries"] == 4

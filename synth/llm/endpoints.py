@@ -183,11 +183,12 @@ class EndpointPool:
         state.probing = False
 
     def failed(self, state: EndpointState) -> None:
-        """A fault of the endpoint itself; enough in a row (or a failed probe) take it out for a growing backoff."""
+        """A fault of the endpoint itself; enough in a row (or a failed probe) take it out for a growing backoff.
+        A lone endpoint is never taken out: there is nowhere else to go, and its retries already back off."""
         state.outstanding -= 1
         state.failures += 1
         state.faults += 1
-        if state.probing or (not state.out_until and state.faults >= TAKE_OUT_AFTER):
+        if len(self.states) > 1 and (state.probing or (not state.out_until and state.faults >= TAKE_OUT_AFTER)):
             state.backoff = min(BACKOFF_MAX, state.backoff * 2 if state.backoff else BACKOFF_FIRST)
             state.out_until = time.monotonic() + state.backoff
             state.probing = False
