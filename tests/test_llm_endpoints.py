@@ -181,8 +181,8 @@ def test_a_base_url_list_shares_one_key(make_openai_server):
 
 def test_a_lone_endpoint_is_never_taken_out(make_openai_server):
     server = make_openai_server(api_key=KEY)
-    server.script(["unavailable"] * 4)
+    server.script(["unavailable"] * 3)  # enough to take out one of several
     with LLMEngine(settings_for([server], concurrency=1, max_attempts=6), progress=False) as engine:
         assert all(r.ok for r in engine.chat_many(requests(5)))
         assert engine.endpoint_stats()[server.base_url]["taken_out"] == 0
-        assert engine.stats()["retries"] == 4
+        assert engine.stats()["retries"] == 3
