@@ -148,7 +148,8 @@ class FormRefused(Exception):
 
 
 class LLMEngine:
-    """Push many requests through one OpenAI-compatible endpoint as fast as its limits allow, losing nothing."""
+    """Push many requests through one or several OpenAI-compatible endpoints as fast as their limits allow, losing
+    nothing."""
 
     def __init__(
         self,
