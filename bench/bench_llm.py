@@ -11,15 +11,21 @@ and the stage's concurrency utilisation under heavy-tailed lognormal latency bes
     python bench/bench_llm.py --clients --rpm 3000 --rpm-seconds 40     # only the rate-limit run
     python bench/bench_llm.py --clients --rpm-seconds 0 --sigma 1.0 1.5  # only the lognormal utilisation
     python bench/bench_llm.py --clients --rpm-seconds 0 --estimate       # only --estimate against the actual run
+    python bench/bench_llm.py --clients --rpm-seconds 0 --fleet          # only three endpoints against each alone
 
 `--estimate` runs the paraphrase stage's `--estimate` before a run, again after a pilot run over its first part, and
 compares both with what the whole run then sent and spent (requests, tokens, cost at an example price).
+
+`--fleet` runs the paraphrase stage (`synth run` with `[[llm.endpoints]]`) against each of three servers of different
+latencies alone, then against all three as endpoints of one stage, each endpoint with the same requests in flight as
+alone; the stage's rate over the three should reach at least 0.9 of the sum of the rates alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import importlib
 import json
@@ -182,6 +188,47 @@ def run_stage(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
     return {"ok": stats["llm_answered"], "seconds": seconds}
 
 
+def run_fleet(base_urls: str, concurrency: int, n: int) -> dict[str, Any]:
+    """The paraphrase stage through `synth run`, one `[[llm.endpoints]]` per URL with `concurrency` in flight each."""
+    from synth.cli import app
+
+    urls = base_urls.split(",")
+    entries = "".join(f'[[llm.endpoints]]\nurl = "{url}"\nconcurrency = {concurrency}\n' for url in urls)
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = stage_input(Path(tmp) / "in", n)
+        pipeline = Path(tmp) / "pipeline.toml"
+        pipeline.write_text(f'name = "fleet"\n[llm]\napi_key = "{API_KEY}"\nmodel = "{MODEL}"\nmax_tokens = 64\n'
+                            f"concurrency = {concurrency * len(urls)}\n{entries}\n[[stage]]\nuse = \"paraphrase\"\n"
+                            f'inputs = ["{inputs}"]\nnum = 1\nmax_tries = {STAGE_TRIES}\n', encoding="utf-8")
+        out = Path(tmp) / "run"
+        started = time.monotonic()
+        app(["run", str(pipeline), "--out", str(out)], standalone_mode=False)
+        seconds = time.monotonic() - started
+        manifest = json.loads(next(out.glob("*/_manifest.json")).read_text())
+    return {"ok": manifest["totals"]["stats"]["llm_answered"], "seconds": seconds,
+            "requests": {url: e["requests"] for url, e in manifest["endpoints"].items()}}
+
+
+def fleet_table(args: argparse.Namespace) -> None:
+    """Three servers behind one stage against the sum of what the stage gets from each alone."""
+    rows = []
+    with contextlib.ExitStack() as servers:
+        urls = [servers.enter_context(spawn_server_process(latency=latency, api_key=API_KEY, model=MODEL))
+                for latency in args.fleet_latency]
+        alone = [best_of("fleet", url, args.fleet_concurrency, args) for url in urls]
+        together = best_of("fleet", ",".join(urls), args.fleet_concurrency, args)
+    for latency, result in zip(args.fleet_latency, alone, strict=True):
+        rows.append((f"alone, {latency * 1000:.0f} ms", f"{result['ok'] / result['seconds']:,.0f}", "", ""))
+    total = sum(r["ok"] / r["seconds"] for r in alone)
+    rows.append(("sum of the three alone", f"{total:,.0f}", "1.00", ""))
+    rate = together["ok"] / together["seconds"]
+    share = " / ".join(str(together["requests"][url]) for url in urls)
+    rows.append(("three endpoints, one stage", f"{rate:,.0f}", f"{rate / total:.2f}", share))
+    print(f"\nparaphrase stage, {args.requests} requests, {args.fleet_concurrency} in flight per endpoint, "
+          f"best of {args.repeat} runs")
+    print_table(("endpoints", "req/s", "of the sum", "requests per endpoint"), rows)
+
+
 def estimate_table(args: argparse.Namespace) -> None:
     """The stage's estimate (before any run, and after a pilot over the first part) against the actual run."""
     from synth.stages import stage_spec
@@ -239,6 +286,7 @@ def worker_main(args: argparse.Namespace) -> None:
         "curator": lambda: run_curator(url, concurrency, n),
         "stage": lambda: run_stage(url, concurrency, n),
         "rpm": lambda: run_rpm(url, concurrency, n, args.rpm or None),
+        "fleet": lambda: run_fleet(url, concurrency, n),
     }
     for module in CLIENT_MODULES.get(args.worker, ()):
         importlib.import_module(module)  # imports are a one-off cost, not per request: keep them off the clock
@@ -361,7 +409,10 @@ def main() -> None:
                         help="lognormal latency sigmas for the utilisation run (bare --sigma: 1.0 1.5)")
     parser.add_argument("--sigma-concurrency", type=int, default=64)
     parser.add_argument("--estimate", action="store_true", help="compare --estimate with the actual run")
-    parser.add_argument("--worker", choices=[*CLIENTS, "rpm"], help=argparse.SUPPRESS)
+    parser.add_argument("--fleet", action="store_true", help="three endpoints behind one stage against each alone")
+    parser.add_argument("--fleet-latency", type=float, nargs=3, default=[0.05, 0.1, 0.2])
+    parser.add_argument("--fleet-concurrency", type=int, default=16)
+    parser.add_argument("--worker", choices=[*CLIENTS, "rpm", "fleet"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -371,6 +422,8 @@ def main() -> None:
         throughput_table(args)
     if args.estimate:
         estimate_table(args)
+    if args.fleet:
+        fleet_table(args)
     if args.sigma is not None and "--sigma" in sys.argv:
         args.sigma = args.sigma or [1.0, 1.5]
         utilisation_table(args)

@@ -197,6 +197,7 @@ def test_llm_judge_drops_what_it_rejects_and_never_asks_twice(tmp_path, openai_s
     manifest = (tmp_path / "final" / "_manifest.json").read_text()
     assert openai_server.api_key not in manifest
     assert json.loads(manifest)["totals"]["stats"]["llm_requests"] == 2
+    assert json.loads(manifest)["endpoints"][openai_server.base_url]["requests"] == 2  # the judge's endpoint
     (tmp_path / "final" / "retrieval" / "part-00000.parquet").unlink()  # force the part to be redone
     run_filter(str(src), "--out", str(tmp_path / "final"), "--judge", "true", *llm)
     assert openai_server.log.total("chat") == sent  # answers come from the journal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.table import Table
 from synth.pipeline.status import StageStatus, run_status
 
 console = Console()
+ENDPOINT_COLUMNS = ("stage", "endpoint", "requests", "failures", "taken out", "latency ms p50 / p90 / p99", "cost")
 COLUMNS = ("stage", "parts done/total", "rows in -> out", "rejects", "LLM usage", "failed", "a rerun would")
 
 
@@ -41,3 +43,18 @@ def register(app: typer.Typer) -> None:
             table.add_row(s.name, f"{s.parts_done}/{total}", rows, rejects_text(s), usage_text(s),
                           str(s.failed) if s.failed else "-", s.rerun)
         console.print(table)
+        endpoints = [(s.name, url, e) for s in stages for url, e in s.endpoints.items()]
+        if endpoints:
+            console.print(endpoint_table(endpoints))
+
+
+def endpoint_table(endpoints: list[tuple[str, str, dict[str, Any]]]) -> Table:
+    """Per stage and endpoint of its latest run: how many requests it took, failed, how fast, at what cost."""
+    table = Table(title="LLM endpoints (latest run of each stage)")
+    for column in ENDPOINT_COLUMNS:
+        table.add_column(column, overflow="fold")
+    for stage, url, e in endpoints:
+        table.add_row(stage, url, f"{e['requests']:,}", f"{e['failures']:,}", str(e["taken_out"]),
+                      f"{e['latency_ms_p50']:g} / {e['latency_ms_p90']:g} / {e['latency_ms_p99']:g}",
+                      f"${e['cost_usd']:.4f}")
+    return table

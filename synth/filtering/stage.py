@@ -257,4 +257,5 @@ class FilterStage(Stage):
                 for kind in ("positive", "negative")
             },
             "thresholds": {k: round(v, 4) for k, v in sorted(self.state.thresholds.items())},
+            **({"endpoints": self.judge.endpoint_stats()} if self.judge and self.judge.used() else {}),
         }

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,9 +44,10 @@ from synth.errors import ConfigError, FatalAPIError
 from synth.llm import liveness
 from synth.llm.accounting import Accounting
 from synth.llm.concurrency import AdaptiveLimit, gather_or_cancel
+from synth.llm.endpoints import EndpointPool, EndpointState
 from synth.llm.guard import Budget, FailureWindow
 from synth.llm.journal import Journal, request_key
-from synth.llm.ratelimit import make_limiter
+from synth.llm.ratelimit import RateLimiter
 from synth.llm.retry import retry_after_failure, with_retries
 from synth.llm.settings import LLMSettings, redact_url
 from synth.llm.structured import (
@@ -58,10 +60,18 @@ from synth.llm.structured import (
     structured_messages,
 )
 from synth.llm.tokens import TokenEstimator, estimate_message_tokens, estimate_text_tokens
-from synth.llm.transport import APIRefusal, TransientError, Transport, Unreachable, overloaded
+from synth.llm.transport import APIRefusal, TimedOut, TransientError, Unreachable, overloaded
 from synth.progress import RequestProgress
 
 T = TypeVar("T")
+
+
+def _endpoint_fault(error: TransientError) -> bool:
+    """A fault of the server rather than of the request or the budget: refused connection, timeout, dropped
+    connection, 5xx (a 429 is the budget's, handled by the limiter)."""
+    return isinstance(error, (Unreachable, TimedOut)) or error.status is None or error.status >= 500
+
+
 _STOP_REASONS = {"length": "answer cut at max_tokens (finish_reason=length)",
                  "content_filter": "answer blocked by the content filter (finish_reason=content_filter)"}
 BATCH_COLLECTOR: contextvars.ContextVar[Any] = contextvars.ContextVar("synth_batch_collector", default=None)
@@ -138,7 +148,8 @@ class FormRefused(Exception):
 
 
 class LLMEngine:
-    """Push many requests through one OpenAI-compatible endpoint as fast as its limits allow, losing nothing."""
+    """Push many requests through one or several OpenAI-compatible endpoints as fast as their limits allow, losing
+    nothing."""
 
     def __init__(
         self,
@@ -160,12 +171,10 @@ class LLMEngine:
         self.slots = AdaptiveLimit(settings.concurrency)
         self.failing = FailureWindow()
         self.budget = Budget(settings.max_cost, lambda: self.accounting.cost_usd) if settings.max_cost else None
-        budget_key = f"{redact_url(settings.base_url)}|{settings.model or ''}"
-        self.limiter = make_limiter(settings.rpm, settings.tpm, budget_key)
+        self.pool = EndpointPool(settings, settings.model)
         self.estimator = TokenEstimator()
         self._model = settings.model
         self._forms: FormChooser | None = None
-        self._transports: dict[asyncio.AbstractEventLoop, Transport] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -249,15 +258,20 @@ class LLMEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        transport = self._transports.pop(asyncio.get_running_loop(), None)
-        if transport:
-            await transport.close()
+        await self.pool.close()
 
     async def aclose(self) -> None:
-        """Close the session of the running loop (for callers using the async API)."""
-        transport = self._transports.pop(asyncio.get_running_loop(), None)
-        if transport:
-            await transport.close()
+        """Close the sessions of the running loop (for callers using the async API)."""
+        await self.pool.close()
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The budget of the first endpoint (the only one unless several are configured)."""
+        return self.pool.states[0].limiter
+
+    def endpoint_stats(self) -> dict[str, dict[str, Any]]:
+        """Per endpoint (by URL without credentials): requests, failures, latency percentiles in ms, cost in USD."""
+        return self.pool.stats()
 
     def __enter__(self) -> LLMEngine:
         return self
@@ -402,7 +416,8 @@ class LLMEngine:
         """One chat completion with retries and structured-form fallback; returns (content, prompt, completion)."""
         # Token estimates only matter under a token or cost budget (configured or learned from the server's headers).
         raw_estimate = (estimate_message_tokens(messages)
-                        if self.limiter.tokens.per_minute or self.budget is not None else 0)
+                        if self.budget is not None or any(p.limiter.tokens.per_minute for p in self.pool.states)
+                        else 0)
         model_cls = req.response_model
         params = {**self._base_params, **self.settings.extra_body, **req.params}
         while True:
@@ -483,65 +498,95 @@ class LLMEngine:
 
         A refusal of the structured-output `form` (4xx, or a repeated 5xx) raises FormRefused instead of retrying.
         """
-        transport = self._transport()
         reserved = self.estimator.scaled(raw_estimate) + (max_tokens or 0)
+        tried: set[int] = set()
+        used: list[EndpointState] = []  # the endpoint of the latest attempt
 
         async def attempt() -> Any:
-            if self.limiter.limiting():
-                await self.limiter.acquire(reserved)
-            try:
-                answer = await transport.request("POST", path, body)
-            except Unreachable:
-                self._count("unreachable")
-                liveness.raise_if_dead(self.settings.base_url)
-                raise
-            except TransientError as exc:
-                self._count("requests")
-                if exc.status is None:
-                    liveness.raise_if_dead(self.settings.base_url)
-                if overloaded(exc):
-                    self.slots.overloaded(_GRANTED.get())
-                if exc.status == 429:
-                    self._count("rate_limited")
-                    self.limiter.on_429(exc.headers, fallback_seconds=1.0)
-                elif form and (exc.status or 0) >= 500 and self._form_chooser().refused(form, exc.status or 500):
-                    raise FormRefused from None
-                raise
-            except APIRefusal as exc:
-                self._count("requests")
-                if form and self._form_chooser().refused(form, exc.status):
-                    raise FormRefused from None
-                raise
-            self._count("requests")
-            self._count("answered")
-            self.slots.succeeded()
-            return answer
+            while True:  # a fault of one endpoint goes at once to another not yet tried, when one is available
+                state = await self.pool.acquire(tried)
+                tried.add(id(state))
+                used[:] = [state]
+                try:
+                    return await self._attempt(state, path, body, reserved, form)
+                except TransientError as exc:
+                    if not (_endpoint_fault(exc) and len(tried) < len(self.pool.states)
+                            and self.pool.others_available(state)):
+                        raise
+                    self._count("retries")
 
         expected = self._expected_cost(raw_estimate, max_tokens) if self.budget is not None else 0.0
         if self.budget is not None:
             await self.budget.admit(expected)
         try:
-            return await self._exchange(attempt, reserved)
+            return await self._exchange(attempt, reserved, used)
         finally:
             if self.budget is not None:
                 self.budget.settle(expected)
 
-    async def _exchange(self, attempt: Callable[[], Awaitable[Any]], reserved: int) -> Any:
+    async def _attempt(self, state: EndpointState, path: str, body: dict[str, Any], reserved: int,
+                       form: str | None) -> Any:
+        """One HTTP attempt at the endpoint `state` (which `self.pool.acquire` booked), keeping its health."""
+        if state.limiter.limiting():
+            await state.limiter.acquire(reserved)
+        if state.endpoint.model and state.model != body.get("model", state.model):
+            body = {**body, "model": state.model}
+        started = time.monotonic()
+        try:
+            answer = await state.transport().request("POST", path, body)
+        except Unreachable:
+            self.pool.failed(state)
+            self._count("unreachable")
+            liveness.raise_if_dead(state.endpoint.url)
+            raise
+        except TransientError as exc:
+            if _endpoint_fault(exc):
+                self.pool.failed(state)
+            else:
+                self.pool.finished(state, time.monotonic() - started)
+            self._count("requests")
+            if exc.status is None:
+                liveness.raise_if_dead(state.endpoint.url)
+            if overloaded(exc):
+                self.slots.overloaded(_GRANTED.get())
+            if exc.status == 429:
+                self._count("rate_limited")
+                state.limiter.on_429(exc.headers, fallback_seconds=1.0)
+            elif form and (exc.status or 0) >= 500 and self._form_chooser().refused(form, exc.status or 500):
+                raise FormRefused from None
+            raise
+        except APIRefusal as exc:
+            self.pool.finished(state, time.monotonic() - started)
+            self._count("requests")
+            if form and self._form_chooser().refused(form, exc.status):
+                raise FormRefused from None
+            raise
+        self.pool.finished(state, time.monotonic() - started)
+        self._count("requests")
+        self._count("answered")
+        self.slots.succeeded()
+        return answer
+
+    async def _exchange(self, attempt: Callable[[], Awaitable[Any]], reserved: int,
+                        used: list[EndpointState]) -> Any:
         """Run the attempts of one request, then account its usage (before its budget booking is settled)."""
         try:  # the first attempt inline: one coroutine frame less on the path every request takes
             data, headers = await attempt()
         except TransientError as error:
             data, headers = await retry_after_failure(attempt, error, self.settings.max_attempts, self._count_retry)
-        self.limiter.follow(headers)
+        state = used[0]
+        state.limiter.follow(headers)
         usage = data.get("usage") if isinstance(data, dict) else None
         if isinstance(usage, dict):
             prompt = int(usage.get("prompt_tokens") or 0)
             completion = int(usage.get("completion_tokens") or 0)
-            price = self.settings.prices.get(self._model or "")
+            price = self.settings.prices.get(state.model or self._model or "")
             for accounting in (self.accounting, _SCOPE.get()):
                 if accounting is not None:
                     accounting.add_usage(prompt, completion, price)
-            self.limiter.tokens.adjust(prompt + completion - reserved)
+            if price:
+                state.cost_usd += (prompt * price.get("input", 0.0) + completion * price.get("output", 0.0)) / 1e6
+            state.limiter.tokens.adjust(prompt + completion - reserved)
         return data
 
     def _expected_cost(self, raw_estimate: int, max_tokens: int | None) -> float:
@@ -559,15 +604,8 @@ class LLMEngine:
     def _count_retry(self, error: TransientError) -> None:
         self._count("retries")
 
-    def _transport(self) -> Transport:
-        loop = asyncio.get_running_loop()
-        transport = self._transports.get(loop)
-        if transport is None:
-            transport = self._transports[loop] = Transport(self.settings)
-        return transport
-
     def _fatal(self, exc: APIRefusal) -> FatalAPIError:
-        return FatalAPIError(f"{redact_url(self.settings.base_url)} refused the request: {exc}")
+        return FatalAPIError(f"{exc.where or redact_url(self.settings.base_url)} refused the request: {exc}")
 
     async def _resolve_model(self) -> str:
         """The configured model, or the one the endpoint serves when none is configured."""
@@ -575,7 +613,7 @@ class LLMEngine:
             return self._model
         async def list_models() -> tuple[Any, Any]:
             try:
-                return await self._transport().request("GET", "/models")
+                return await self.pool.states[0].transport().request("GET", "/models")
             except TransientError:
                 liveness.raise_if_dead(self.settings.base_url)
                 raise

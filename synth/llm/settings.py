@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from synth.errors import ConfigError
 from synth.registry import Option, defaults_of
+
+if TYPE_CHECKING:
+    from synth.llm.endpoints import Endpoint
 
 OPENAI_URL = "https://api.openai.com/v1"
 STRUCTURED_MODES = ("auto", "json_schema", "json_object_schema", "json_object", "prompt")
@@ -20,7 +23,8 @@ BATCH_MODES = ("batch", "offline")
 PANEL = "LLM endpoint"
 LLM_OPTIONS: tuple[Option, ...] = (
     Option("model", str, None, "Model name.", default_text="the first model the endpoint lists", panel=PANEL),
-    Option("base_url", str, None, "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.",
+    Option("base_url", str, None, "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1; in a config file "
+           "also a list of endpoints sharing the requests (see docs/llm-engine.md).",
            default_text="$OPENAI_BASE_URL; with neither, the bundled demo model when synth[llm-local] is installed",
            panel=PANEL),
     Option("api_key", str, None, "API key; never logged or written.", default_text="$OPENAI_API_KEY", panel=PANEL),
@@ -34,6 +38,8 @@ LLM_OPTIONS: tuple[Option, ...] = (
     Option("max_attempts", int, 6, "Attempts per request on transient faults.", min=1, panel=PANEL),
     Option("structured", str, "auto", f"How to ask for JSON: {' | '.join(STRUCTURED_MODES)}.", panel=PANEL),
     Option("seed", int, None, "Seed sent to the model and used for sampling.", default_text="none", panel=PANEL),
+    Option("endpoints", list[dict], [], "Several endpoints, [[llm.endpoints]] tables of url, key or key_env, model, "
+           "weight, concurrency, rpm, tpm (see docs/llm-engine.md).", default_text="base_url", config_only=True),
     Option("extra_headers", dict, {}, "HTTP headers sent with every request; never logged or written.",
            config_only=True),
     Option("extra_body", dict, {}, "Extra fields merged into every request body.", config_only=True),
@@ -103,6 +109,8 @@ class LLMSettings:
     batch_max_bytes: int = LLM_OPTION_DEFAULTS["batch_max_bytes"]
     batch_poll: float = LLM_OPTION_DEFAULTS["batch_poll"]
     batch_prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    endpoints: tuple[Endpoint, ...] = field(default=(), repr=False)
+    """Every endpoint requests may go to (from `base_url` or `[[llm.endpoints]]`); `base_url` is the first's."""
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> LLMSettings:
@@ -111,11 +119,17 @@ class LLMSettings:
         for name, kind in _NUMBERS.items():
             if name in known:
                 known[name] = _number(name, known[name], kind)
+        from synth.llm.endpoints import parse_endpoints  # it builds on this module
+
         api_key = known.get("api_key") or os.environ.get("OPENAI_API_KEY") or None
         base_url = known.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
-        if base_url is None and api_key:
+        if base_url is None and api_key and not known.get("endpoints"):
             base_url = OPENAI_URL  # a key alone means the user expects OpenAI itself
-        known.update(api_key=api_key, base_url=base_url.rstrip("/") if base_url else None)
+        endpoints = parse_endpoints(base_url, known.get("endpoints"), api_key)
+        known.update(api_key=endpoints[0].api_key if endpoints else api_key, endpoints=endpoints,
+                     base_url=endpoints[0].url if endpoints else None)
+        if endpoints and not known.get("model"):
+            known["model"] = endpoints[0].model
         settings = cls(**{**{k: v for k, v in LLM_OPTION_DEFAULTS.items() if v is not None}, **known})
         settings.check()
         return settings
@@ -133,8 +147,9 @@ class LLMSettings:
             value = getattr(self, name)
             if value is not None and float(value) <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
-        if self.base_url and urlsplit(self.base_url).scheme not in ("http", "https"):
-            raise ConfigError(f"base_url must start with http:// or https://, got {redact_url(self.base_url)!r}")
+        for url in [e.url for e in self.endpoints] or ([self.base_url] if self.base_url else []):
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ConfigError(f"base_url must start with http:// or https://, got {redact_url(url)!r}")
         for table in ("prices", "batch_prices"):
             for model, price in getattr(self, table).items():
                 if not isinstance(price, dict) or not set(price) <= {"input", "output"}:
@@ -153,8 +168,9 @@ class LLMSettings:
 
     def public(self) -> dict[str, Any]:
         """What may be written to a manifest or a log: everything but the key and extra headers."""
-        data = asdict(self)
-        data.pop("api_key")
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("api_key", "endpoints")}
         data["extra_headers"] = sorted(self.extra_headers)
         data["base_url"] = redact_url(self.base_url)
+        data["endpoints"] = [{"url": e.name, "model": e.model, "weight": e.weight, "concurrency": e.concurrency,
+                              "rpm": e.rpm, "tpm": e.tpm} for e in self.endpoints]
         return data

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from synth.llm.settings import LLMSettings
+from synth.llm.settings import LLMSettings, redact_url
 
 _TRANSIENT_STATUS = {408, 409, 425, 429}
 
@@ -45,10 +45,12 @@ def overloaded(error: TransientError) -> bool:
 class APIRefusal(Exception):
     """The server refused the request itself (4xx other than 429); retrying the same request cannot help."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, where: str | None = None):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+        self.where = where
+        """The endpoint that refused, without credentials."""
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -110,7 +112,7 @@ class Transport:
             message = redact(error_message(raw), self.secret)
             raise TransientError(f"HTTP {status}: {message}", status, headers)
         if status >= 400:
-            raise APIRefusal(status, redact(error_message(raw), self.secret))
+            raise APIRefusal(status, redact(error_message(raw), self.secret), redact_url(self.base_url))
         try:
             return json.loads(raw), headers
         except ValueError:

@@ -26,6 +26,7 @@ from synth.config import load_toml, resolve
 from synth.embed.options import EMBED_DEFAULTS
 from synth.errors import ConfigError
 from synth.executor.choice import ExecutorSettings
+from synth.llm.endpoints import public_entries
 from synth.llm.settings import LLM_OPTION_DEFAULTS
 from synth.registry import StageSpec
 from synth.stages import stage_spec
@@ -55,7 +56,10 @@ class PlannedStage:
 
     def public(self) -> dict[str, Any]:
         """Options without secrets or unset values, as written to run.toml."""
-        return {k: v for k, v in self.options.items() if k not in SECRET_KEYS and v is not None}
+        public = {k: v for k, v in self.options.items() if k not in SECRET_KEYS and v is not None}
+        if "endpoints" in public:
+            public["endpoints"] = public_entries(public["endpoints"])
+        return public
 
     def needs_llm(self) -> bool:
         return self.spec.needs_llm(self.options)

@@ -35,6 +35,8 @@ class StageStatus:
     usage: dict[str, float] = field(default_factory=dict)
     batches: str = ""
     """Batch mode's batches and waiting time (`synth.lineage.batch_note`)."""
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per endpoint of the stage's latest run: requests, failures, latency percentiles, cost."""
     rerun: str = ""
 
 
@@ -76,6 +78,7 @@ def stage_status(stage: dict[str, Any]) -> StageStatus:
     status.rejects_by_rule = totals["rejects_by_rule"]
     status.usage = stage_usage(manifest)
     status.batches = batch_note(manifest)
+    status.endpoints = manifest.get("endpoints") or {}
     status.rerun = rerun_text(dry_run(plans, status.out, manifest)) if plans is not None else f"stop: {problem}"
     return status
 
