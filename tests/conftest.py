@@ -13,6 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from helpers import started_servers
 from openai_server import OpenAIServer
 
 
@@ -28,16 +29,7 @@ def _forget_structured_forms() -> Iterator[None]:
 @pytest.fixture
 def make_openai_server() -> Iterator[Callable[..., OpenAIServer]]:
     """Factory: `make_openai_server(latency=0.01, faults={...}, style="llama_cpp")` starts a server, stopped after."""
-    servers: list[OpenAIServer] = []
-
-    def make(**options: Any) -> OpenAIServer:
-        server = OpenAIServer(**options).start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
+    yield from started_servers(OpenAIServer)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +24,18 @@ def synth_process(*args: Any, timeout: float = 120, **options: Any) -> subproces
 def estimated(output: str) -> dict[str, float]:
     """The estimate_* rows of a printed `--estimate` summary (the last stage's, when several are printed)."""
     return {key: float(value.replace(",", "")) for key, value in re.findall(r"(estimate_\w+)\s*│\s*([\d.,]+)", output)}
+
+
+def started_servers(build: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """The body of a server-factory fixture: `make(**options)` builds and starts a loopback server; every server
+    it made is stopped when the test ends."""
+    servers: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        server = build(**options).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

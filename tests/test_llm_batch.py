@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from batch_server import BatchServer
-from helpers import SYNTH, synth_process
+from helpers import SYNTH, started_servers, synth_process
 from synthesis_fixtures import RETRIEVAL_ROWS, FakeModel, write_input
 from typer.testing import CliRunner
 
@@ -24,16 +24,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def make_batch_server() -> Any:
-    servers: list[BatchServer] = []
-
-    def make(**options: Any) -> BatchServer:
-        server = BatchServer(handler=FakeModel(), **options).start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
+    yield from started_servers(lambda **options: BatchServer(handler=FakeModel(), **options))
 
 
 @pytest.fixture

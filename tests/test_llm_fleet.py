@@ -56,6 +56,11 @@ def paraphrase(inputs: list[str], out: Path, server: Any, *extra: str) -> Any:
                                "-n", "2", *extra])
 
 
+def llm_table(server: Any) -> str:
+    """A pipeline file's `[llm]` table for the loopback server."""
+    return f'[llm]\nbase_url = "{server.base_url}"\napi_key = "{server.api_key}"\nmodel = "{server.model}"\n'
+
+
 def journal_keys(out: Path) -> set[str]:
     with sqlite3.connect(out / "_journal.sqlite") as db:
         return {key for (key,) in db.execute("SELECT key FROM responses")}
@@ -168,11 +173,7 @@ def test_run_estimate_sends_nothing_and_run_max_cost_is_one_budget(parts, make_o
     server = make_openai_server(handler=FakeModel())
     pipeline = tmp_path / "pipeline.toml"
     pipeline.write_text(f"""name = "budget"
-[llm]
-base_url = "{server.base_url}"
-api_key = "{server.api_key}"
-model = "{server.model}"
-prices = {{ test-model = {{ input = 100.0, output = 400.0 }} }}
+{llm_table(server)}prices = {{ test-model = {{ input = 100.0, output = 400.0 }} }}
 
 [[stage]]
 use = "paraphrase"
@@ -220,11 +221,7 @@ def test_run_estimate_chains_a_stage_whose_input_is_not_made_yet(parts, make_ope
     server = make_openai_server(handler=FakeModel())
     pipeline = tmp_path / "pipeline.toml"
     pipeline.write_text(f"""name = "chain"
-[llm]
-base_url = "{server.base_url}"
-api_key = "{server.api_key}"
-model = "{server.model}"
-[[stage]]
+{llm_table(server)}[[stage]]
 use = "paraphrase"
 inputs = ["{parts[0]}"]
 num = 2
