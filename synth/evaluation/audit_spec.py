@@ -15,6 +15,7 @@ from synth.executor.lock import stage_lock
 from synth.llm import LLMSettings, local_endpoint_if_needed
 from synth.llm.accounting import as_part_stats
 from synth.llm.estimate import ESTIMATE_OPTIONS, estimate_summary, prompt_tokens, token_counter, verdict_tokens
+from synth.llm.journal import journal_path
 from synth.llm.settings import LLM_OPTIONS
 from synth.registry import Inputs, Option, StageSpec, always
 from synth.stage import StageSummary
@@ -90,7 +91,7 @@ def audit(source: Path, out: Path, options: dict[str, Any]) -> dict[str, Any]:
     sample = draw(population, int(options["per_bucket"]), int(options["audit_seed"]))
     out.mkdir(parents=True, exist_ok=True)
     with stage_lock(out), local_endpoint_if_needed(LLMSettings.from_options({**options, "temperature": 0.0})) as live:
-        judge = AuditJudge(options, live, out / "_journal.sqlite")
+        judge = AuditJudge(options, live, journal_path(out))
         try:
             judge(sample)
             usage = judge.usage()
