@@ -49,6 +49,10 @@ class Stage(ABC):
         """Stage-level facts to record beside the parts once all are done (the written parts are under `out`)."""
         return {}
 
+    def endpoint_usage(self) -> dict[str, Any]:
+        """See `PartWork.endpoint_usage`."""
+        return {}
+
     def close(self) -> None:
         """Release connections and files; runs whether the stage finished or stopped with an error."""
 
@@ -107,6 +111,9 @@ class StageWork(PartWork):
 
     def finish(self, out: Path) -> dict[str, Any]:
         return self.stage.finish(out)
+
+    def endpoint_usage(self) -> dict[str, Any]:
+        return self.stage.endpoint_usage()
 
     def close(self) -> None:
         self.stage.close()

@@ -52,6 +52,10 @@ class APIEmbedder:
         """Another process (a cluster's worker) gets its own engine on the same settings: connections stay here."""
         return APIEmbedder.on, (self.engine.settings, self.model, self.batch_size)
 
+    def endpoint_usage(self) -> dict[str, Any]:
+        """Per-endpoint requests, failures, latency and cost of this process's engine, for the stage's manifest."""
+        return self.engine.endpoint_usage()
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of `texts`; a batch that still fails after the engine's retries stops the stage (exit 1)."""
         batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]

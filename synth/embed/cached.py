@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,11 @@ class CachedEmbedder:
     @property
     def model_id(self) -> str:
         return self.backend.model_id
+
+    def endpoint_usage(self) -> dict[str, Any]:
+        """The API backend's per-endpoint usage (`synth.llm.endpoint_stats`); {} for a model in this process."""
+        usage = getattr(self.backend, "endpoint_usage", None)
+        return usage() if usage is not None else {}
 
     def encode_queries(self, queries: Sequence[str], instructions: Sequence[str | None]) -> np.ndarray:
         """Unit vectors of queries, each formatted with its own instruction."""

@@ -94,13 +94,13 @@ def audit(source: Path, out: Path, options: dict[str, Any]) -> dict[str, Any]:
         judge = AuditJudge(options, live, journal_path(out))
         try:
             judge(sample)
-            usage = judge.usage()
+            usage, endpoints = judge.usage(), judge.engine.endpoint_stats()
         finally:
             judge.close()
         result = {"source": str(source), "settings": {k: options[k] for k in ("per_bucket", "target", "audit_seed",
                                                                                "origins")},
                   "unscored_negatives": population.unscored, **estimate(population, sample, float(options["target"])),
-                  "llm": usage}
+                  "llm": usage, "endpoints": endpoints}
         atomic_write_bytes(out / RESULT, (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode())
         atomic_write_bytes(out / SAMPLES, "".join(json.dumps(asdict(s), ensure_ascii=False) + "\n"
                                                   for s in sample).encode())

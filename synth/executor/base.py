@@ -137,6 +137,11 @@ class PartWork(ABC):
         """Stage-level facts to record beside the parts (an index, thresholds), once all parts are done."""
         return {}
 
+    def endpoint_usage(self) -> dict[str, Any]:
+        """Per-endpoint usage (`synth.llm.endpoint_stats`) of the LLM engines this process made for the stage: the
+        manifest's `endpoints`. {} for a stage that asks no endpoint."""
+        return {}
+
     def close(self) -> None:
         """Release connections and files; runs whether the stage finished or stopped with an error."""
 
@@ -202,6 +207,16 @@ def execute_part(work: PartWork, plan: PartPlan, out: Path) -> dict[str, Any]:
     }
 
 
+def record_endpoints(manifest: Manifest, usages: list[dict[str, Any]]) -> None:
+    """The run's per-endpoint requests, failures, latency percentiles and cost, folded over every process that sent
+    (this one, a cluster's workers), as the manifest's `endpoints`."""
+    from synth.llm import endpoint_stats  # here: synth.llm imports the stages, which import this
+
+    folded = {name: usage for name, usage in endpoint_stats.fold(usages).items() if usage["requests"]}
+    if folded:
+        manifest.set("endpoints", endpoint_stats.summaries(folded))
+
+
 def say_skipped(stage: str, skipped: int, total: int) -> None:
     """Tell a rerun's user what it did not redo (plain text: `[stage]` is not rich markup)."""
     if skipped:
@@ -249,8 +264,10 @@ class Executor(ABC):
                             prepared = True
                         yield plan
 
+                sent: list[dict[str, Any]] = []  # per-endpoint usage of the parts made in other processes
                 try:
                     for plan, entry in self.map_parts(work, todo(), out):
+                        sent.append(entry.pop("endpoints", {}))
                         manifest.record(plan.key, {**entry, "config_hash": cfg_hash})  # the checkpoint
                         summary.processed += 1
                         progress.update(bar, completed=plan.progress)
@@ -258,6 +275,7 @@ class Executor(ABC):
                         manifest.drop(key)  # parts no longer in the input: a rerun equals a clean run
                     for name, value in work.finish(out).items():
                         manifest.set(name, value)
+                    record_endpoints(manifest, [*sent, work.endpoint_usage()])
                 finally:
                     work.close()
             if not quiet:

@@ -40,6 +40,7 @@ from synth.embed.base import Embedder
 from synth.executor import ray_budget
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
 from synth.executor.placement import placing
+from synth.llm import endpoint_stats
 from synth.llm.journal import SEED, SNAPSHOTS, copy_journal, merge_journal, set_journal_locator, ship_seed
 
 TASK_RETRIES = 3
@@ -91,9 +92,11 @@ def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
 def run_part(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
     """One part on a worker: the cluster's budgets and a node-local journal around the local executor's step."""
     ray_budget.install(budgets)
+    before = work.endpoint_usage()  # an actor's engine outlives the part: its share is the difference
     with part_journal(out, plan, settings.snapshot_seconds):
         try:
-            return execute_part(work, plan, out)
+            entry = execute_part(work, plan, out)
+            return {**entry, "endpoints": endpoint_stats.since(work.endpoint_usage(), before)}  # read before close
         finally:
             work.close()  # the journal is closed, so whole, before its last snapshot; the next part opens its own
 
@@ -110,10 +113,13 @@ class PartActor:
     def __init__(self, work: PartWork):
         self.work = work
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+        """The vectors of `texts`, and what embedding them took of each endpoint (an API embedder's)."""
         embedder = self.work.prepare_embedder()
         assert embedder is not None  # only a stage with one is given to `spread_embedding`
-        return embedder.backend.embed(texts)
+        before = embedder.endpoint_usage()
+        vectors = embedder.backend.embed(texts)
+        return vectors, endpoint_stats.since(embedder.endpoint_usage(), before)
 
     def run(self, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
         return run_part(self.work, plan, out, settings, budgets)
@@ -161,6 +167,8 @@ class PoolBackend:
         self.inner = inner
         self.model_id = inner.model_id
         self.actors = actors
+        self.sent: list[dict[str, Any]] = []
+        """Per-endpoint usage of each actor's share (an API embedder's), for the stage's manifest."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _same, (self.inner,)
@@ -169,7 +177,9 @@ class PoolBackend:
         actors = self.actors.started()
         step = -(-len(texts) // len(actors))
         slices = [texts[i : i + step] for i in range(0, len(texts), step)]
-        return np.concatenate(ray.get([a.embed.remote(s) for a, s in zip(actors, slices, strict=False)]))
+        answers = ray.get([a.embed.remote(s) for a, s in zip(actors, slices, strict=False)])
+        self.sent += [usage for _, usage in answers]
+        return np.concatenate([vectors for vectors, _ in answers])
 
 
 def _same(value: Any) -> Any:
@@ -177,16 +187,17 @@ def _same(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def spread_embedding(work: PartWork, actors: ModelActors | None) -> Iterator[None]:
-    """While the stage prepares, its corpus is embedded by the model actors (the driver loads no model)."""
+def spread_embedding(work: PartWork, actors: ModelActors | None) -> Iterator[list[dict[str, Any]]]:
+    """While the stage prepares, its corpus is embedded by the model actors (the driver loads no model). Yields the
+    list that receives the actors' per-endpoint usage."""
     embedder = work.prepare_embedder()
     if embedder is None or actors is None:
-        yield
+        yield []
         return
     own = embedder.backend
-    embedder.backend = PoolBackend(own, actors)
+    pool = embedder.backend = PoolBackend(own, actors)
     try:
-        yield
+        yield pool.sent
     finally:
         embedder.backend = own
 
@@ -200,7 +211,7 @@ class RayExecutor(Executor):
     def map_parts(self, work: PartWork, todo: Iterator[PartPlan], out: Path) -> Iterator[tuple[PartPlan, dict]]:
         actors = ModelActors(work, self.settings) if work.holds_model else None
         try:
-            with spread_embedding(work, actors), placing(self.place):
+            with spread_embedding(work, actors) as corpus_usage, placing(self.place):
                 first = next(todo, None)  # the driver prepares the stage while planning its first part
             if first is None:
                 return
@@ -210,7 +221,10 @@ class RayExecutor(Executor):
             shared = ray.put(work)
             bound = self.settings.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
             if actors is not None:
-                yield from self._on_actors(actors.prepared(shared), chain([first], todo), out, budgets, bound)
+                parts = self._on_actors(actors.prepared(shared), chain([first], todo), out, budgets, bound)
+                done, entry = next(parts)  # the corpus's embedding requests are counted with the first part's
+                yield done, {**entry, "endpoints": endpoint_stats.fold([entry["endpoints"], *corpus_usage])}
+                yield from parts
                 return
             pending: deque[tuple[PartPlan, ray.ObjectRef]] = deque()
             for plan in chain([first], todo):

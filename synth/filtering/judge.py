@@ -84,9 +84,9 @@ class LLMJudge:
         """Whether this process made the judge's engine (a cluster's driver never does)."""
         return self._engine is not None
 
-    def endpoint_stats(self) -> dict[str, dict[str, Any]]:
+    def endpoint_usage(self) -> dict[str, dict[str, Any]]:
         """Per-endpoint requests, failures, latency and cost, for the stage's manifest."""
-        return self.engine.endpoint_stats()
+        return self.engine.endpoint_usage()
 
     def usage(self, since: dict[str, int | float] | None = None) -> dict[str, int | float]:
         """The engine's counters (requests, tokens, cost), all or since an earlier snapshot, for per-part stats."""

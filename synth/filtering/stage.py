@@ -257,5 +257,8 @@ class FilterStage(Stage):
                 for kind in ("positive", "negative")
             },
             "thresholds": {k: round(v, 4) for k, v in sorted(self.state.thresholds.items())},
-            **({"endpoints": self.judge.endpoint_stats()} if self.judge and self.judge.used() else {}),
         }
+
+    def endpoint_usage(self) -> dict[str, Any]:
+        """The judge's per-endpoint usage in this process."""
+        return self.judge.endpoint_usage() if self.judge and self.judge.used() else {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synth.errors import ConfigError
+from synth.llm import endpoint_stats
 from synth.llm.ratelimit import RateLimiter, make_limiter
 from synth.llm.settings import LLMSettings, redact_url
 from synth.llm.transport import Transport
@@ -120,7 +121,7 @@ class EndpointState:
         self.failures = 0
         self.taken_out = 0
         self.cost_usd = 0.0
-        self.latencies: list[float] = []
+        self.latency: dict[str, int] = {}  # a bounded histogram (`endpoint_stats`)
 
     def transport(self) -> Transport:
         loop = asyncio.get_running_loop()
@@ -138,16 +139,10 @@ class EndpointState:
     def load(self) -> float:
         return self.outstanding / self.endpoint.weight
 
-    def stats(self) -> dict[str, Any]:
-        """Requests, failures, latency percentiles (ms) and cost of this endpoint, for the manifest."""
-        ordered = sorted(self.latencies)
-
-        def percentile(q: float) -> float:
-            return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else 0.0
-
+    def usage(self) -> endpoint_stats.Usage:
+        """Requests, failures, take-outs, cost and the latency histogram, as they fold across engines."""
         return {"requests": self.requests, "failures": self.failures, "taken_out": self.taken_out,
-                "latency_ms_p50": percentile(0.5), "latency_ms_p90": percentile(0.9),
-                "latency_ms_p99": percentile(0.99), "cost_usd": round(self.cost_usd, 6)}
+                "cost_usd": self.cost_usd, "latency": dict(self.latency)}
 
 
 class EndpointPool:
@@ -177,7 +172,8 @@ class EndpointPool:
     def finished(self, state: EndpointState, seconds: float) -> None:
         """An answer (or a refusal: the server is up): the endpoint is healthy, and back if it was out."""
         state.outstanding -= 1
-        state.latencies.append(seconds)
+        key = endpoint_stats.bucket(seconds)
+        state.latency[key] = state.latency.get(key, 0) + 1
         state.faults = 0
         state.out_until = state.backoff = 0.0
         state.probing = False
@@ -199,8 +195,9 @@ class EndpointPool:
         now = time.monotonic()
         return any(s is not state and (not s.out_until or now >= s.out_until) for s in self.states)
 
-    def stats(self) -> dict[str, dict[str, Any]]:
-        return {s.endpoint.name: s.stats() for s in self.states}
+    def usage(self) -> dict[str, endpoint_stats.Usage]:
+        """Each endpoint's usage, by URL without credentials."""
+        return {s.endpoint.name: s.usage() for s in self.states}
 
     async def close(self) -> None:
         """Close this loop's sessions of every endpoint."""

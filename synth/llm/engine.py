@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from synth.errors import ConfigError, FatalAPIError
-from synth.llm import liveness
+from synth.llm import endpoint_stats, liveness
 from synth.llm.accounting import Accounting
 from synth.llm.concurrency import AdaptiveLimit, gather_or_cancel
 from synth.llm.endpoints import EndpointPool, EndpointState
@@ -271,7 +271,11 @@ class LLMEngine:
 
     def endpoint_stats(self) -> dict[str, dict[str, Any]]:
         """Per endpoint (by URL without credentials): requests, failures, latency percentiles in ms, cost in USD."""
-        return self.pool.stats()
+        return endpoint_stats.summaries(self.pool.usage())
+
+    def endpoint_usage(self) -> dict[str, endpoint_stats.Usage]:
+        """Per endpoint, the raw counts and latency histogram that fold with other engines' (`endpoint_stats`)."""
+        return self.pool.usage()
 
     def __enter__(self) -> LLMEngine:
         return self

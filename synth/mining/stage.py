@@ -89,3 +89,6 @@ class MineStage(Stage):
 
     def finish(self, out: Path) -> dict[str, Any]:
         return {"index": self.artifact} if self.artifact else {}
+
+    def endpoint_usage(self) -> dict[str, Any]:
+        return self.embedder.endpoint_usage()

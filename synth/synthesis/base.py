@@ -102,9 +102,10 @@ class SynthesisStage(Stage):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _engine_lock=threading.Lock())
 
-    def finish(self, out: Path) -> dict[str, Any]:
-        """Per-endpoint requests, failures, latency and cost of this run, for the manifest and `synth status`."""
-        return {"endpoints": self._engine.endpoint_stats()} if self._engine is not None else {}
+    def endpoint_usage(self) -> dict[str, Any]:
+        """Per-endpoint requests, failures, latency and cost of this process's engine (closed after each part on a
+        cluster's worker: read before `close`)."""
+        return self._engine.endpoint_usage() if self._engine is not None else {}
 
     def close(self) -> None:
         """Close the engine (its accounting is already in every part's stats)."""
