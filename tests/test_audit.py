@@ -94,6 +94,8 @@ def test_synth_audit_reports_the_known_shares_and_a_rerun_asks_nothing(tmp_path,
     assert shares == {"< 0.80": (10, 0), "0.90-0.95": (10, 1), "0.95-1.00": (10, 5), ">= 1.00": (10, 8)}
     assert report["suggested_relative_margin"] == 0.05  # (0 + 1) / 20 = 5%; margin 0 keeps (0 + 1 + 5) / 30
     assert len((out / "audit_samples.jsonl").read_text().splitlines()) == 40
+    endpoint = report["endpoints"][openai_server.base_url]  # per endpoint, as in a stage's manifest
+    assert endpoint["requests"] == 40 and endpoint["failures"] == 0 and endpoint["latency_ms_p99"] > 0
     card = (out / "README.md").read_text()
     assert "## False-negative audit" in card and "**0.05**" in card
     assert re.search(r"\| >= 1\.00 \| 10 \| 10 \| 8 \| 80\.0% \| 49\.0%-94\.3% \|", card)

@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 from helpers import SAMPLES, synth_process
+from openai_server import default_handler
+from pydantic import BaseModel
 from synthesis_fixtures import FakeModel
 from typer.testing import CliRunner
 
 from synth.cli import app
 from synth.errors import FatalAPIError
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm.engine import _REMEMBERED_FORMS
 from synth.store import iter_rows, read_manifest
 
 runner = CliRunner()
@@ -186,3 +189,60 @@ def test_a_lone_endpoint_is_never_taken_out(make_openai_server):
         assert all(r.ok for r in engine.chat_many(requests(5)))
         assert engine.endpoint_stats()[server.base_url]["taken_out"] == 0
         assert engine.stats()["retries"] == 3
+
+
+class Verdict(BaseModel):
+    answers: bool
+    reason: str
+
+
+class FormsSeen:
+    """A loopback handler that notes the structured-output form of each request it answers."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        self.seen[(body.get("response_format") or {}).get("type", "prompt")] += 1
+        return default_handler(body)
+
+
+def test_each_endpoint_keeps_the_structured_form_it_accepts(make_openai_server, tmp_path):
+    full, plain = FormsSeen(), FormsSeen()
+    servers = [make_openai_server(api_key=KEY, handler=full, latency=0.01),
+               make_openai_server(api_key=KEY, handler=plain, latency=0.01, style="text_only")]  # 400 on any format
+    asks = [ChatRequest([{"role": "user", "content": f"does passage {i} answer?"}], Verdict) for i in range(80)]
+    journal = tmp_path / "journal.sqlite"
+    with LLMEngine(settings_for(servers, concurrency=4), journal=journal, progress=False) as engine:
+        assert all(r.ok and isinstance(r.parsed, Verdict) for r in engine.chat_many(asks[:40]))
+    assert set(full.seen) == {"json_schema"} and full.seen["json_schema"] > 5  # never downgraded by the other
+    assert set(plain.seen) == {"prompt"} and plain.seen["prompt"] > 5
+    refused = servers[1].log.total() - sum(servers[1].log.answered.values())
+    assert refused >= 2  # json_schema, then json_object_schema, refused before the schema went into the prompt
+    # each choice is journaled under its endpoint: a new process sends each endpoint its form at once
+    _REMEMBERED_FORMS.clear()
+    with LLMEngine(settings_for(servers, concurrency=4), journal=journal, progress=False) as engine:
+        assert all(r.ok for r in engine.chat_many(asks[40:]))
+    assert servers[1].log.total() - sum(servers[1].log.answered.values()) == refused
+    assert set(full.seen) == {"json_schema"} and set(plain.seen) == {"prompt"}
+
+
+def test_without_a_model_each_endpoint_is_asked_which_it_serves(make_openai_server):
+    sent: dict[str, Counter[str]] = {}
+
+    def noting(name: str) -> Any:
+        sent[name] = Counter()
+        return lambda body: sent[name].update([body["model"]]) or "fine"
+
+    servers = [make_openai_server(api_key=KEY, model=f"model-{i}", handler=noting(f"model-{i}")) for i in range(3)]
+    entries = [{"url": s.base_url, "key": KEY} for s in servers]
+    with LLMEngine(LLMSettings.from_options({"endpoints": entries, "timeout": 2.0}), progress=False) as engine:
+        assert all(r.ok for r in engine.chat_many(requests(60)))
+    assert all(set(sent[name]) == {name} and sent[name].total() > 5 for name in sent), sent  # each its own model
+    wrong = make_openai_server(api_key="sk-the-right-one", model="model-x")  # our key is refused there
+    entries.insert(1, {"url": wrong.base_url, "key": KEY})
+    with LLMEngine(LLMSettings.from_options({"endpoints": entries, "timeout": 2.0}), progress=False) as engine, \
+            pytest.raises(FatalAPIError) as error:
+        engine.chat_many(requests(3))
+    assert wrong.base_url in str(error.value) and "/models" in str(error.value) and KEY not in str(error.value)
+    assert wrong.log.total() == 0 and sum(s.log.total() for s in servers) == 60  # nothing sent before it stopped

@@ -172,8 +172,11 @@ def test_api_embedder_against_the_loopback_server(tmp_path, openai_server):
     assert all(r["negative_origins"].count("mined") == 4 for r in rows)
     manifest = (tmp_path / "out" / "_manifest.json").read_text()
     assert openai_server.api_key not in manifest
+    endpoint = json.loads(manifest)["endpoints"][openai_server.base_url]  # as for every LLM stage
+    assert endpoint["requests"] == sent and endpoint["failures"] == 0 and endpoint["latency_ms_p50"] > 0
     mine(*args[:2], str(tmp_path / "again"), *args[3:])  # a new output dir, same cache: no request at all
     assert sum(n for (endpoint, _), n in openai_server.log.received.items() if "embeddings" in endpoint) == sent
+    assert "endpoints" not in json.loads((tmp_path / "again" / "_manifest.json").read_text())
 
 
 @pytest.mark.parametrize(

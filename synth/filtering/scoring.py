@@ -7,8 +7,26 @@ from typing import Any
 
 import numpy as np
 
-from synth.embed import CachedEmbedder
+from synth.embed import CachedEmbedder, build_embedder
 from synth.embed.scoring import score_pairs
+
+
+class LazyEmbedder:
+    """The filter's embedder, built at the first need (rows without scores, embedding dedup): a filter whose rows
+    carry their scores loads no model and asks no endpoint."""
+
+    def __init__(self, options: dict[str, Any]):
+        self.options = options
+        self.embedder: CachedEmbedder | None = None
+
+    def get(self) -> CachedEmbedder:
+        if self.embedder is None:
+            self.embedder = build_embedder(self.options)
+        return self.embedder
+
+    def endpoint_usage(self) -> dict[str, Any]:
+        """An API embedder's per-endpoint usage in this process, for the stage's manifest."""
+        return self.embedder.endpoint_usage() if self.embedder is not None else {}
 
 
 def score_rows(embedder: CachedEmbedder, rows: list[dict[str, Any]]) -> list[tuple[float, list[float]]]:

@@ -60,22 +60,16 @@ def needs_llm(options: dict[str, Any]) -> bool:
 
 def build_stage(options: dict[str, Any]) -> FilterStage:
     """The filter stage with an embedder (for missing scores and embedding dedup) and the judge, when used."""
-    from synth.embed import build_embedder
-    from synth.filtering.scoring import score_rows, vector_fn
+    from synth.filtering.scoring import LazyEmbedder, score_rows, vector_fn
 
-    embedder = None
+    embedder = LazyEmbedder(options)
 
     def scorer(rows: list[dict[str, Any]]) -> list[tuple[float, list[float]]]:
-        nonlocal embedder
-        embedder = embedder or build_embedder(options)
-        return score_rows(embedder, rows)
+        return score_rows(embedder.get(), rows)
 
-    vectors = None
-    if rule_used(options, "dedup", "embedding"):
-        embedder = build_embedder(options)
-        vectors = vector_fn(embedder)
+    vectors = vector_fn(embedder.get()) if rule_used(options, "dedup", "embedding") else None
     judge = LLMJudge(options) if judge_used(options) else None
-    return FilterStage(options, scorer=scorer, judge=judge, vectors=vectors)
+    return FilterStage(options, scorer=scorer, judge=judge, vectors=vectors, embedder=embedder)
 
 
 def run(options: dict[str, Any]) -> StageSummary:

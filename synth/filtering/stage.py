@@ -19,8 +19,10 @@ from synth.filtering.duplicates import DuplicateFinder, VectorFn
 from synth.filtering.judge import LLMJudge, Verdict
 from synth.filtering.negative_rules import false_negative, over_relative_margin
 from synth.filtering.record_rules import language_violation, length_violation, too_long
+from synth.filtering.scoring import LazyEmbedder
 from synth.filtering.settings import setting_for
 from synth.filtering.thresholds import below_threshold, resolve_threshold
+from synth.llm import endpoint_stats
 from synth.llm.accounting import as_part_stats
 from synth.llm.settings import LLM_OPTION_DEFAULTS
 from synth.schema import Task, negative_origins
@@ -56,12 +58,14 @@ class FilterStage(Stage):
 
     def __init__(
         self, options: dict[str, Any], scorer: PairScorer | None = None, judge: LLMJudge | None = None,
-        vectors: VectorFn | None = None,
+        vectors: VectorFn | None = None, embedder: LazyEmbedder | None = None,
     ):
         self.options = options
         self.scorer = scorer
         self.judge = judge
         self.vectors = vectors
+        self.embedder = embedder
+        """The embedder behind `scorer` and `vectors`, for its per-endpoint usage."""
         self.state = FilterState()
         self.prepared = False
 
@@ -260,5 +264,6 @@ class FilterStage(Stage):
         }
 
     def endpoint_usage(self) -> dict[str, Any]:
-        """The judge's per-endpoint usage in this process."""
-        return self.judge.endpoint_usage() if self.judge and self.judge.used() else {}
+        """The judge's and an API embedder's per-endpoint usage in this process."""
+        return endpoint_stats.fold([self.judge.endpoint_usage() if self.judge and self.judge.used() else {},
+                                    self.embedder.endpoint_usage() if self.embedder else {}])

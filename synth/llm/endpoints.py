@@ -18,6 +18,7 @@ from synth.errors import ConfigError
 from synth.llm import endpoint_stats
 from synth.llm.ratelimit import RateLimiter, make_limiter
 from synth.llm.settings import LLMSettings, redact_url
+from synth.llm.structured import FormChooser
 from synth.llm.transport import Transport
 
 TAKE_OUT_AFTER = 3
@@ -122,6 +123,8 @@ class EndpointState:
         self.taken_out = 0
         self.cost_usd = 0.0
         self.latency: dict[str, int] = {}  # a bounded histogram (`endpoint_stats`)
+        self.forms: FormChooser | None = None
+        """The structured-output form this endpoint accepts (the engine makes it on first use)."""
 
     def transport(self) -> Transport:
         loop = asyncio.get_running_loop()

@@ -105,6 +105,10 @@ class ChatRequest:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+Structured = tuple[list[dict[str, Any]], ChatRequest]
+"""A chat request with a response model: its messages and the request, made into a body per endpoint."""
+
+
 @dataclass
 class ChatResult:
     """The outcome of one request: `ok` with `content` (and `parsed` when a model was asked for), or an `error`."""
@@ -174,7 +178,6 @@ class LLMEngine:
         self.pool = EndpointPool(settings, settings.model)
         self.estimator = TokenEstimator()
         self._model = settings.model
-        self._forms: FormChooser | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -382,7 +385,7 @@ class LLMEngine:
     async def _chat_one(self, key: str, req: ChatRequest) -> ChatResult:
         """Ask, validate, re-ask once with the validation error, journal the valid answer."""
         if self.collector is not None:  # batch mode: the request goes into a batch file instead
-            form = self._form_chooser().current if req.response_model else None
+            form = self._form_chooser(self.pool.states[0]).current if req.response_model else None
             return self.collector.chat(key, self._chat_body(req.messages, req, form))
         tokens = [0, 0]  # prompt, completion over both asks
         content: str | None = None
@@ -424,19 +427,17 @@ class LLMEngine:
                         else 0)
         model_cls = req.response_model
         params = {**self._base_params, **self.settings.extra_body, **req.params}
+        body = self._chat_body(messages, req, None)
+        structured = (messages, req) if model_cls else None  # its form is the answering endpoint's (`_attempt`)
         while True:
-            form = self._form_chooser().current if model_cls else None
-            body = self._chat_body(messages, req, form)
             try:
-                data = await self._send("/chat/completions", body, raw_estimate, params.get("max_tokens"), form)
+                data = await self._send("/chat/completions", body, raw_estimate, params.get("max_tokens"), structured)
             except FormRefused:
                 continue
             except APIRefusal as exc:
                 raise self._fatal(exc) from None
             except TransientError as exc:
                 raise RequestFailed(f"gave up after {self.settings.max_attempts} attempts: {exc.reason}") from None
-            if form and self._form_chooser().accepted(form):
-                self._remember_form(form)
             return self._read_choice(data, raw_estimate)
 
     def _chat_body(self, messages: list[dict[str, Any]], req: ChatRequest, form: str | None) -> dict[str, Any]:
@@ -496,11 +497,13 @@ class LLMEngine:
     # ----- one HTTP exchange ------------------------------------------------------------------------------------
 
     async def _send(
-        self, path: str, body: dict[str, Any], raw_estimate: int, max_tokens: int | None, form: str | None = None
+        self, path: str, body: dict[str, Any], raw_estimate: int, max_tokens: int | None,
+        structured: Structured | None = None,
     ) -> Any:
         """POST with budgets and retries; accounts usage and follows the server's rate-limit headers.
 
-        A refusal of the structured-output `form` (4xx, or a repeated 5xx) raises FormRefused instead of retrying.
+        A `structured` request goes in the structured-output form of the endpoint it is sent to; a refusal of that
+        form (4xx, or a repeated 5xx) raises FormRefused instead of retrying.
         """
         reserved = self.estimator.scaled(raw_estimate) + (max_tokens or 0)
         tried: set[int] = set()
@@ -512,7 +515,7 @@ class LLMEngine:
                 tried.add(id(state))
                 used[:] = [state]
                 try:
-                    return await self._attempt(state, path, body, reserved, form)
+                    return await self._attempt(state, path, body, reserved, structured)
                 except TransientError as exc:
                     if not (_endpoint_fault(exc) and len(tried) < len(self.pool.states)
                             and self.pool.others_available(state)):
@@ -529,11 +532,15 @@ class LLMEngine:
                 self.budget.settle(expected)
 
     async def _attempt(self, state: EndpointState, path: str, body: dict[str, Any], reserved: int,
-                       form: str | None) -> Any:
+                       structured: Structured | None) -> Any:
         """One HTTP attempt at the endpoint `state` (which `self.pool.acquire` booked), keeping its health."""
+        form = None
+        if structured is not None:  # in the form this endpoint accepts (each server may accept another)
+            form = self._form_chooser(state).current
+            body = self._chat_body(*structured, form)
         if state.limiter.limiting():
             await state.limiter.acquire(reserved)
-        if state.endpoint.model and state.model != body.get("model", state.model):
+        if state.model and state.model != body.get("model", state.model):  # its own model, configured or listed
             body = {**body, "model": state.model}
         started = time.monotonic()
         try:
@@ -556,19 +563,21 @@ class LLMEngine:
             if exc.status == 429:
                 self._count("rate_limited")
                 state.limiter.on_429(exc.headers, fallback_seconds=1.0)
-            elif form and (exc.status or 0) >= 500 and self._form_chooser().refused(form, exc.status or 500):
+            elif form and (exc.status or 0) >= 500 and self._form_chooser(state).refused(form, exc.status or 500):
                 raise FormRefused from None
             raise
         except APIRefusal as exc:
             self.pool.finished(state, time.monotonic() - started)
             self._count("requests")
-            if form and self._form_chooser().refused(form, exc.status):
+            if form and self._form_chooser(state).refused(form, exc.status):
                 raise FormRefused from None
             raise
         self.pool.finished(state, time.monotonic() - started)
         self._count("requests")
         self._count("answered")
         self.slots.succeeded()
+        if form and self._form_chooser(state).accepted(form):
+            self._remember_form(state, form)
         return answer
 
     async def _exchange(self, attempt: Callable[[], Awaitable[Any]], reserved: int,
@@ -612,44 +621,55 @@ class LLMEngine:
         return FatalAPIError(f"{exc.where or redact_url(self.settings.base_url)} refused the request: {exc}")
 
     async def _resolve_model(self) -> str:
-        """The configured model, or the one the endpoint serves when none is configured."""
+        """The configured model; without one, each endpoint without its own model is asked which it serves (the
+        first endpoint's is the journal key's)."""
         if self._model:
             return self._model
+        unnamed = [state for state in self.pool.states if not state.model]
+        for state, model in zip(unnamed, await asyncio.gather(*map(self._listed_model, unnamed)), strict=True):
+            state.model = model
+        self._model = self.pool.states[0].model
+        return self._model or ""
+
+    async def _listed_model(self, state: EndpointState) -> str:
+        """The first model that `GET /models` of one endpoint lists; its failure names that endpoint."""
+        where = state.endpoint.name
+
         async def list_models() -> tuple[Any, Any]:
             try:
-                return await self.pool.states[0].transport().request("GET", "/models")
+                return await state.transport().request("GET", "/models")
             except TransientError:
-                liveness.raise_if_dead(self.settings.base_url)
+                liveness.raise_if_dead(state.endpoint.url)
                 raise
 
         try:
             data, _ = await with_retries(list_models, self.settings.max_attempts, self._count_retry)
         except APIRefusal as exc:
-            raise self._fatal(exc) from None
+            raise FatalAPIError(f"{where} refused the request for its models (GET /models): {exc}") from None
         except TransientError as exc:
-            raise FatalAPIError(f"cannot list models at {redact_url(self.settings.base_url)}: {exc.reason}") from None
+            raise FatalAPIError(f"cannot list models at {where}: {exc.reason}") from None
         models = [m.get("id") for m in (data.get("data") or []) if isinstance(m, dict) and m.get("id")]
         if not models:
-            raise ConfigError(f"no --model given and {redact_url(self.settings.base_url)} lists no models")
-        self._model = models[0]
-        return self._model
+            raise ConfigError(f"no --model given and {where} lists no models")
+        return str(models[0])
 
     # ----- structured-form memory -------------------------------------------------------------------------------
 
-    def _endpoint_name(self) -> str:
-        return f"structured_form:{redact_url(self.settings.base_url)}:{self._model}"
+    def _form_fact(self, state: EndpointState) -> str:
+        return f"structured_form:{state.endpoint.name}:{state.model or self._model}"
 
-    def _form_chooser(self) -> FormChooser:
-        if self._forms is None:
-            name = self._endpoint_name()
+    def _form_chooser(self, state: EndpointState) -> FormChooser:
+        """The structured-output form of one endpoint: servers behind one stage may accept different forms."""
+        if state.forms is None:
+            name = self._form_fact(state)
             remembered = _REMEMBERED_FORMS.get(name)
             if remembered is None and self.journal is not None:
                 remembered = self.journal.fact(name)
-            self._forms = FormChooser(self.settings.structured, remembered)
-        return self._forms
+            state.forms = FormChooser(self.settings.structured, remembered)
+        return state.forms
 
-    def _remember_form(self, form: str) -> None:
-        name = self._endpoint_name()
+    def _remember_form(self, state: EndpointState, form: str) -> None:
+        name = self._form_fact(state)
         _REMEMBERED_FORMS[name] = form
         if self.journal is not None:
             self.journal.set_fact(name, form)

@@ -13,7 +13,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 from synth.errors import ConfigError
-from synth.llm import ChatRequest, ChatResult, LLMEngine, LLMSettings
+from synth.llm import ChatRequest, ChatResult, LLMEngine, LLMSettings, endpoint_stats
 from synth.llm.accounting import as_part_stats
 from synth.llm.batch.collector import WAITING
 from synth.llm.engine import counting
@@ -25,6 +25,7 @@ from synth.stage import PartResult, Stage, console
 from synth.store import PartRef, location, reject
 from synth.synthesis.estimate import Sample, same_length_answer
 from synth.synthesis.generation import Check, ItemsOf, Job, RejectedOutput, RoundStats, as_data, run_jobs
+from synth.synthesis.similarity import TextSimilarity
 
 
 def merged_meta(row: dict[str, Any], extra: dict[str, Any]) -> str:
@@ -38,6 +39,8 @@ class SynthesisStage(Stage):
     """A part-wise LLM stage: subclasses build jobs from rows and rows from kept outputs."""
 
     techniques: tuple[str, ...] = ()
+    similarity: TextSimilarity | None = None
+    """The embedder of a technique's checks or persona choice, when one is configured."""
     output_kind: RejectKind = "record"
     """What a rejected output would have been: a record, or a negative of its parent (llm-negatives)."""
 
@@ -104,8 +107,9 @@ class SynthesisStage(Stage):
 
     def endpoint_usage(self) -> dict[str, Any]:
         """Per-endpoint requests, failures, latency and cost of this process's engine (closed after each part on a
-        cluster's worker: read before `close`)."""
-        return self._engine.endpoint_usage() if self._engine is not None else {}
+        cluster's worker: read before `close`) and of an API embedder's."""
+        return endpoint_stats.fold([self._engine.endpoint_usage() if self._engine is not None else {},
+                                    self.similarity.embedder.endpoint_usage() if self.similarity else {}])
 
     def close(self) -> None:
         """Close the engine (its accounting is already in every part's stats)."""
