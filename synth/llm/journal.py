@@ -14,7 +14,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,12 @@ class Journal:
         if not self._commit_scheduled:
             self._commit_scheduled = True
             loop.call_soon(self.commit)
+
+    def put_many(self, items: Iterable[tuple[str, Any]]) -> None:
+        """Record many answers (an imported batch output) and commit them in one transaction."""
+        now = time.time()
+        self._pending += [(key, self.stage, json.dumps(value, ensure_ascii=False), now) for key, value in items]
+        self.commit()
 
     def commit(self) -> None:
         """Write and commit the answers recorded so far, in one transaction."""

@@ -74,6 +74,8 @@ def import_results(store: BatchStore, lines: list[dict[str, Any]], settings: LLM
     """Journal every good answer by `custom_id`; note errors and early stops. Works for OpenAI's output and error
     files and for vLLM's single output file (errors inline)."""
     done = Imported(set(), {})
+    answers: list[tuple[str, Any]] = []
+    stopped: list[tuple[str, str, str, str]] = []
     for line in lines:
         key = line["custom_id"]
         response = line.get("response") or {}
@@ -90,7 +92,7 @@ def import_results(store: BatchStore, lines: list[dict[str, Any]], settings: LLM
         if price:
             done.cost_usd += (prompt * price.get("input", 0.0) + completion * price.get("output", 0.0)) / 1e6
         if "choices" not in body:  # embeddings: the whole answer, as the engine journals it
-            store.journal.put(key, body)
+            answers.append((key, body))
             done.answered.add(key)
             continue
         try:
@@ -101,11 +103,13 @@ def import_results(store: BatchStore, lines: list[dict[str, Any]], settings: LLM
             continue
         reason = choice.get("finish_reason")
         if reason in STOP_REASONS:  # the stage rejects it as online (answer_cut, content_filtered)
-            store.stopped(key, STOP_REASONS[reason], content, reason)
+            stopped.append((key, STOP_REASONS[reason], content, reason))
         else:
-            store.journal.put(key, {"content": content, "prompt_tokens": prompt, "completion_tokens": completion})
+            answers.append((key, {"content": content, "prompt_tokens": prompt, "completion_tokens": completion}))
         done.answered.add(key)
-    store.journal.commit()
+    store.journal.put_many(answers)  # one transaction per file, not one commit per answer
+    if stopped:
+        store.stopped(stopped)
     return done
 
 

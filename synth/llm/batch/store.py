@@ -163,10 +163,12 @@ class BatchStore:
         stopped early stay, since the same request would stop the same way."""
         self._db.execute("DELETE FROM batch_failures WHERE content IS NULL")
 
-    def stopped(self, key: str, error: str, content: str, finish_reason: str) -> None:
-        """An answer the model stopped early: the stage rejects it and tries another seed (as online)."""
-        self._db.execute("INSERT OR REPLACE INTO batch_failures (key, error, content, finish_reason) VALUES (?,?,?,?)",
-                         (key, error, content, finish_reason))
+    def stopped(self, answers: list[tuple[str, str, str, str]]) -> None:
+        """Answers the model stopped early, (key, error, content, finish_reason) each, in one transaction: the stage
+        rejects them and tries another seed (as online)."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO batch_failures (key, error, content, finish_reason) "
+                           "VALUES (?,?,?,?)", answers)
 
     def close(self) -> None:
         self.journal.close()
