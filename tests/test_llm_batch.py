@@ -369,3 +369,28 @@ def test_the_card_counts_batch_work_at_batch_prices(tmp_path):
     text = "\n".join(usage_section(final))
     assert "| paraphrase | 6 | 600 | 300 | $0.2500 |" in text
     assert "- `paraphrase` in batch mode: 2 batches, 6 requests, waited 1.5h, at batch prices" in text
+
+
+def endpoints_config(tmp_path: Path, servers: list[Any], marked: int | None) -> Path:
+    """A paraphrase table in batch mode over several [[paraphrase.endpoints]], the one at `marked` with batch = true."""
+    path = tmp_path / "endpoints.toml"
+    lines = ["[paraphrase]", "batch_poll = 0.02", 'mode = "batch"', f'model = "{servers[-1].model}"']
+    for index, server in enumerate(servers):
+        lines += ["[[paraphrase.endpoints]]", f'url = "{server.base_url}"', f'key = "{server.api_key}"',
+                  *(["batch = true"] if index == marked else [])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_with_several_endpoints_batch_mode_uses_the_one_marked_batch(make_batch_server, make_openai_server, source,
+                                                                     tmp_path, reference):
+    online, server = make_openai_server(), make_batch_server()  # the first endpoint has no Batch API
+    args = ["paraphrase", str(source), "--out", str(tmp_path / "batch"), "-n", "2", "--config"]
+    result = runner.invoke(app, [*args, str(endpoints_config(tmp_path, [online, server], marked=1))])
+    assert result.exit_code == 0, result.output
+    assert records(tmp_path / "batch") == reference
+    assert server.batches and online.log.total() == 0  # everything went through the marked endpoint's batches
+    args[3] = str(tmp_path / "unmarked")
+    unmarked = synth_process(*args, endpoints_config(tmp_path, [online, server], marked=None))
+    assert unmarked.returncode == 2 and "mark the one whose Batch API to use with batch = true" in unmarked.stderr
+    assert unmarked.stderr.count("error") == 1 and not (tmp_path / "unmarked").exists()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import faiss
 import numpy as np
 import pytest
-from helpers import SYNTH
+from helpers import SYNTH, estimated
 from typer.testing import CliRunner
 
 from synth.cli import app
@@ -264,3 +264,53 @@ def test_corpus_files_are_read_through_read_rows_gzip_bom_and_a_located_bad_line
     assert meta["corpus_rows_skipped_first"][1] == "corpus.jsonl.gz:line 3: no 'text' string"
     negatives = {n for row in iter_rows(out, Task.RETRIEVAL) for n in row["negatives"][-1:]}
     assert negatives <= {"Kate is a text editor for KDE.", "Epiphany is a web browser.", "mpv is a media player."}
+
+
+def test_api_embedder_estimate_sends_nothing_and_matches_the_run(tmp_path, openai_server):
+    src = make_input(tmp_path / "in")
+    args = [str(src), "--out", str(tmp_path / "out"), "--embedder", "api", "--embed-model", "emb",
+            "--embed-base-url", openai_server.base_url, "--api-key", openai_server.api_key,
+            "--embed-cache", str(tmp_path / "cache"), "--embed-batch-size", "5", "--relative-margin", "none",
+            "--rpm", "60", "--config", str(prices(tmp_path, "emb", 1000.0))]
+    result = runner.invoke(app, ["mine", *args, "--estimate"])
+    assert result.exit_code == 0, result.output
+    guess = estimated(result.output)
+    assert openai_server.log.total() == 0 and not (tmp_path / "out").exists()  # nothing sent, nothing written
+    assert guess["estimate_texts"] == 10 + 12 + 1  # distinct queries, positives and the one existing negative
+    assert guess["estimate_requests"] == 5  # 23 texts in requests of 5
+    assert guess["estimate_cost_usd"] == pytest.approx(guess["estimate_prompt_tokens"] * 1000.0 / 1e6, rel=0.01)
+    assert guess["estimate_minutes_at_limits"] == pytest.approx(5 / 60, rel=0.01)
+    mine(*args)
+    sent = openai_server.log.total("embeddings")
+    assert guess["estimate_requests"] == pytest.approx(sent, rel=0.25)
+    again = runner.invoke(app, ["mine", *args[:2], str(tmp_path / "again"), *args[3:], "--estimate"])
+    assert estimated(again.output)["estimate_requests"] == 0  # everything is in the embedding cache now
+
+
+def prices(tmp_path: Path, model: str, per_million: float) -> Path:
+    path = tmp_path / "prices.toml"
+    path.write_text(f'[mine]\nprices = {{ {model} = {{ input = {per_million}, output = 0.0 }} }}\n', encoding="utf-8")
+    return path
+
+
+def test_run_estimate_estimates_mine_with_the_api_embedder(tmp_path, openai_server):
+    src = make_input(tmp_path / "in")
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "mined"
+[llm]
+api_key = "{openai_server.api_key}"
+[embedder]
+embedder = "api"
+embed_model = "emb"
+embed_base_url = "{openai_server.base_url}"
+embed_cache = "{tmp_path / 'cache'}"
+embed_batch_size = 5
+
+[[stage]]
+use = "mine"
+inputs = ["{src}"]
+""", encoding="utf-8")
+    result = runner.invoke(app, ["run", str(pipeline), "--out", str(tmp_path / "run"), "--estimate"])
+    assert result.exit_code == 0, result.output
+    assert estimated(result.output)["estimate_requests"] == 5
+    assert openai_server.log.total() == 0 and not (tmp_path / "run").exists()

@@ -25,7 +25,7 @@ TAKE_OUT_AFTER = 3
 """Consecutive faults of one endpoint that take it out (one fault may be the request's, three are the server's)."""
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
-ENTRY_KEYS = {"url", "key", "key_env", "model", "weight", "concurrency", "rpm", "tpm"}
+ENTRY_KEYS = {"url", "key", "key_env", "model", "weight", "concurrency", "rpm", "tpm", "batch"}
 _WAIT = 0.005
 """Seconds between looks for a free endpoint when every one is full or out (rare: the engine-wide limit comes first)."""
 
@@ -41,6 +41,8 @@ class Endpoint:
     concurrency: int | None = None
     rpm: float | None = None
     tpm: float | None = None
+    batch: bool = False
+    """The endpoint whose Batch API `--llm-mode batch` uses, when there are several."""
 
     @property
     def name(self) -> str:
@@ -99,7 +101,22 @@ def _entry(index: int, entry: dict[str, Any], api_key: str | None) -> Endpoint:
     model = entry.get("model")
     if model is not None and not isinstance(model, str):
         raise ConfigError(f"{where}: model must be a string")
-    return Endpoint(url.rstrip("/"), key, model, **numbers)
+    if not isinstance(entry.get("batch", False), bool):
+        raise ConfigError(f"{where}: batch must be true or false, got {entry['batch']!r}")
+    return Endpoint(url.rstrip("/"), key, model, **numbers, batch=entry.get("batch", False))
+
+
+def batch_endpoint(endpoints: tuple[Endpoint, ...]) -> Endpoint | None:
+    """The one endpoint batch mode sends its batches to: the only one, or the one marked `batch = true`; several
+    without exactly one marked is a one-line error (batches are not spread: each is polled where it was sent)."""
+    marked = [e for e in endpoints if e.batch]
+    if len(marked) > 1:
+        raise ConfigError(f"batch = true on {len(marked)} endpoints ({', '.join(e.name for e in marked)}): batch "
+                          "mode sends its batches to one endpoint, mark only that one")
+    if marked or len(endpoints) < 2:
+        return marked[0] if marked else (endpoints[0] if endpoints else None)
+    raise ConfigError(f"--llm-mode batch with {len(endpoints)} endpoints: mark the one whose Batch API to use with "
+                      "batch = true in its [[llm.endpoints]] entry (the others are not used in batch mode)")
 
 
 class EndpointState:
@@ -154,6 +171,8 @@ class EndpointPool:
     def __init__(self, settings: LLMSettings, model: str | None):
         endpoints = settings.endpoints or (Endpoint(settings.base_url or "", settings.api_key),)
         self.states = [EndpointState(e, settings, model) for e in endpoints]
+        self.batch = next((s for s in self.states if s.endpoint.batch), self.states[0])
+        """The endpoint whose model and structured-output form batch files are written for."""
 
     async def acquire(self, tried: set[int]) -> EndpointState:
         """The available endpoint with the fewest outstanding requests for its weight, preferring ones not yet

@@ -385,8 +385,7 @@ class LLMEngine:
     async def _chat_one(self, key: str, req: ChatRequest) -> ChatResult:
         """Ask, validate, re-ask once with the validation error, journal the valid answer."""
         if self.collector is not None:  # batch mode: the request goes into a batch file instead
-            form = self._form_chooser(self.pool.states[0]).current if req.response_model else None
-            return self.collector.chat(key, self._chat_body(req.messages, req, form))
+            return self.collector.chat(key, self._batch_body(req))
         tokens = [0, 0]  # prompt, completion over both asks
         content: str | None = None
         try:
@@ -451,6 +450,14 @@ class LLMEngine:
                 body["response_format"] = fmt
         else:
             body["messages"] = messages
+        return body
+
+    def _batch_body(self, req: ChatRequest) -> dict[str, Any]:
+        """A request of a batch file, in the model and structured-output form of the endpoint batch mode uses."""
+        state = self.pool.batch
+        body = self._chat_body(req.messages, req, self._form_chooser(state).current if req.response_model else None)
+        if state.model:
+            body["model"] = state.model
         return body
 
     def _read_choice(self, data: Any, raw_estimate: int) -> tuple[str, int, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,7 +39,7 @@ LLM_OPTIONS: tuple[Option, ...] = (
     Option("structured", str, "auto", f"How to ask for JSON: {' | '.join(STRUCTURED_MODES)}.", panel=PANEL),
     Option("seed", int, None, "Seed sent to the model and used for sampling.", default_text="none", panel=PANEL),
     Option("endpoints", list[dict], [], "Several endpoints, [[llm.endpoints]] tables of url, key or key_env, model, "
-           "weight, concurrency, rpm, tpm (see docs/llm-engine.md).", default_text="base_url", config_only=True),
+           "weight, concurrency, rpm, tpm, batch (see docs/llm-engine.md).", default_text="base_url", config_only=True),
     Option("extra_headers", dict, {}, "HTTP headers sent with every request; never logged or written.",
            config_only=True),
     Option("extra_body", dict, {}, "Extra fields merged into every request body.", config_only=True),
@@ -150,10 +150,24 @@ class LLMSettings:
         for url in [e.url for e in self.endpoints] or ([self.base_url] if self.base_url else []):
             if urlsplit(url).scheme not in ("http", "https"):
                 raise ConfigError(f"base_url must start with http:// or https://, got {redact_url(url)!r}")
+        if self.mode == "batch":
+            from synth.llm.endpoints import batch_endpoint
+
+            batch_endpoint(self.endpoints)  # several endpoints: exactly one marked `batch = true`
         for table in ("prices", "batch_prices"):
             for model, price in getattr(self, table).items():
                 if not isinstance(price, dict) or not set(price) <= {"input", "output"}:
                     raise ConfigError(f"{table}.{model} must be a table with keys input and output (USD per 1M tokens)")
+
+    def for_batch(self) -> LLMSettings:
+        """These settings on the endpoint batch mode uses (its URL, key and model) alone."""
+        from synth.llm.endpoints import batch_endpoint
+
+        endpoint = batch_endpoint(self.endpoints)
+        if endpoint is None:
+            return self
+        return replace(self, base_url=endpoint.url, api_key=endpoint.api_key, model=endpoint.model or self.model,
+                       endpoints=(endpoint,))
 
     def batch_price(self, model: str | None) -> dict[str, float] | None:
         """USD per 1M tokens for `model` in batch mode: its `batch_prices`, else half its online `prices`."""
@@ -172,5 +186,5 @@ class LLMSettings:
         data["extra_headers"] = sorted(self.extra_headers)
         data["base_url"] = redact_url(self.base_url)
         data["endpoints"] = [{"url": e.name, "model": e.model, "weight": e.weight, "concurrency": e.concurrency,
-                              "rpm": e.rpm, "tpm": e.tpm} for e in self.endpoints]
+                              "rpm": e.rpm, "tpm": e.tpm, "batch": e.batch} for e in self.endpoints]
         return data

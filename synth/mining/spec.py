@@ -8,10 +8,13 @@ from typing import Any
 from synth.embed import build_embedder
 from synth.embed.api import API_KEYS
 from synth.embed.options import EMBED_OPTIONS
+from synth.embed.options import PANEL as EMBED_PANEL
 from synth.errors import ConfigError, UsageError
+from synth.llm.estimate import ESTIMATE_OPTIONS
 from synth.llm.settings import LLM_OPTIONS
 from synth.mining.artifact import CorpusSettings
 from synth.mining.corpus import CORPUS_SOURCES
+from synth.mining.estimate import estimate_mine
 from synth.mining.index import IndexSettings
 from synth.mining.miner import MineSettings
 from synth.mining.options import MINE_OPTIONS, OFF
@@ -75,6 +78,8 @@ def run(options: dict[str, Any]) -> StageSummary:
     if not options.get("out"):
         raise UsageError("mine needs --out DIR")
     mine, corpus, index = settings_from(options)
+    if options.get("estimate"):
+        return estimate_mine(options)
     out = Path(options["out"])
     stage = MineStage(out, build_embedder(options), mine, corpus, index)
     return run_stage(stage, [Path(p) for p in options["inputs"]], out)
@@ -84,5 +89,6 @@ MINE = StageSpec(
     "mine", "Mine hard negatives with an embedding model and a FAISS index; score positives and existing negatives.",
     Inputs("Stage output directories with retrieval records."),
     (Option("out", Path, None, "Output directory.", flags=("--out", "-o")), *EMBED_OPTIONS, *MINE_OPTIONS,
-     *pick(LLM_OPTIONS, *API_KEYS)),  # the API keys and limits are read by --embedder api only
-    run)
+     *pick(LLM_OPTIONS, *API_KEYS),  # the API keys and limits are read by --embedder api only
+     *(o.but(panel=EMBED_PANEL) for o in ESTIMATE_OPTIONS)),
+    run, api_embedder=lambda options: options.get("embedder") == "api")

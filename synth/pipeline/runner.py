@@ -94,7 +94,7 @@ def estimate_plan(plan: Plan, stages: list[PlannedStage]) -> list[StageSummary]:
     selected, made, summaries = {s.name for s in stages}, {}, []
     for stage in plan.stages:
         stand_in = _stand_in(stage, made)
-        estimated = "estimate" in stage.options and stage.needs_llm()
+        estimated = "estimate" in stage.options and (stage.needs_llm() or stage.spec.api_embedder(stage.options))
         if stand_in is None:
             if estimated and stage.name in selected:
                 console.print(f"{stage.name}: no estimate yet, its input is made by an earlier stage that is not run "

@@ -39,6 +39,8 @@ MAX_POLL_FACTOR = 20
 def run_batched(run: Callable[[dict[str, Any]], StageSummary], options: dict[str, Any], stage: str) -> StageSummary:
     """Run a stage (`run(options)`) in `batch` or `offline` mode until it asks for nothing the journal lacks."""
     settings = LLMSettings.from_options(options)
+    if settings.mode == "batch":
+        settings = settings.for_batch()  # the endpoint with the Batch API, with its own key and model
     if not settings.model:
         raise ConfigError(f"--llm-mode {settings.mode} needs --model: it is written into every request")
     if settings.mode == "offline" and not settings.base_url:
