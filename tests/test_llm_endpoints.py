@@ -4,6 +4,7 @@ stage naming it, config errors are one line, and secrets stay out of manifests a
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 from synth.cli import app
 from synth.errors import FatalAPIError
-from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm import ChatRequest, LLMEngine, LLMSettings, endpoint_stats
 from synth.llm.engine import _REMEMBERED_FORMS
 from synth.store import iter_rows, read_manifest
 
@@ -246,3 +247,21 @@ def test_without_a_model_each_endpoint_is_asked_which_it_serves(make_openai_serv
         engine.chat_many(requests(3))
     assert wrong.base_url in str(error.value) and "/models" in str(error.value) and KEY not in str(error.value)
     assert wrong.log.total() == 0 and sum(s.log.total() for s in servers) == 60  # nothing sent before it stopped
+
+
+def test_latency_histograms_fold_across_processes_and_keep_percentiles_within_five_percent():
+    rng = random.Random(3)
+    latencies = [rng.lognormvariate(-1.2, 1.0) for _ in range(4000)]  # heavy-tailed, like a real API's
+
+    def usage(values: list[float]) -> dict[str, Any]:
+        histogram = Counter(endpoint_stats.bucket(v) for v in values)
+        return {"requests": len(values), "failures": 1, "taken_out": 0, "cost_usd": 0.5, "latency": dict(histogram)}
+
+    first, second = usage(latencies[:1500]), usage(latencies[1500:])  # two workers' engines
+    folded = endpoint_stats.fold([{"u": first}, {"u": second}])["u"]
+    assert endpoint_stats.since({"u": folded}, {"u": first}) == {"u": second}
+    shown = endpoint_stats.summary(folded)
+    assert (shown["requests"], shown["failures"], shown["cost_usd"]) == (4000, 2, 1.0)
+    ordered = sorted(latencies)
+    for q, key in ((0.5, "latency_ms_p50"), (0.9, "latency_ms_p90"), (0.99, "latency_ms_p99")):
+        assert shown[key] == pytest.approx(1000 * ordered[int(q * len(ordered))], rel=0.05)
