@@ -42,7 +42,7 @@ def test_bundled_model_answers_structured_output_that_validates(monkeypatch, tmp
             (result,) = engine.chat_many([request])
             assert result.ok and isinstance(result.parsed, Paraphrase) and result.parsed.paraphrase
             # llama-cpp-python refuses OpenAI's json_schema form: auto fell back to its own and remembered it.
-            assert engine._form_chooser().current == "json_object_schema"
+            assert engine.pool.states[0].forms.current == "json_object_schema"
         with LLMEngine(local, journal=journal) as engine:
             assert engine.chat_many([request])[0].from_journal and engine.stats()["requests"] == 0
     assert "tiny demo model" in capsys.readouterr().err
