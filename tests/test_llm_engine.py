@@ -50,8 +50,8 @@ def test_structured_answers_in_order_then_journal_answers_rerun(openai_server, t
 def test_fault_mix_every_request_answered_or_failed_and_nothing_answered_twice(make_openai_server, tmp_path):
     faults = {"rate_limit": 0.04, "server_error": 0.05, "unavailable": 0.04, "hang": 0.01, "reset": 0.04,
               "truncated": 0.04, "bad_schema": 0.04, "empty": 0.03, "length": 0.02}
-    server = make_openai_server(faults=faults, seed=7, retry_after=0.05, hang_seconds=1.0)
-    settings = settings_for(server, timeout=0.5, max_attempts=5, concurrency=16)
+    server = make_openai_server(faults=faults, seed=7, retry_after=0.05, hang_seconds=2.5)
+    settings = settings_for(server, timeout=2.0, max_attempts=5, concurrency=16)
     journal = tmp_path / "_journal.sqlite"
     requests = [ask(i) for i in range(200)]
     with LLMEngine(settings, journal=journal) as engine:
