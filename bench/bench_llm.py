@@ -186,13 +186,13 @@ def run_stage(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = stage_input(Path(tmp) / "in", n)
         out = Path(tmp) / "out"
-        started = time.monotonic()
+        cpu_start, started = _cpu(), time.monotonic()
         app(["paraphrase", str(inputs), "--out", str(out), "--base-url", base_url, "--api-key", API_KEY, "--model",
              MODEL, "--concurrency", str(concurrency), "-n", "1", "--max-tries", str(STAGE_TRIES), "--max-tokens",
              "64"], standalone_mode=False)
-        seconds = time.monotonic() - started
+        seconds, cpu = time.monotonic() - started, _cpu() - cpu_start
         stats = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
-    return {"ok": stats["llm_answered"], "seconds": seconds}
+    return {"ok": stats["llm_answered"], "seconds": seconds, "cpu": cpu}
 
 
 def run_fleet(base_urls: str, concurrency: int, n: int) -> dict[str, Any]:
@@ -302,7 +302,7 @@ def worker_main(args: argparse.Namespace) -> None:
     outcome = runners[args.worker]()
     wall, cpu = time.monotonic() - wall_start, _cpu() - cpu_start
     report = outcome if isinstance(outcome, dict) else {"ok": outcome, "seconds": wall}
-    print(json.dumps({**report, "cpu": cpu}), flush=True)
+    print(json.dumps({"cpu": cpu, **report}), flush=True)  # the stage's own CPU leaves out making its input
 
 
 def _cpu() -> float:

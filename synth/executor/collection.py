@@ -1,11 +1,11 @@
 """Python's cyclic garbage collector tuned for a stage's run: fewer, cheaper collections.
 
 A stage keeps many objects alive at once (a part's rows, thousands of jobs and requests in flight); with the default
-thresholds the collector runs every 700 allocations and, every few hundred of those, walks every object of the
-process (the imported libraries included). Measured on the paraphrase stage at 256 requests in flight, that was a
-fifth of its time and a third of its event loop's CPU (docs/benchmarks.md). During a stage, the objects that exist
-before it (modules, the stage's setup) are frozen out of collections and the youngest generation is collected
-after 50,000 allocations instead of 700; reference counting still frees everything that is not in a cycle at once.
+thresholds the collector runs every 700 allocations and, every hundred or so of those, walks every object of the
+process (the imported libraries included). Measured on the paraphrase stage at 256 requests in flight, collections
+took a fifth of its wall time and a quarter of its event loop's CPU (docs/benchmarks.md). During a stage, the objects
+that exist before it (modules, the stage's setup) are frozen out of collections and the youngest generation is
+collected after 50,000 allocations instead of 700; reference counting still frees everything not in a cycle at once.
 """
 
 from __future__ import annotations
