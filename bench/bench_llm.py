@@ -4,7 +4,9 @@ Clients: bare aiohttp (the practical limit of this machine), the synth engine (w
 and bespokelabs-curator (online OpenAI backend), and `stage`: the whole paraphrase stage (parts read and written,
 checks, re-asks, journal; its request rate from its manifest). Each client runs in its own process; the server in
 another. Also: the synth engine under a server-side requests-per-minute limit (share of the limit reached, 429s),
-and the stage's concurrency utilisation under heavy-tailed lognormal latency beside bare aiohttp's (`--sigma`).
+and the stage's concurrency utilisation under heavy-tailed lognormal latency beside bare aiohttp's (`--sigma`), both
+bare aiohttp's independent requests and `chained`: bare aiohttp sending the stage's dependent work, records of two
+requests, the second sent when the first is answered.
 
     python bench/bench_llm.py                        # 4,000 requests at concurrency 128 and 256, all clients
     python bench/bench_llm.py --clients aiohttp synth stage --requests 2000 --rpm-seconds 0 --sigma
@@ -49,7 +51,8 @@ from openai_server import spawn_server_process  # noqa: E402
 API_KEY = "bench-key"
 MODEL = "bench-model"
 CLIENTS = ("aiohttp", "synth", "stage", "openai", "curator")
-CLIENT_MODULES = {"aiohttp": ["aiohttp"], "synth": ["synth.llm"], "openai": ["openai"], "curator": ["tiktoken"],
+CLIENT_MODULES = {"aiohttp": ["aiohttp"], "chained": ["aiohttp"], "synth": ["synth.llm"], "openai": ["openai"],
+                  "curator": ["tiktoken"],
                   "rpm": ["synth.llm"], "stage": ["synth.cli", "synth.synthesis.paraphrase"]}
 STAGE_PARTS = 3
 STAGE_TRIES = 2
@@ -68,10 +71,12 @@ def chat_body(i: int) -> dict[str, Any]:
 # ----- clients (each runs in a worker process and returns how many requests succeeded) -----------------------------
 
 
-async def run_aiohttp(base_url: str, concurrency: int, n: int) -> int:
+async def run_aiohttp(base_url: str, concurrency: int, n: int, chain: int = 1) -> int:
+    """`n` requests, `concurrency` in flight; with `chain` > 1 they come as records of `chain` requests each, a
+    record's next request sent only when its previous one is answered (the dependent work of the stage's tries)."""
     import aiohttp
 
-    queue = list(range(n))
+    queue = list(range(0, n, chain))
     ok = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
@@ -80,10 +85,12 @@ async def run_aiohttp(base_url: str, concurrency: int, n: int) -> int:
         async def worker() -> None:
             nonlocal ok
             while queue:
-                body = json.dumps(chat_body(queue.pop())).encode()
-                async with session.post(f"{base_url}/chat/completions", data=body) as response:
-                    data = json.loads(await response.read())
-                ok += bool(data["choices"][0]["message"]["content"])
+                first = queue.pop()
+                for i in range(first, min(first + chain, n)):
+                    body = json.dumps(chat_body(i)).encode()
+                    async with session.post(f"{base_url}/chat/completions", data=body) as response:
+                        data = json.loads(await response.read())
+                    ok += bool(data["choices"][0]["message"]["content"])
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return ok
@@ -179,13 +186,13 @@ def run_stage(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = stage_input(Path(tmp) / "in", n)
         out = Path(tmp) / "out"
-        started = time.monotonic()
+        cpu_start, started = _cpu(), time.monotonic()
         app(["paraphrase", str(inputs), "--out", str(out), "--base-url", base_url, "--api-key", API_KEY, "--model",
              MODEL, "--concurrency", str(concurrency), "-n", "1", "--max-tries", str(STAGE_TRIES), "--max-tokens",
              "64"], standalone_mode=False)
-        seconds = time.monotonic() - started
+        seconds, cpu = time.monotonic() - started, _cpu() - cpu_start
         stats = json.loads((out / "_manifest.json").read_text())["totals"]["stats"]
-    return {"ok": stats["llm_answered"], "seconds": seconds}
+    return {"ok": stats["llm_answered"], "seconds": seconds, "cpu": cpu}
 
 
 def run_fleet(base_urls: str, concurrency: int, n: int) -> dict[str, Any]:
@@ -281,6 +288,7 @@ def worker_main(args: argparse.Namespace) -> None:
     url, concurrency, n = args.base_url, args.concurrency[0], args.requests
     runners: dict[str, Callable[[], Any]] = {
         "aiohttp": lambda: asyncio.run(run_aiohttp(url, concurrency, n)),
+        "chained": lambda: asyncio.run(run_aiohttp(url, concurrency, n, chain=STAGE_TRIES)),
         "synth": lambda: run_synth(url, concurrency, n),
         "openai": lambda: asyncio.run(run_openai(url, concurrency, n)),
         "curator": lambda: run_curator(url, concurrency, n),
@@ -294,7 +302,7 @@ def worker_main(args: argparse.Namespace) -> None:
     outcome = runners[args.worker]()
     wall, cpu = time.monotonic() - wall_start, _cpu() - cpu_start
     report = outcome if isinstance(outcome, dict) else {"ok": outcome, "seconds": wall}
-    print(json.dumps({**report, "cpu": cpu}), flush=True)
+    print(json.dumps({"cpu": cpu, **report}), flush=True)  # the stage's own CPU leaves out making its input
 
 
 def _cpu() -> float:
@@ -350,23 +358,28 @@ def throughput_table(args: argparse.Namespace) -> None:
 
 def utilisation_table(args: argparse.Namespace) -> None:
     """Busy share of the concurrency under lognormal latency: rate x mean latency / concurrency, for bare aiohttp
-    and the stage against the same server; the stage's share of aiohttp's is the number that matters."""
+    and the stage against the same server. The stage asks `STAGE_TRIES` times per record, each try after the last
+    answer, so like with like is bare aiohttp sending the same chains (`chained`); independent requests are shown
+    too, as the limit no dependent work reaches (its run ends without a chain of slow tries)."""
     rows = []
     concurrency = args.sigma_concurrency
+    clients = ("aiohttp", "chained", "stage")
     for sigma in args.sigma:
         mean_latency = args.latency * math.exp(sigma**2 / 2)
         options = {"latency": args.latency, "latency_sigma": sigma, "api_key": API_KEY, "model": MODEL}
         with spawn_server_process(**options) as base_url:
-            results = {client: best_of(client, base_url, concurrency, args) for client in ("aiohttp", "stage")}
+            results = {client: best_of(client, base_url, concurrency, args) for client in clients}
         if any("error" in r for r in results.values()):
-            rows.append((sigma, "-", "-", "-", f"failed: {[r.get('error') for r in results.values()]}"))
+            rows.append((sigma, "-", "-", "-", "-", "-", f"failed: {[r.get('error') for r in results.values()]}"))
             continue
         busy = {c: r["ok"] / r["seconds"] * mean_latency / concurrency for c, r in results.items()}
-        rows.append((f"{sigma:g}", f"{busy['aiohttp']:.2f}", f"{busy['stage']:.2f}",
-                     f"{busy['stage'] / busy['aiohttp']:.2f}", f"{results['stage']['ok']} requests"))
+        rows.append((f"{sigma:g}", f"{busy['aiohttp']:.2f}", f"{busy['chained']:.2f}", f"{busy['stage']:.2f}",
+                     f"{busy['stage'] / busy['chained']:.2f}", f"{busy['stage'] / busy['aiohttp']:.2f}",
+                     f"{results['stage']['ok']} requests"))
     print(f"\nlognormal latency, median {args.latency * 1000:.0f} ms, {concurrency} in flight, "
-          f"{STAGE_PARTS} parts, best of {args.repeat} runs")
-    print_table(("sigma", "aiohttp busy", "stage busy", "stage / aiohttp", ""), rows)
+          f"{STAGE_PARTS} parts, {STAGE_TRIES} tries per record, best of {args.repeat} runs")
+    print_table(("sigma", "aiohttp busy", "chained busy", "stage busy", "stage / chained", "stage / aiohttp", ""),
+                rows)
 
 
 def rpm_table(args: argparse.Namespace) -> None:
@@ -412,7 +425,7 @@ def main() -> None:
     parser.add_argument("--fleet", action="store_true", help="three endpoints behind one stage against each alone")
     parser.add_argument("--fleet-latency", type=float, nargs=3, default=[0.05, 0.1, 0.2])
     parser.add_argument("--fleet-concurrency", type=int, default=16)
-    parser.add_argument("--worker", choices=[*CLIENTS, "rpm", "fleet"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[*CLIENTS, "chained", "rpm", "fleet"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -97,11 +97,15 @@ class PromptLibrary:
             keep_trailing_newline=False,
         )
         self._cache: dict[str, PromptTemplate] = {}
+        self._names: dict[str, list[str]] = {}
+        self._by_lang: dict[tuple[str, str], PromptTemplate] = {}
 
     def names(self, technique: str) -> list[str]:
-        """Every template file of a technique across the folders (one name per language)."""
-        found = {p.name for d in self.dirs for p in d.glob(f"{technique}.*.jinja")}
-        return sorted(found)
+        """Every template file of a technique across the folders (one name per language); the folders are listed
+        once per library, not once per record."""
+        if technique not in self._names:
+            self._names[technique] = sorted({p.name for d in self.dirs for p in d.glob(f"{technique}.*.jinja")})
+        return self._names[technique]
 
     def load(self, name: str) -> PromptTemplate:
         """Compile one template by file name; errors name the file and line."""
@@ -123,11 +127,15 @@ class PromptLibrary:
 
     def for_lang(self, technique: str, lang: str) -> PromptTemplate:
         """The template for a record's language, falling back to its primary subtag and then English."""
+        found = self._by_lang.get((technique, lang))
+        if found is not None:
+            return found
         available = set(self.names(technique))
         for candidate in _lang_chain(lang):
             name = f"{technique}.{candidate}.jinja"
             if name in available:
-                return self.load(name)
+                found = self._by_lang[(technique, lang)] = self.load(name)
+                return found
         raise ConfigError(f"no prompt template for {technique} in language {lang!r} or {FALLBACK_LANG!r}")
 
     def check(self, technique: str, output: str, sample: dict[str, Any]) -> list[PromptTemplate]:

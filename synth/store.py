@@ -290,7 +290,8 @@ def write_rejects(directory: Path, task: Task | str, name: str, rejects: list[di
     if not rejects:
         (Path(directory) / rel).unlink(missing_ok=True)
         return None
-    table = pa.Table.from_pylist([{f: r[f] for f in REJECT_SCHEMA.names} for r in rejects], schema=REJECT_SCHEMA)
+    names = REJECT_SCHEMA.names  # a new list per access: once per part, not once per reject
+    table = pa.Table.from_pylist([{f: r[f] for f in names} for r in rejects], schema=REJECT_SCHEMA)
     atomic_write_table(Path(directory) / rel, table)
     return rel
 

@@ -191,3 +191,23 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left(tmp_path: Path):
     run_stage(UpperStage(), [source], out, quiet=True)
     assert not left.exists()
     assert (out / "retrieval" / "part-00000.parquet").is_file()
+
+
+def test_a_stage_runs_with_fewer_collections_and_restores_the_collector(tmp_path: Path):
+    import gc
+
+    from synth.executor.collection import THRESHOLDS
+
+    seen: list[tuple[tuple[int, ...], int]] = []
+
+    class Watching(UpperStage):
+        def process(self, part, table):
+            seen.append((gc.get_threshold(), gc.get_freeze_count()))
+            return super().process(part, table)
+
+    before = gc.get_threshold()
+    source = make_input(tmp_path / "in", [[("q1", "p1")], [("q2", "p2")]])
+    summary = run_stage(Watching(), [source], tmp_path / "out", quiet=True)
+    assert summary.processed > 0 and seen
+    assert all(threshold == THRESHOLDS and frozen > 0 for threshold, frozen in seen)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -350,3 +350,26 @@ def test_loopback_server_speaks_the_real_openai_sdk(openai_server):
     assert [m.id for m in client.models.list()] == ["test-model"]
     with pytest.raises(AuthenticationError):
         OpenAI(base_url=openai_server.base_url, api_key="wrong", max_retries=0).models.list()
+
+
+def test_journal_lookups_inside_a_loop_see_pending_answers_and_keep_one_commit(tmp_path):
+    import asyncio
+
+    from synth.llm.journal import Journal
+
+    journal = Journal(tmp_path / "j.sqlite", "s")
+    other = sqlite3.connect(tmp_path / "j.sqlite")
+
+    async def answers_then_lookups() -> tuple[dict, int]:
+        journal.put("a", {"content": "first"})
+        found = journal.get_many(["a", "b"])  # read back before its commit, and not committed by the lookup
+        journal.put("b", {"content": "second"})
+        committed = other.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        await asyncio.sleep(0)
+        return found, committed
+
+    found, committed_meanwhile = asyncio.run(answers_then_lookups())
+    assert found == {"a": {"content": "first"}} and committed_meanwhile == 0
+    assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 2  # both in the iteration's commit
+    assert journal.get_many(["a", "b"])["b"] == {"content": "second"}
+    journal.close()

@@ -31,6 +31,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from synth.executor.collection import fewer_collections
 from synth.executor.lock import stage_lock
 from synth.progress import shared_progress
 from synth.schema import Task
@@ -248,7 +249,8 @@ class Executor(ABC):
             cfg_hash = manifest.set_config(work.config())
             summary = StageSummary(work.name, out)
             seen: set[str] = set()
-            with Progress(*_columns(work), console=console, disable=quiet) as progress, shared_progress(progress):
+            with (Progress(*_columns(work), console=console, disable=quiet) as progress, shared_progress(progress),
+                  fewer_collections()):
                 bar = progress.add_task(work.name, total=work.progress_total)
 
                 def todo() -> Iterator[PartPlan]:

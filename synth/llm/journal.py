@@ -124,22 +124,23 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"journal {self.path} cannot be opened: {exc}") from exc
         self._commit_scheduled = False
-        self._pending: list[tuple[str, str, str, float]] = []
+        self._pending: dict[str, tuple[str, str, str, float]] = {}
         # Opened as immutable: no lock, WAL or shared-memory file, so it may sit on a network file system.
         self._seed = sqlite3.connect(f"{_seed.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False) \
             if _seed is not None and _seed.exists() else None
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
-        """The journaled answers among `keys`."""
-        self.commit()
-        found = _lookup(self._db, list(dict.fromkeys(keys)))
+        """The journaled answers among `keys`, those still waiting for their group commit included (a lookup does
+        not commit: a commit per lookup would undo the group commit)."""
+        found = {key: json.loads(self._pending[key][2]) for key in keys if key in self._pending}
+        found.update(_lookup(self._db, [key for key in dict.fromkeys(keys) if key not in found]))
         if self._seed is not None:
             found.update(_lookup(self._seed, [key for key in dict.fromkeys(keys) if key not in found]))
         return found
 
     def put(self, key: str, value: Any) -> None:
         """Record one answer; it is committed before the event loop does anything else (at once without a loop)."""
-        self._pending.append((key, self.stage, json.dumps(value, ensure_ascii=False), time.time()))
+        self._pending[key] = (key, self.stage, json.dumps(value, ensure_ascii=False), time.time())
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -159,7 +160,7 @@ class Journal:
         """Write and commit the answers recorded so far, in one transaction."""
         self._commit_scheduled = False
         if self._pending:
-            rows, self._pending = self._pending, []
+            rows, self._pending = list(self._pending.values()), {}
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(

@@ -58,6 +58,7 @@ def paraphrase_output(fields: tuple[str, ...]) -> type[BaseModel]:
     return create_model("ParaphraseOutput", __base__=_Answer, items=(list[item], Field(min_length=1)))
 
 
+@cache
 def schema_json(model: type[BaseModel]) -> str:
-    """The JSON Schema a template shows the model (`output_schema`)."""
+    """The JSON Schema a template shows the model (`output_schema`); made once per model, not once per record."""
     return json.dumps(model.model_json_schema(), ensure_ascii=False)

@@ -53,14 +53,13 @@ class ParaphraseStage(SynthesisStage):
 
     def check(self, job: Job, item: Any) -> Failure | None:
         """Every field must be non-empty, same script, changed enough, in the length band, no copied sentences."""
-        bands = self.bands()
+        bands = job.context  # the bands are template variables too
         source = job.context["source_texts"]
         for name, original in source.items():
             text = getattr(item, name)
-            band = change_band(original, bands["sentence_change"], bands["paragraph_change"])
             failure = (check_nonempty(text, name) or check_no_new_markup(original, text)
                        or check_language(job.context["lang"], text, original)
-                       or check_changed(original, text, band)
+                       or check_changed(original, text, job.context["source_bands"][name])
                        or check_length(original, text, bands["length_tolerance"])
                        or check_adjacent_copy(original, text))
             if failure:
@@ -75,14 +74,19 @@ class ParaphraseStage(SynthesisStage):
         if not fields:  # passages: what is rewritten is the queries made of them
             return Synthesised.not_applicable(rows)
         model = paraphrase_output(fields)
+        bands = self.bands()
         jobs = []
         for index, row in enumerate(rows):
             template = self.library.for_lang("paraphrase", row["lang"])
             source_texts = {f: row[f] for f in fields}
+            # What the checks measure of the source, once per record here instead of once per output on the loop.
+            source_bands = {f: change_band(row[f], bands["sentence_change"], bands["paragraph_change"])
+                            for f in fields}
             context = {"task": task.value, "lang": row["lang"], "label": row.get("label"),
                        "fields": [{"name": f, "text": row[f]} for f in fields],
-                       "output_schema": schema_json(model), **self.bands()}
-            jobs.append(Job(index, template, {**context, "source_texts": source_texts}, model, self.num))
+                       "output_schema": schema_json(model), **bands}
+            jobs.append(Job(index, template, {**context, "source_texts": source_texts, "source_bands": source_bands},
+                            model, self.num))
         return self.new_rows(task, rows, jobs, lambda job, parsed: parsed.items, self.check)
 
     def fields_of(self, task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
