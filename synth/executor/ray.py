@@ -36,6 +36,7 @@ try:  # the optional `ray` extra (ExecutorSettings.check asks for it before this
 except ImportError as exc:
     raise ConfigError(f"the Ray executor {NEEDS_RAY}") from exc
 
+from synth import storage
 from synth.embed.base import Embedder
 from synth.executor import ray_budget
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
@@ -64,10 +65,10 @@ def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
     run = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]
     local = Path(tempfile.gettempdir()) / "synth-journals" / node[:16] / run / snapshot_path(out, plan).name
     local.parent.mkdir(parents=True, exist_ok=True)
-    shared = snapshot_path(out, plan)
+    shared = storage.local_copy(snapshot_path(out, plan))  # fetched from an object store on another node
     if shared.exists():
         merge_journal(shared, local)
-    set_journal_locator(lambda _out: local, Path(out) / SNAPSHOTS / SEED)
+    set_journal_locator(lambda _out: local, storage.local_copy(Path(out) / SNAPSHOTS / SEED))
     stop = threading.Event()
 
     def ship() -> None:
@@ -88,9 +89,12 @@ def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
             local.unlink()  # the part is done: what a retry would need is in the snapshot
 
 
-def run_part(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
-    """One part on a worker: the cluster's budgets and a node-local journal around the local executor's step."""
+def run_part(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any,
+             mounts: list[storage.Mount]) -> dict:
+    """One part on a worker: the cluster's budgets, the driver's object-store mounts and a node-local journal around
+    the local executor's step."""
     ray_budget.install(budgets)
+    storage.install(mounts)
     with part_journal(out, plan, settings.snapshot_seconds):
         try:
             return execute_part(work, plan, out)
@@ -99,8 +103,9 @@ def run_part(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettin
 
 
 @ray.remote(max_retries=TASK_RETRIES)
-def _part_task(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
-    return run_part(work, plan, out, settings, budgets)
+def _part_task(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any,
+               mounts: list[storage.Mount]) -> dict:
+    return run_part(work, plan, out, settings, budgets, mounts)
 
 
 class PartActor:
@@ -115,8 +120,9 @@ class PartActor:
         assert embedder is not None  # only a stage with one is given to `spread_embedding`
         return embedder.backend.embed(texts)
 
-    def run(self, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any) -> dict:
-        return run_part(self.work, plan, out, settings, budgets)
+    def run(self, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any,
+            mounts: list[storage.Mount]) -> dict:
+        return run_part(self.work, plan, out, settings, budgets, mounts)
 
 
 class ModelActors:
@@ -176,6 +182,11 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _placed(mounts: list[storage.Mount], fn: Any, *args: Any) -> Any:
+    storage.install(mounts)
+    return fn(*args)
+
+
 @contextlib.contextmanager
 def spread_embedding(work: PartWork, actors: ModelActors | None) -> Iterator[None]:
     """While the stage prepares, its corpus is embedded by the model actors (the driver loads no model)."""
@@ -214,7 +225,7 @@ class RayExecutor(Executor):
                 return
             pending: deque[tuple[PartPlan, ray.ObjectRef]] = deque()
             for plan in chain([first], todo):
-                pending.append((plan, _part_task.remote(shared, plan, out, self.settings, budgets)))
+                pending.append((plan, _part_task.remote(shared, plan, out, self.settings, budgets, storage.mounts())))
                 while len(pending) >= bound:
                     done, ref = pending.popleft()
                     yield done, ray.get(ref)
@@ -234,7 +245,8 @@ class RayExecutor(Executor):
             raise ConfigError(f"a step of prepare needs {memory / 2**30:.1f} GiB of memory, more than any node of "
                               f"the cluster has ({largest / 2**30:.1f} GiB)")
         # No CPU slot: the model actors may hold every one while the stage prepares (the driver reserves none either).
-        return ray.get(ray.remote(fn).options(memory=memory, num_cpus=0, max_retries=TASK_RETRIES).remote(*args))
+        return ray.get(ray.remote(_placed).options(memory=memory, num_cpus=0, max_retries=TASK_RETRIES)
+                       .remote(storage.mounts(), fn, *args))
 
     def _on_actors(self, actors: list[Any], todo: Iterator[PartPlan], out: Path, budgets: Any,
                    bound: int) -> Iterator[tuple[PartPlan, dict]]:
@@ -242,7 +254,7 @@ class RayExecutor(Executor):
         pool = ActorPool(actors)
         submitted: deque[PartPlan] = deque()
         for plan in todo:
-            pool.submit(lambda a, p: a.run.remote(p, out, self.settings, budgets), plan)
+            pool.submit(lambda a, p: a.run.remote(p, out, self.settings, budgets, storage.mounts()), plan)
             submitted.append(plan)
             while len(submitted) >= min(bound, 2 * len(actors)):
                 yield submitted.popleft(), pool.get_next()
