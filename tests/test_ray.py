@@ -100,6 +100,21 @@ def test_sample_pipeline_on_ray_leaves_exactly_the_local_runs_files(tmp_path, ma
     assert list((run_dir / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal, shipped
 
 
+def test_sample_pipeline_on_ray_with_its_run_directory_on_s3(tmp_path, make_openai_server, cluster, s3_store):
+    pipeline = write_pipeline(tmp_path, make_openai_server())
+    run(pipeline, tmp_path / "local")
+    shutil.rmtree(tmp_path / "cache-pipeline.toml")
+    plan = load_plan(pipeline, s3_store.uri("run"))
+    plan.executor = ON_RAY
+    run_plan(plan, plan.stages)
+    stored = tmp_path / "stored"  # what the store holds, and nothing of the driver's local copy
+    for rel, data in s3_store.objects("run").items():
+        (stored / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stored / rel).write_bytes(data)
+    assert final_records(stored) == final_records(tmp_path / "local") != []
+    assert list((stored / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal snapshot, as objects
+
+
 def test_the_corpus_a_stage_prepares_is_embedded_by_its_model_actors(tmp_path, cluster):
     class WhereEmbedded:  # defined here, so that it travels by value; notes which process embedded each text
         model_id = "where"
