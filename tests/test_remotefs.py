@@ -171,3 +171,14 @@ def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+def test_a_uri_anywhere_but_the_run_directory_is_refused_in_one_line(tmp_path):
+    single = synth_process("querygen", tmp_path, "--out", "s3://bucket/querygen")
+    assert single.returncode == 2 and len(single.stderr.strip().splitlines()) == 1, single.stderr
+    assert "s3://bucket/querygen: a URI works only as the run directory of `synth run`" in single.stderr
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text('[[stage]]\nuse = "ingest"\ninputs = ["s3://bucket/qa.jsonl"]\nshape = "qa"\n')
+    result = synth_process("run", pipeline, "--out", tmp_path / "run")
+    assert result.returncode == 2 and "input s3://bucket/qa.jsonl is a URI" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()

@@ -3,8 +3,9 @@
 Everything else is the local executor's: the driver plans, decides what to skip, records the manifest in `todo`'s
 order and writes run.toml, so a run on Ray leaves exactly the files a local run leaves. What differs:
 
-- Parts run anywhere; the run directory must be a path every node sees (a network file system, a bucket mounted
-  on every node). A part's files are committed by the task that made it, with a temporary name and a rename.
+- Parts run anywhere; the run directory must be a path every node sees (a network file system) or an object store
+  (`synth.storage`). A part's files are committed by the task that made it: a temporary name and a rename, and on
+  an object store one object per file.
 - A task's LLM journal lives on its node's local disk (SQLite's WAL must not sit on a network file system) and is
   copied to `OUT/_journals/` every `snapshot_seconds` and when the part ends; a task retried on another node (a
   lost node, a killed driver's rerun) seeds its journal from that copy, so answers already given are not bought

@@ -125,6 +125,10 @@ def resolve_inputs(
         return [str(previous.out)]
     if not isinstance(given, list):
         given = [given]
+    for item in given:
+        if storage.is_uri(str(item)):
+            raise ConfigError(f"stage {name!r}: input {item} is a URI; inputs are local files or earlier stages (the "
+                              "run directory may be a URI: its `out`)")
     return [stage_folder(str(item), outs) or str((base / str(item)).resolve()) for item in given]
 
 
