@@ -3,6 +3,8 @@ one rate budget for all workers, a lost node and a killed driver that cost no an
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -26,6 +28,7 @@ from synth.embed.cached import CachedEmbedder
 from synth.errors import ConfigError
 from synth.executor import ExecutorSettings
 from synth.executor.base import PartWork
+from synth.llm.journal import Journal
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import run_plan
 from synth.store import iter_rows
@@ -34,7 +37,13 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from synth.executor.placement import placing, run_placed  # noqa: E402
-from synth.executor.ray import ModelActors, RayExecutor, spread_embedding  # noqa: E402
+from synth.executor.ray import (  # noqa: E402
+    ModelActors,
+    RayExecutor,
+    journal_copies,
+    journal_root,
+    spread_embedding,
+)
 
 ON_RAY = ExecutorSettings(kind="ray", snapshot_seconds=0.2)
 TIMINGS = ("seconds", "finished_at", "endpoints")
@@ -281,6 +290,31 @@ def test_a_node_lost_mid_stage_completes_and_buys_no_answer_twice(tmp_path, make
         ray.kill(blocker)
     assert sorted(iter_rows(tmp_path / "run" / "querygen"), key=lambda r: r["id"]) == clean
     assert all(server.log.received[key] == 1 for key in answered)  # no answered request was sent again
+    assert not list(journal_root().glob(journal_copies(tmp_path / "run" / "querygen") + "/*"))  # the lost node's copy
+
+
+def test_journal_copies_of_killed_workers_are_swept_but_never_a_live_ones(tmp_path, make_openai_server, cluster):
+    server = make_openai_server()
+    pipeline = querygen_pipeline(tmp_path, server, rows=3)
+    out = tmp_path / "run" / "querygen"
+    folders = [journal_root() / journal_copies(out).replace("*", node, 1) for node in ("gone-node", "live-node")]
+    for folder in folders:  # as a worker killed mid-part leaves it, and as a live worker holds it
+        folder.mkdir(parents=True)
+        (folder / "retrieval--part-00000.lock").touch()
+        with contextlib.closing(Journal(folder / "retrieval--part-00000.sqlite")) as journal:
+            journal.put(f"answered by {folder.parent.name}", {"text": "kept"})
+    live = os.open(folders[1] / "retrieval--part-00000.lock", os.O_RDWR)
+    fcntl.flock(live, fcntl.LOCK_EX)
+    try:
+        run(pipeline, tmp_path / "run", ON_RAY)
+    finally:
+        os.close(live)
+    assert not folders[0].exists()  # swept, its answer kept in the part's snapshot
+    assert [p.name for p in folders[1].glob("*.sqlite")] == ["retrieval--part-00000.sqlite"]  # a live one's: kept
+    with contextlib.closing(Journal(out / "_journals" / "retrieval--part-00000.sqlite")) as snapshot:
+        assert snapshot.get_many(["answered by gone-node"]) == {"answered by gone-node": {"text": "kept"}}
+    assert [p.parent for p in journal_root().glob(journal_copies(out) + "/*")] == [folders[1]] * 2  # its lock too
+    shutil.rmtree(folders[1])
 
 
 def test_driver_killed_with_sigkill_then_rerun_equals_a_clean_run(tmp_path, make_openai_server, cluster):

@@ -17,7 +17,9 @@ order and writes run.toml, so a run on Ray leaves exactly the files a local run 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import os
 import tempfile
 import threading
 from collections import deque
@@ -34,6 +36,7 @@ from synth.executor.choice import NEEDS_RAY, ExecutorSettings
 try:  # the optional `ray` extra (ExecutorSettings.check asks for it before this module is imported)
     import ray
     from ray.util import ActorPool
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 except ImportError as exc:
     raise ConfigError(f"the Ray executor {NEEDS_RAY}") from exc
 
@@ -58,14 +61,25 @@ def snapshot_path(out: Path, plan: PartPlan) -> Path:
     return Path(out) / SNAPSHOTS / f"{plan.key.replace('/', '--')}.sqlite"
 
 
+def journal_copies(out: Path) -> str:
+    """Where a node keeps the journal copies of stage `out`, as a pattern under `journal_root()`: `NODE/RUN/`."""
+    return f"*/{hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]}"
+
+
+def journal_root() -> Path:
+    return Path(tempfile.gettempdir()) / "synth-journals"
+
+
 @contextlib.contextmanager
 def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
     """Open the part's journals on this node's disk, seeded from the part's snapshot; copy it back every `every`
-    seconds and when the part ends (finished or not)."""
+    seconds and when the part ends (finished or not). The copy is held (flock on `PART.lock`) while it is in use,
+    so that `sweep_journals` never takes it from a live worker."""
     node = ray.get_runtime_context().get_node_id()
-    run = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]
-    local = Path(tempfile.gettempdir()) / "synth-journals" / node[:16] / run / snapshot_path(out, plan).name
+    local = journal_root() / journal_copies(out).replace("*", node[:16], 1) / snapshot_path(out, plan).name
     local.parent.mkdir(parents=True, exist_ok=True)
+    held = os.open(local.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(held, fcntl.LOCK_EX)
     shared = storage.local_copy(snapshot_path(out, plan))  # fetched from an object store on another node
     if shared.exists():
         merge_journal(shared, local)
@@ -88,6 +102,46 @@ def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
         if local.exists():
             copy_journal(local, shared)
             local.unlink()  # the part is done: what a retry would need is in the snapshot
+        local.with_suffix(".lock").unlink(missing_ok=True)
+        os.close(held)
+
+
+def sweep_node(out: Path, mounts: list[storage.Mount]) -> int:
+    """Remove the journal copies of stage `out` that workers killed on this machine left (any node folder: nodes of
+    one machine share its disk), after adding their answers to the part's snapshot; a copy whose lock a live worker
+    holds is left alone. Returns the copies removed."""
+    storage.install(mounts)
+    removed = 0
+    for lock in sorted(journal_root().glob(f"{journal_copies(out)}/*.lock")):
+        held = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(held)
+            continue  # a live worker's
+        try:
+            local = lock.with_suffix(".sqlite")
+            if local.exists():
+                shared = storage.local_copy(Path(out) / SNAPSHOTS / local.name)
+                if shared.exists():
+                    merge_journal(shared, local)
+                copy_journal(local, shared)  # answers given after the last snapshot are kept
+                for leftover in (local, local.with_name(local.name + "-wal"), local.with_name(local.name + "-shm")):
+                    leftover.unlink(missing_ok=True)
+                removed += 1
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(held)
+        with contextlib.suppress(OSError):
+            lock.parent.rmdir()  # the run's folder, once it is empty
+    return removed
+
+
+def sweep_journals(out: Path) -> int:
+    """`sweep_node` on every live node of the cluster, at the start of a stage and when it succeeded."""
+    tasks = [ray.remote(sweep_node).options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node["NodeID"], soft=False)).remote(out, storage.mounts()) for node in ray.nodes() if node["Alive"]]
+    return sum(ray.get(tasks))
 
 
 def run_part(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any,
@@ -218,24 +272,31 @@ class RayExecutor(Executor):
                 return
             ship_seed(out)  # a local run's answers, for every task to read
             connect(self.settings.address)
+            sweep_journals(out)  # what workers killed in an earlier run of the stage left
             budgets = ray_budget.start_registry()
             shared = ray.put(work)
             bound = self.settings.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
             if actors is not None:
                 yield from self._on_actors(actors.prepared(shared), chain([first], todo), out, budgets, bound)
-                return
-            pending: deque[tuple[PartPlan, ray.ObjectRef]] = deque()
-            for plan in chain([first], todo):
-                pending.append((plan, _part_task.remote(shared, plan, out, self.settings, budgets, storage.mounts())))
-                while len(pending) >= bound:
-                    done, ref = pending.popleft()
-                    yield done, ray.get(ref)
-            while pending:
-                done, ref = pending.popleft()
-                yield done, ray.get(ref)
+            else:
+                yield from self._on_tasks(shared, chain([first], todo), out, budgets, bound)
+            sweep_journals(out)  # the stage succeeded: copies of parts whose workers were lost are not needed
         finally:
             if actors is not None:
                 actors.close()
+
+    def _on_tasks(self, shared: Any, todo: Iterator[PartPlan], out: Path, budgets: Any,
+                  bound: int) -> Iterator[tuple[PartPlan, dict]]:
+        """Parts as tasks, at most `bound` in flight."""
+        pending: deque[tuple[PartPlan, ray.ObjectRef]] = deque()
+        for plan in todo:
+            pending.append((plan, _part_task.remote(shared, plan, out, self.settings, budgets, storage.mounts())))
+            while len(pending) >= bound:
+                done, ref = pending.popleft()
+                yield done, ray.get(ref)
+        while pending:
+            done, ref = pending.popleft()
+            yield done, ray.get(ref)
 
     def place(self, fn: Any, args: tuple[Any, ...], memory: int) -> Any:
         """A step of `prepare` as a task on a node with `memory` bytes free (Ray's `memory` resource); a one-line
