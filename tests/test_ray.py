@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers import SYNTH, synth_process
+from helpers import SAMPLES, SYNTH, synth_process
 from pipeline_fixtures import retrieval, write_stage
 from test_pipeline_run import final_records, write_pipeline
 
@@ -122,6 +122,30 @@ def test_sample_pipeline_on_ray_with_its_run_directory_on_s3(tmp_path, make_open
         (stored / rel).write_bytes(data)
     assert final_records(stored) == final_records(tmp_path / "local") != []
     assert list((stored / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal snapshot, as objects
+
+
+def test_ingest_parts_are_ray_tasks_and_equal_a_local_ingest_with_workers(tmp_path, cluster, monkeypatch):
+    pipeline = tmp_path / "ingest.toml"
+    pipeline.write_text(f"""
+[[stage]]
+use = "ingest"
+inputs = ["{SAMPLES}/qa.jsonl"]
+shape = "qa"
+part_rows = 2
+workers = 2
+""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    run(pipeline, run_dir)  # two local worker processes
+    local = run_files(run_dir)
+    assert len(local["ingest/_manifest.json"]["parts"]) == 4  # 7 rows, 2 per part
+    shutil.rmtree(run_dir)
+
+    def not_here(*args: object) -> None:
+        raise AssertionError("an ingest part was made in the driver")
+
+    monkeypatch.setattr("synth.ingest.runner.make_part", not_here)  # the driver's module only: tasks import their own
+    run(pipeline, run_dir, ON_RAY)
+    assert run_files(run_dir) == local
 
 
 def test_the_corpus_a_stage_prepares_is_embedded_by_its_model_actors(tmp_path, cluster):
