@@ -43,6 +43,7 @@ from synth.executor.ray import (  # noqa: E402
     journal_copies,
     journal_root,
     spread_embedding,
+    step_resources,
 )
 
 ON_RAY = ExecutorSettings(kind="ray", snapshot_seconds=0.2)
@@ -197,6 +198,12 @@ def test_a_step_of_prepare_runs_on_a_node_with_its_memory(cluster):
         with pytest.raises(ConfigError, match=r"^a step of prepare needs 1048576\.0 GiB of memory, more than any"):
             run_placed(pid, memory=2**50)
     assert run_placed(pid, memory=2**50) == os.getpid()  # locally: here, whatever it needs
+
+
+def test_a_step_that_uses_a_gpu_asks_for_one_where_the_cluster_has_any():
+    assert step_resources(2**30, True, 4) == {"memory": 2**30, "num_cpus": 0, "num_gpus": 1}  # IVF build, GPUs
+    assert step_resources(2**30, True, 0)["num_gpus"] == 0  # no GPU in the cluster: the CPU, not a wait for ever
+    assert step_resources(2**30, False, 4)["num_gpus"] == 0  # an exact index: nothing for a GPU to do
 
 
 def querygen_pipeline(tmp_path: Path, server, rows: int, rpm: int | None = None, concurrency: int = 4,

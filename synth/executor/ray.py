@@ -237,6 +237,12 @@ def _same(value: Any) -> Any:
     return value
 
 
+def step_resources(memory: int, gpu: bool, cluster_gpus: int) -> dict[str, Any]:
+    """Ray resources of a placed step: its memory, one GPU when it can use one and the cluster has any, and no CPU
+    slot (the model actors may hold every one while the stage prepares; the driver reserves none either)."""
+    return {"memory": memory, "num_cpus": 0, "num_gpus": 1 if gpu and cluster_gpus > 0 else 0}
+
+
 def _placed(mounts: list[storage.Mount], fn: Any, *args: Any) -> Any:
     storage.install(mounts)
     return fn(*args)
@@ -266,7 +272,7 @@ class RayExecutor(Executor):
     def map_parts(self, work: PartWork, todo: Iterator[PartPlan], out: Path) -> Iterator[tuple[PartPlan, dict]]:
         actors = ModelActors(work, self.settings) if work.holds_model else None
         try:
-            with spread_embedding(work, actors), placing(self.place):
+            with spread_embedding(work, actors), placing(lambda *step: self.place(*step, actors=actors)):
                 first = next(todo, None)  # the driver prepares the stage while planning its first part
             if first is None:
                 return
@@ -298,16 +304,21 @@ class RayExecutor(Executor):
             done, ref = pending.popleft()
             yield done, ray.get(ref)
 
-    def place(self, fn: Any, args: tuple[Any, ...], memory: int) -> Any:
-        """A step of `prepare` as a task on a node with `memory` bytes free (Ray's `memory` resource); a one-line
-        error when no node of the cluster has that much, rather than a task that waits for ever."""
+    def place(self, fn: Any, args: tuple[Any, ...], memory: int, gpu: bool = False,
+              actors: ModelActors | None = None) -> Any:
+        """A step of `prepare` as a task on a node with `memory` bytes free (Ray's `memory` resource), and a GPU when
+        it can use one and the cluster has any (the model actors that embedded the corpus give theirs back first:
+        they are replaced once the stage is prepared); a one-line error when no node has that much memory, rather
+        than a task that waits for ever."""
         connect(self.settings.address)
         largest = max((node["Resources"].get("memory", 0) for node in ray.nodes() if node["Alive"]), default=0)
         if memory > largest:
             raise ConfigError(f"a step of prepare needs {memory / 2**30:.1f} GiB of memory, more than any node of "
                               f"the cluster has ({largest / 2**30:.1f} GiB)")
-        # No CPU slot: the model actors may hold every one while the stage prepares (the driver reserves none either).
-        return ray.get(ray.remote(_placed).options(memory=memory, num_cpus=0, max_retries=TASK_RETRIES)
+        resources = step_resources(memory, gpu, int(ray.cluster_resources().get("GPU", 0)))
+        if resources["num_gpus"] and actors is not None:
+            actors.close()
+        return ray.get(ray.remote(_placed).options(**resources, max_retries=TASK_RETRIES)
                        .remote(storage.mounts(), fn, *args))
 
     def _on_actors(self, actors: list[Any], todo: Iterator[PartPlan], out: Path, budgets: Any,

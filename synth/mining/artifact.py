@@ -226,7 +226,8 @@ def build_artifact(
     np.savez(directory / "groups.npz", query_keys=keys[order], item_ids=ids[order])
     n_items, dim = len(writer.ids), writer.dim
     storage.push_tree(directory)  # on an object store, for the node the build is placed on
-    run_placed(build_index_file, directory, n_items, n_index, dim, index, memory=build_memory(n_index, dim, index))
+    run_placed(build_index_file, directory, n_items, n_index, dim, index, memory=build_memory(n_index, dim, index),
+               gpu=index.kind(n_index) != "flat")  # an IVF index is trained and filled on a GPU where there is one
     return {
         "n_items": n_items,
         "n_index": n_index,
