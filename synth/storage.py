@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
+import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +55,7 @@ class Mount:
 _MOUNTS: dict[str, Mount] = {}
 """Local copy -> mount, in this process (a Ray worker gets the driver's through `install`)."""
 _FILESYSTEMS: dict[str, tuple[pafs.FileSystem, str]] = {}
-_SYNCED: dict[str, tuple[int, int]] = {}
-"""Local file -> (size, mtime_ns) when it was last pulled or put: what `push_tree` need not put again."""
+_SYNC_DBS: dict[str, sqlite3.Connection] = {}
 
 
 def is_uri(text: str | os.PathLike[str]) -> bool:
@@ -143,24 +142,49 @@ def _remote(found: Mount, what: str) -> Any:
         raise StorageError(f"{found.display}: cannot {what} ({_first_line(exc)})") from exc
 
 
+def _sync_db(found: Mount) -> sqlite3.Connection:
+    """`synced.sqlite` beside a local copy: for each file, its local and remote (size, mtime) when it was last
+    pulled or put. A file whose local or remote stamp moved since is fetched again (or put again); every process of
+    the node that commits files of the run records here."""
+    if found.local not in _SYNC_DBS:
+        db = sqlite3.connect(Path(found.local).parent / "synced.sqlite", timeout=60.0, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS synced (rel TEXT PRIMARY KEY, local_size INT, local_mtime INT, "
+                   "remote_size INT, remote_mtime INT)")
+        _SYNC_DBS[found.local] = db
+    return _SYNC_DBS[found.local]
+
+
+def _record(found: Mount, rel: str, info: pafs.FileInfo) -> None:
+    stat = (Path(found.local) / rel).stat()
+    _sync_db(found).execute("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?)",
+                            (rel, stat.st_size, stat.st_mtime_ns, info.size, info.mtime_ns or 0))
+
+
+def _in_sync(found: Mount, rel: str, info: pafs.FileInfo | None) -> bool:
+    """Whether the local file is the one last pulled or put (and, given `info`, the store still holds that one)."""
+    row = _sync_db(found).execute("SELECT local_size, local_mtime, remote_size, remote_mtime FROM synced WHERE rel = ?",
+                                  (rel,)).fetchone()
+    target = Path(found.local) / rel
+    if row is None or not target.is_file():
+        return False
+    stat = target.stat()
+    return (stat.st_size, stat.st_mtime_ns) == row[:2] and (info is None or (info.size, info.mtime_ns or 0) == row[2:])
+
+
 def pull(found: Mount) -> None:
-    """Make the local copy hold what the store holds: every object not already pulled unchanged is fetched (a
-    journal is merged into the local one, which may hold answers not yet put); a local manifest the store lacks is
-    removed, since only the store's manifests say which parts are done."""
+    """Make the local copy hold what the store holds: every object the copy lacks, or holds another version of, is
+    fetched (a journal is merged into the local one, which may hold answers not yet put); a local manifest the store
+    lacks is removed, since only the store's manifests say which parts are done."""
     root = _open(found.uri)[1]
     local = Path(found.local)
-    record_path = local.parent / "pulled.json"
-    record: dict[str, list[int]] = {}
-    with contextlib.suppress(OSError, ValueError):
-        record = json.loads(record_path.read_text())
     with _remote(found, "list the run directory") as fs:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     remote = {info.path[len(root) + 1:]: info for info in infos if info.type == pafs.FileType.File}
     for rel, info in remote.items():
         target = local / rel
-        stamp = [info.size, info.mtime_ns or 0]
-        if Path(rel).name == LEASE or (record.get(rel) == stamp and target.is_file()
-                                       and target.stat().st_size == info.size):
+        if Path(rel).name == LEASE or _in_sync(found, rel, info):
             continue
         if target.suffix == ".sqlite" and target.is_file():
             from synth.llm.journal import merge_journal  # here: synth.llm imports the store, which imports this
@@ -170,12 +194,10 @@ def pull(found: Mount) -> None:
                 merge_journal(Path(tmp) / target.name, target)
         else:
             _download(found, info.path, target)
-        record[rel] = stamp
-        _remember(target)
+        _record(found, rel, info)
     for manifest in local.rglob(MANIFEST):
         if manifest.relative_to(local).as_posix() not in remote:
             manifest.unlink()
-    record_path.write_text(json.dumps(record))
 
 
 def _download(found: Mount, key: str, target: Path) -> None:
@@ -191,11 +213,6 @@ def _download(found: Mount, key: str, target: Path) -> None:
             os.unlink(tmp)
 
 
-def _remember(path: Path) -> None:
-    stat = path.stat()
-    _SYNCED[str(path)] = (stat.st_size, stat.st_mtime_ns)
-
-
 def committed(path: str | os.PathLike[str]) -> None:
     """Put a file just committed in a mounted directory as one whole object (an upload that does not finish leaves
     no object); nothing for a local one."""
@@ -203,10 +220,12 @@ def committed(path: str | os.PathLike[str]) -> None:
     if located is None:
         return
     found, key = located
-    with _remote(found, f"write {key}") as fs, fs.open_output_stream(key) as out, open(path, "rb") as src:
-        while block := src.read(CHUNK):
-            out.write(block)
-    _remember(Path(path))
+    with _remote(found, f"write {key}") as fs:
+        with fs.open_output_stream(key) as out, open(path, "rb") as src:
+            while block := src.read(CHUNK):
+                out.write(block)
+        info = fs.get_file_info(key)
+    _record(found, key[len(_open(found.uri)[1]) + 1:], info)
 
 
 def unlink(path: str | os.PathLike[str]) -> None:
@@ -247,14 +266,15 @@ def local_tree(directory: str | os.PathLike[str]) -> None:
 def push_tree(directory: str | os.PathLike[str]) -> None:
     """Put every file of a mounted stage directory changed since it was last pulled or put (journals, the index,
     the cache), its manifest last: what a later run on another node needs beside the parts."""
-    if mount_of(directory) is None:
+    located = mount_of(directory)
+    if located is None:
         return
+    found = located[0]
     manifest = Path(directory) / MANIFEST
     for path in sorted(Path(directory).rglob("*")):
         if path == manifest or not path.is_file() or NOT_SHIPPED.search(path.name):
             continue
-        stat = path.stat()
-        if _SYNCED.get(str(path)) != (stat.st_size, stat.st_mtime_ns):
+        if not _in_sync(found, path.relative_to(found.local).as_posix(), None):
             committed(path)
     if manifest.is_file():
         committed(manifest)

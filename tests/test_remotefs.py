@@ -182,3 +182,22 @@ def test_a_uri_anywhere_but_the_run_directory_is_refused_in_one_line(tmp_path):
     result = synth_process("run", pipeline, "--out", tmp_path / "run")
     assert result.returncode == 2 and "input s3://bucket/qa.jsonl is a URI" in result.stderr, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_local_copy_is_fetched_again_only_where_it_differs_from_the_store(tmp_path, openai_server, s3_store,
+                                                                                 monkeypatch):
+    pipeline = querygen_pipeline(tmp_path, openai_server, parts=2, rows=3)
+    uri = s3_store.uri("run")
+    run(pipeline, uri)
+    fetched: list[str] = []
+    download = storage._download
+    monkeypatch.setattr(storage, "_download", lambda found, key, target: fetched.append(key) or
+                        download(found, key, target))
+    [summary] = run(pipeline, uri)  # the same node again: its copy is the store's
+    assert fetched == [] and summary.skipped == 2
+    [part] = [p for p in storage.resolve_dir(uri).rglob("part-00001.parquet") if "_rejects" not in str(p)]
+    records = s3_store.objects("run")["querygen/retrieval/part-00001.parquet"]
+    part.write_bytes(b"changed here, never put")
+    [summary] = run(pipeline, uri)
+    assert fetched == [s3_store.key("run/querygen/retrieval/part-00001.parquet")] and summary.skipped == 2
+    assert part.read_bytes() == records  # the store's version again
