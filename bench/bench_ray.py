@@ -64,7 +64,7 @@ max_tries = 1
     return path
 
 
-def run_one(pipeline_file: Path, out: Path) -> dict[str, Any]:
+def run_one(pipeline_file: Path, out: str) -> dict[str, Any]:
     """One run in this process (the driver): wall time, requests sent, peak RSS."""
     from synth.pipeline.plan import load_plan
     from synth.pipeline.runner import run_plan
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--budget", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        print(json.dumps(run_one(Path(args.run[0]), Path(args.run[1]))))
+        print(json.dumps(run_one(Path(args.run[0]), args.run[1])))  # a path or a URI (bench_remotefs.py)
         return
     if args.budget:
         print(json.dumps(budget_capacity(int(args.budget[0]), args.budget[1])))

@@ -183,7 +183,7 @@ def pull(found: Mount) -> None:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     remote = {info.path[len(root) + 1:]: info for info in infos if info.type == pafs.FileType.File}
     for rel, info in remote.items():
-        target = local / rel
+        target = _inside(found, local, rel)
         if Path(rel).name == LEASE or _in_sync(found, rel, info):
             continue
         if target.suffix == ".sqlite" and target.is_file():
@@ -198,6 +198,15 @@ def pull(found: Mount) -> None:
     for manifest in local.rglob(MANIFEST):
         if manifest.relative_to(local).as_posix() not in remote:
             manifest.unlink()
+
+
+def _inside(found: Mount, directory: Path, rel: str) -> Path:
+    """`directory / rel` for an object named `rel` on the store, refused when it would land outside the local copy
+    (`..` in an object's name)."""
+    target = directory / rel
+    if not target.resolve().is_relative_to(Path(found.local).resolve()):
+        raise StorageError(f"{found.display}: the object {rel} lies outside the run directory; remove it")
+    return target
 
 
 def _download(found: Mount, key: str, target: Path) -> None:
@@ -220,8 +229,8 @@ def committed(path: str | os.PathLike[str]) -> None:
     if located is None:
         return
     found, key = located
-    with _remote(found, f"write {key}") as fs:
-        with fs.open_output_stream(key) as out, open(path, "rb") as src:
+    with open(path, "rb") as src, _remote(found, f"write {key}") as fs:
+        with fs.open_output_stream(key) as out:
             while block := src.read(CHUNK):
                 out.write(block)
         info = fs.get_file_info(key)
@@ -258,14 +267,14 @@ def local_tree(directory: str | os.PathLike[str]) -> None:
     with _remote(found, f"list {key}") as fs:
         infos = fs.get_file_info(pafs.FileSelector(key, recursive=True, allow_not_found=True))
     for info in infos:
-        target = Path(directory) / info.path[len(key) + 1:]
+        target = _inside(found, Path(directory), info.path[len(key) + 1:])
         if info.type == pafs.FileType.File and not target.exists():
             _download(found, info.path, target)
 
 
 def push_tree(directory: str | os.PathLike[str]) -> None:
-    """Put every file of a mounted stage directory changed since it was last pulled or put (journals, the index,
-    the cache), its manifest last: what a later run on another node needs beside the parts."""
+    """Put every file of a mounted stage directory changed since it was last pulled or put (journals, mining's
+    index), its manifest last: what a later run on another node needs beside the parts."""
     located = mount_of(directory)
     if located is None:
         return

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import SAMPLES, SYNTH, synth_process
 from pipeline_fixtures import retrieval, write_stage
+from s3_server import KEYS as S3_KEYS
 from test_pipeline_run import final_records, write_pipeline
 
 from synth.embed.base import normalize
@@ -58,7 +59,7 @@ def cluster() -> Iterator[Cluster]:
     head = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "include_dashboard": False,
         "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 2}})
-    ray.init(address=head.address)
+    ray.init(address=head.address, runtime_env={"env_vars": S3_KEYS})  # every node has the store's credentials
     yield head
     ray.shutdown()
     head.shutdown()
