@@ -11,8 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pytest
 from helpers import SYNTH, synth_process
 from pipeline_fixtures import retrieval, write_stage
@@ -201,3 +203,17 @@ def test_the_local_copy_is_fetched_again_only_where_it_differs_from_the_store(tm
     [summary] = run(pipeline, uri)
     assert fetched == [s3_store.key("run/querygen/retrieval/part-00001.parquet")] and summary.skipped == 2
     assert part.read_bytes() == records  # the store's version again
+
+
+def test_an_object_named_outside_the_run_directory_is_refused(tmp_path, openai_server, s3_store):
+    request = urllib.request.Request(f"http://{s3_store.endpoint}/{s3_store.key('run')}/../escape.txt", data=b"x",
+                                     method="PUT")
+    urllib.request.urlopen(request).close()  # a key S3 keeps as given: `PREFIX/run/../escape.txt`
+    listed = s3_store.fs.get_file_info(pafs.FileSelector(s3_store.key("run"), recursive=True))
+    assert s3_store.key("run/../escape.txt") in [info.path for info in listed]
+    copies = tmp_path / "copies"
+    result = synth_process("run", write_pipeline(tmp_path, openai_server), "--out", s3_store.uri("run"),
+                           env={**os.environ, "SYNTH_REMOTE_CACHE": str(copies)})
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "the object ../escape.txt lies outside the run directory; remove it" in result.stderr
+    assert not [p for p in copies.rglob("*") if p.is_file() and not p.name.startswith("synced.sqlite")]
