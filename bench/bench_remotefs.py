@@ -81,10 +81,10 @@ def main() -> None:
         server.kill()
     print(f"{args.records:,} records in {args.parts} parts; the store holds {len(objects)} objects, "
           f"{sum(map(len, objects.values())) / 2**20:.1f} MiB\n")
-    print("| run directory | wall s | parts made |")
-    print("| --- | --- | --- |")
+    print("| run directory | fetch (load_plan) s | run s | parts made |")
+    print("| --- | --- | --- | --- |")
     for name, found in rows:
-        print(f"| {name} | {found['wall']:.1f} | {found['parts']} |")
+        print(f"| {name} | {found['load_plan']:.2f} | {found['wall']:.1f} | {found['parts']} |")
     path = Path(tempfile.gettempdir()) / "bench-remotefs.parquet"
     calls = 1_000_000
     seconds = timeit.timeit(lambda: storage.committed(path), number=calls)
