@@ -6,6 +6,7 @@ Layout of a stage output directory::
     OUT/_rejects/retrieval/part-00000.parquet
     OUT/_manifest.json                   per part: fingerprint, config hash, files, rows, timings, stats
     OUT/_synth.lock                      held (flock) by the one process writing OUT
+    OUT/_synth.lease                     on an object store, the lease of that process (`synth.executor.lock`)
 
 Every path a manifest lists is relative and inside OUT; a manifest that says otherwise is refused when read, so a
 rerun can never read or delete a file elsewhere.

@@ -219,8 +219,8 @@ def _columns(work: PartWork) -> tuple[ProgressColumn, ...]:
 
 @contextlib.contextmanager
 def _shipped(out: Path) -> Iterator[None]:
-    """On an object store, the stage's other files (journal, index, cache) and its manifest are put when the stage
-    ends, finished or not: answers bought before an error are kept."""
+    """On an object store, the stage's other files (its journal, mining's index) and its manifest are put when the
+    stage ends, finished or not: answers bought before an error are kept."""
     try:
         yield
     finally:
