@@ -64,12 +64,14 @@ max_tries = 1
     return path
 
 
-def run_one(pipeline_file: Path, out: Path) -> dict[str, Any]:
-    """One run in this process (the driver): wall time, requests sent, peak RSS."""
+def run_one(pipeline_file: Path, out: str) -> dict[str, Any]:
+    """One run in this process (the driver): wall time (and that of loading the plan), requests sent, peak RSS."""
     from synth.pipeline.plan import load_plan
     from synth.pipeline.runner import run_plan
 
-    plan = load_plan(pipeline_file, out)
+    loading = time.monotonic()
+    plan = load_plan(pipeline_file, out)  # a run directory on an object store is fetched here
+    loaded = time.monotonic() - loading
     if plan.executor.kind == "ray":
         import ray
 
@@ -78,7 +80,7 @@ def run_one(pipeline_file: Path, out: Path) -> dict[str, Any]:
     summary = run_plan(plan, plan.stages)[0]
     wall = time.monotonic() - started
     requests = summary.stats.get("llm_requests", 0)
-    return {"wall": wall, "requests": requests, "parts": summary.processed,
+    return {"wall": wall, "load_plan": loaded, "requests": requests, "parts": summary.processed,
             "driver_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -132,7 +134,7 @@ def main() -> None:
     parser.add_argument("--budget", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        print(json.dumps(run_one(Path(args.run[0]), Path(args.run[1]))))
+        print(json.dumps(run_one(Path(args.run[0]), args.run[1])))  # a path or a URI (bench_remotefs.py)
         return
     if args.budget:
         print(json.dumps(budget_capacity(int(args.budget[0]), args.budget[1])))

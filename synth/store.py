@@ -6,6 +6,7 @@ Layout of a stage output directory::
     OUT/_rejects/retrieval/part-00000.parquet
     OUT/_manifest.json                   per part: fingerprint, config hash, files, rows, timings, stats
     OUT/_synth.lock                      held (flock) by the one process writing OUT
+    OUT/_synth.lease                     on an object store, the lease of that process (`synth.executor.lock`)
 
 Every path a manifest lists is relative and inside OUT; a manifest that says otherwise is refused when read, so a
 rerun can never read or delete a file elsewhere.
@@ -27,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synth import storage
 from synth.errors import InputFileError
 from synth.schema import REJECT_SCHEMA, RejectKind, Task, to_table
 from synth.tasks import TASKS
@@ -74,13 +76,14 @@ def atomic_path(path: Path) -> Iterator[str]:
             os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600: a team's data folder needs more
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        storage.committed(path)  # a mounted run directory: put as one object
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and not exc.filename:  # pyarrow's write errors name no file: name it
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
-    _fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -131,7 +134,7 @@ def list_parts(directory: Path) -> list[PartRef]:
 
 
 def read_part(part: PartRef) -> pa.Table:
-    return pq.read_table(part.path)
+    return pq.read_table(storage.local_copy(part.path))
 
 
 def iter_rows(directory: Path, task: Task | None = None) -> Iterator[dict[str, Any]]:
@@ -251,14 +254,14 @@ class Manifest:
         kept = {inside(self.directory, rel) for rel in entry.get("files", [])}
         for path in self.files(key):
             if path not in kept:
-                path.unlink(missing_ok=True)
+                storage.unlink(path)
         self.parts[key] = {**entry, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self.save()
 
     def drop(self, key: str) -> None:
         """Forget a part that is no longer in the input, and remove its files."""
         for path in self.files(key):
-            path.unlink(missing_ok=True)
+            storage.unlink(path)
         del self.parts[key]
 
     def set(self, name: str, value: Any) -> None:
@@ -288,7 +291,7 @@ def write_rejects(directory: Path, task: Task | str, name: str, rejects: list[di
     """Write the rejects of one part; with none, a rejects file an earlier run of the part left is removed."""
     rel = f"{REJECTS}/{Task(task).value}/{name}.parquet"
     if not rejects:
-        (Path(directory) / rel).unlink(missing_ok=True)
+        storage.unlink(Path(directory) / rel)
         return None
     names = REJECT_SCHEMA.names  # a new list per access: once per part, not once per reject
     table = pa.Table.from_pylist([{f: r[f] for f in names} for r in rejects], schema=REJECT_SCHEMA)

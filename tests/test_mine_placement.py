@@ -58,6 +58,27 @@ def test_a_pickled_index_is_reopened_on_the_loading_process_gpus(tmp_path, monke
     assert too_many.devices == 0 and too_many.index != "gpu-index"
 
 
+def test_an_ivf_index_is_trained_and_filled_on_the_gpus_faiss_sees(tmp_path, monkeypatch):
+    vectors = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ivf = mining_index.IndexSettings(exact_max=100, nlist=8, nprobe=8)
+    mining_index.build_index(vectors, ivf, tmp_path / "cpu.faiss")  # faiss-cpu: no GPU
+    placed: list[tuple[int, int]] = []
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus",  # the stand-in "GPU" copy is the CPU index itself
+                        lambda idx, co=None, ngpu=-1: placed.append((idx.ntotal, ngpu)) or idx, raising=False)
+    assert mining_index.build_gpus(3000, ivf) == 2 and mining_index.build_gpus(100, ivf) == 0  # exact: no GPU
+    mining_index.build_index(vectors, ivf, tmp_path / "gpu.faiss")
+    assert placed == [(0, 2), (8, 2)]  # k-means' clustering index, then the 8 trained centroids that place vectors
+    on_cpu, on_gpus = (mining_index.load_index(tmp_path / name, 8) for name in ("cpu.faiss", "gpu.faiss"))
+    for found, expected in zip(mining_index.search(on_gpus, vectors[:200], 10, 64),
+                               mining_index.search(on_cpu, vectors[:200], 10, 64), strict=True):
+        assert np.array_equal(found, expected)  # the same index, whichever device did the work
+    placed.clear()
+    mining_index.build_index(vectors[:100], ivf, tmp_path / "flat.faiss")
+    assert placed == []
+
+
 def test_building_an_ivf_index_holds_a_bounded_memory_an_exact_one_every_vector():
     settings = mining_index.IndexSettings(exact_max=1000)
     assert mining_index.build_memory(1000, 384, settings) == 1000 * 384 * 4 + 2**28  # exact: every vector

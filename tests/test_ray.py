@@ -3,6 +3,8 @@ one rate budget for all workers, a lost node and a killed driver that cost no an
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -17,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers import SYNTH, synth_process
+from helpers import SAMPLES, SYNTH, synth_process
 from pipeline_fixtures import retrieval, write_stage
+from s3_server import KEYS as S3_KEYS
 from test_pipeline_run import final_records, write_pipeline
 
 from synth.embed.base import normalize
@@ -26,6 +29,7 @@ from synth.embed.cached import CachedEmbedder
 from synth.errors import ConfigError
 from synth.executor import ExecutorSettings
 from synth.executor.base import PartWork
+from synth.llm.journal import Journal
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import run_plan
 from synth.store import iter_rows
@@ -34,7 +38,14 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from synth.executor.placement import placing, run_placed  # noqa: E402
-from synth.executor.ray import ModelActors, RayExecutor, spread_embedding  # noqa: E402
+from synth.executor.ray import (  # noqa: E402
+    ModelActors,
+    RayExecutor,
+    journal_copies,
+    journal_root,
+    spread_embedding,
+    step_resources,
+)
 
 ON_RAY = ExecutorSettings(kind="ray", snapshot_seconds=0.2)
 TIMINGS = ("seconds", "finished_at", "endpoints")
@@ -48,7 +59,7 @@ def cluster() -> Iterator[Cluster]:
     head = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "include_dashboard": False,
         "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 2}})
-    ray.init(address=head.address)
+    ray.init(address=head.address, runtime_env={"env_vars": S3_KEYS})  # every node has the store's credentials
     yield head
     ray.shutdown()
     head.shutdown()
@@ -107,6 +118,45 @@ def test_sample_pipeline_on_ray_leaves_exactly_the_local_runs_files(tmp_path, ma
     assert list((run_dir / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal, shipped
 
 
+def test_sample_pipeline_on_ray_with_its_run_directory_on_s3(tmp_path, make_openai_server, cluster, s3_store):
+    pipeline = write_pipeline(tmp_path, make_openai_server())
+    run(pipeline, tmp_path / "local")
+    shutil.rmtree(tmp_path / "cache-pipeline.toml")
+    plan = load_plan(pipeline, s3_store.uri("run"))
+    plan.executor = ON_RAY
+    run_plan(plan, plan.stages)
+    stored = tmp_path / "stored"  # what the store holds, and nothing of the driver's local copy
+    for rel, data in s3_store.objects("run").items():
+        (stored / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stored / rel).write_bytes(data)
+    assert final_records(stored) == final_records(tmp_path / "local") != []
+    assert list((stored / "querygen" / "_journals").glob("*.sqlite"))  # each part's journal snapshot, as objects
+
+
+def test_ingest_parts_are_ray_tasks_and_equal_a_local_ingest_with_workers(tmp_path, cluster, monkeypatch):
+    pipeline = tmp_path / "ingest.toml"
+    pipeline.write_text(f"""
+[[stage]]
+use = "ingest"
+inputs = ["{SAMPLES}/qa.jsonl"]
+shape = "qa"
+part_rows = 2
+workers = 2
+""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    run(pipeline, run_dir)  # two local worker processes
+    local = run_files(run_dir)
+    assert len(local["ingest/_manifest.json"]["parts"]) == 4  # 7 rows, 2 per part
+    shutil.rmtree(run_dir)
+
+    def not_here(*args: object) -> None:
+        raise AssertionError("an ingest part was made in the driver")
+
+    monkeypatch.setattr("synth.ingest.runner.make_part", not_here)  # the driver's module only: tasks import their own
+    run(pipeline, run_dir, ON_RAY)
+    assert run_files(run_dir) == local
+
+
 def test_the_corpus_a_stage_prepares_is_embedded_by_its_model_actors(tmp_path, cluster):
     class WhereEmbedded:  # defined here, so that it travels by value; notes which process embedded each text
         model_id = "where"
@@ -156,6 +206,12 @@ def test_a_step_of_prepare_runs_on_a_node_with_its_memory(cluster):
         with pytest.raises(ConfigError, match=r"^a step of prepare needs 1048576\.0 GiB of memory, more than any"):
             run_placed(pid, memory=2**50)
     assert run_placed(pid, memory=2**50) == os.getpid()  # locally: here, whatever it needs
+
+
+def test_a_step_that_uses_a_gpu_asks_for_one_where_the_cluster_has_any():
+    assert step_resources(2**30, True, 4) == {"memory": 2**30, "num_cpus": 0, "num_gpus": 1}  # IVF build, GPUs
+    assert step_resources(2**30, True, 0)["num_gpus"] == 0  # no GPU in the cluster: the CPU, not a wait for ever
+    assert step_resources(2**30, False, 4)["num_gpus"] == 0  # an exact index: nothing for a GPU to do
 
 
 def querygen_pipeline(tmp_path: Path, server, rows: int, rpm: float | None = None, concurrency: int = 4,
@@ -275,6 +331,31 @@ def test_a_node_lost_mid_stage_completes_and_buys_no_answer_twice(tmp_path, make
         ray.kill(blocker)
     assert sorted(iter_rows(tmp_path / "run" / "querygen"), key=lambda r: r["id"]) == clean
     assert all(server.log.received[key] == 1 for key in answered)  # no answered request was sent again
+    assert not list(journal_root().glob(journal_copies(tmp_path / "run" / "querygen") + "/*"))  # the lost node's copy
+
+
+def test_journal_copies_of_killed_workers_are_swept_but_never_a_live_ones(tmp_path, make_openai_server, cluster):
+    server = make_openai_server()
+    pipeline = querygen_pipeline(tmp_path, server, rows=3)
+    out = tmp_path / "run" / "querygen"
+    folders = [journal_root() / journal_copies(out).replace("*", node, 1) for node in ("gone-node", "live-node")]
+    for folder in folders:  # as a worker killed mid-part leaves it, and as a live worker holds it
+        folder.mkdir(parents=True)
+        (folder / "retrieval--part-00000.lock").touch()
+        with contextlib.closing(Journal(folder / "retrieval--part-00000.sqlite")) as journal:
+            journal.put(f"answered by {folder.parent.name}", {"text": "kept"})
+    live = os.open(folders[1] / "retrieval--part-00000.lock", os.O_RDWR)
+    fcntl.flock(live, fcntl.LOCK_EX)
+    try:
+        run(pipeline, tmp_path / "run", ON_RAY)
+    finally:
+        os.close(live)
+    assert not folders[0].exists()  # swept, its answer kept in the part's snapshot
+    assert [p.name for p in folders[1].glob("*.sqlite")] == ["retrieval--part-00000.sqlite"]  # a live one's: kept
+    with contextlib.closing(Journal(out / "_journals" / "retrieval--part-00000.sqlite")) as snapshot:
+        assert snapshot.get_many(["answered by gone-node"]) == {"answered by gone-node": {"text": "kept"}}
+    assert [p.parent for p in journal_root().glob(journal_copies(out) + "/*")] == [folders[1]] * 2  # its lock too
+    shutil.rmtree(folders[1])
 
 
 def test_driver_killed_with_sigkill_then_rerun_equals_a_clean_run(tmp_path, make_openai_server, cluster):

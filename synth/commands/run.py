@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from synth import storage
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import estimate_plan, run_plan
 from synth.summary import exit_code
@@ -18,7 +19,8 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command(
         pipeline: Path = typer.Argument(..., help="Pipeline file: \\[llm], \\[embedder] and \\[\\[stage]] tables."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Run directory \\[default: runs/NAME]."),
+        out: str | None = typer.Option(None, "--out", "-o", help="Run directory, a path or a URI such as "
+                                       "s3://bucket/run \\[default: runs/NAME]."),
         first: str | None = typer.Option(None, "--from", help="Start at this stage (earlier outputs must exist)."),
         last: str | None = typer.Option(None, "--to", help="Stop after this stage."),
         executor: str | None = typer.Option(
@@ -38,7 +40,9 @@ def register(app: typer.Typer) -> None:
         plan.executor = plan.executor.given(executor, address, "the command line")
         summaries = run_plan(plan, plan.select(first, last), max_cost)
         failed = sum(s.failed for s in summaries)
-        console.print(f"run directory: {plan.run_dir} (see `synth status {plan.run_dir}`)", highlight=False)
+        copy = f", its copy here {plan.run_dir}" if storage.mount_of(plan.run_dir) else ""
+        console.print(f"run directory: {storage.display(plan.run_dir)}{copy} (see `synth status {plan.run_dir}`)",
+                      highlight=False)
         if failed:
             console.print(f"[red]{failed} rows failed; run the same command again to retry them", highlight=False)
         raise typer.Exit(max((exit_code(s) for s in summaries), default=0))

@@ -7,6 +7,7 @@ flag wins over the command's table of the `--config` file, which wins over the d
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +15,10 @@ import typer
 from rich.markup import escape
 
 from synth.commands.common import report_and_exit, stage_options
+from synth.errors import UsageError
 from synth.registry import Option, StageSpec
+
+URI_AS_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
 def flagged(spec: StageSpec) -> list[Option]:
@@ -43,14 +47,23 @@ def config_parameter(spec: StageSpec) -> inspect.Parameter:
                              annotation=Annotated[Path | None, flag])
 
 
+def path_text(value: Any) -> Any:
+    """A path argument as text; a URI (`s3://...`, which a path argument reads as `s3:/...`) is refused in one line:
+    only `synth run` works on a run directory on an object store."""
+    if not isinstance(value, Path):
+        return value
+    if URI_AS_PATH.match(str(value)):
+        uri = str(value).replace(":/", "://", 1)
+        raise UsageError(f"{uri}: a URI works only as the run directory of `synth run` (its --out, or `out` in the "
+                         "pipeline file); this command takes local paths")
+    return str(value)
+
+
 def flag_value(option: Option, value: Any) -> Any:
     """A flag's value as the option's value: None when not given, paths as text, then the option's own parser."""
     if value is None or (isinstance(value, list | tuple) and not value):
         return None
-    if isinstance(value, list | tuple):
-        value = [str(v) if isinstance(v, Path) else v for v in value]
-    elif isinstance(value, Path):
-        value = str(value)
+    value = [path_text(v) for v in value] if isinstance(value, list | tuple) else path_text(value)
     return option.parse(value) if option.parse else value
 
 
@@ -61,7 +74,7 @@ def register_stage(app: typer.Typer, spec: StageSpec) -> None:
     def command(**given: Any) -> None:
         config = given.pop("config")
         raw = given.pop(spec.inputs.name)
-        inputs = [str(p) for p in (raw if spec.inputs.many else [raw]) or []]
+        inputs = [path_text(p) for p in (raw if spec.inputs.many else [raw]) or []]
         flags = {"inputs": inputs or None, **{o.key: flag_value(o, given[o.key]) for o in options}}
         report_and_exit(spec.execute(stage_options(spec.name, flags, spec.defaults(), config)))
 

@@ -9,6 +9,7 @@ Subclasses only choose where parts run (`map_parts`): in this process, in a proc
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -31,6 +32,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from synth import storage
 from synth.executor.collection import fewer_collections
 from synth.executor.lock import stage_lock
 from synth.progress import shared_progress
@@ -231,6 +233,16 @@ def _columns(work: PartWork) -> tuple[ProgressColumn, ...]:
     return TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
 
 
+@contextlib.contextmanager
+def _shipped(out: Path) -> Iterator[None]:
+    """On an object store, the stage's other files (its journal, mining's index) and its manifest are put when the
+    stage ends, finished or not: answers bought before an error are kept."""
+    try:
+        yield
+    finally:
+        storage.push_tree(out)
+
+
 class Executor(ABC):
     """Runs a stage's parts; `run` is the same for every executor, `map_parts` says where parts run."""
 
@@ -243,7 +255,7 @@ class Executor(ABC):
         plans = work.plan()  # a planner checks its inputs here, before anything is written
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        with stage_lock(out):
+        with stage_lock(out), _shipped(out):
             remove_stale_temporaries(out)
             manifest = Manifest(out, work.name)
             cfg_hash = manifest.set_config(work.config())

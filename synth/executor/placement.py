@@ -7,20 +7,21 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-Placer = Callable[[Callable[..., Any], tuple[Any, ...], int], Any]
+Placer = Callable[[Callable[..., Any], tuple[Any, ...], int, bool], Any]
 
 
-def _here(fn: Callable[..., Any], args: tuple[Any, ...], memory: int) -> Any:
+def _here(fn: Callable[..., Any], args: tuple[Any, ...], memory: int, gpu: bool) -> Any:
     return fn(*args)
 
 
 _placer: Placer = _here
 
 
-def run_placed(fn: Callable[..., Any], *args: Any, memory: int) -> Any:
-    """`fn(*args)`, a step that holds about `memory` bytes, where the executor runs such steps. `fn` and `args` may
-    travel to another node: they name files on the shared run directory, never hold large data."""
-    return _placer(fn, args, memory)
+def run_placed(fn: Callable[..., Any], *args: Any, memory: int, gpu: bool = False) -> Any:
+    """`fn(*args)`, a step that holds about `memory` bytes, where the executor runs such steps; `gpu`: it uses a GPU
+    when its process sees one (an executor that hands out GPUs gives it one). `fn` and `args` may travel to another
+    node: they name files on the shared run directory, never hold large data."""
+    return _placer(fn, args, memory, gpu)
 
 
 @contextlib.contextmanager

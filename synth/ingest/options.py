@@ -71,7 +71,8 @@ INGEST_OPTIONS: tuple[Option, ...] = (
     Option("seed", int, 0, "Seed of the CLS positive/negative sampling."),
     Option("num_negatives", int, 3, "cls: negatives from other classes."),
     Option("class_pool", int, 1000, "cls: texts sampled per class to draw from."),
-    Option("workers", int, 1, "Processes making parts in parallel; does not change the output."),
+    Option("workers", int, 1, "Processes making parts in parallel; does not change the output (on Ray, parts are the "
+           "cluster's tasks instead)."),
     Option("vectorised", bool, True, "Read and check whole chunks with pyarrow where possible; does not change "
            "the output.", flags=("--vectorised/--row-by-row",)),
 )

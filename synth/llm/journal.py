@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from synth import storage
 from synth.errors import ConfigError
 from synth.store import atomic_path
 
@@ -62,9 +63,13 @@ def fold_snapshots(out: Path) -> int:
     a local run pays for none of them again; returns the answers added."""
     folder = Path(out) / SNAPSHOTS
     added = 0
-    for snapshot in sorted(folder.glob("*.sqlite")) if folder.is_dir() else []:
+    snapshots = sorted(folder.glob("*.sqlite")) if folder.is_dir() else []
+    for snapshot in snapshots:
         added += merge_journal(snapshot, Path(out) / JOURNAL_NAME)
-        snapshot.unlink()  # its answers are in the stage's journal, which a cluster run seeds from (`SEED`)
+    if snapshots:
+        storage.committed(Path(out) / JOURNAL_NAME)  # on an object store, put before the snapshots go
+    for snapshot in snapshots:
+        storage.unlink(snapshot)  # its answers are in the stage's journal, which a cluster run seeds from (`SEED`)
     return added
 
 
@@ -73,7 +78,7 @@ def ship_seed(out: Path) -> Path | None:
     to read; None when there is no such journal."""
     journal, seed = Path(out) / JOURNAL_NAME, Path(out) / SNAPSHOTS / SEED
     if not journal.exists():
-        seed.unlink(missing_ok=True)  # a journal its user removed is not read through an old snapshot either
+        storage.unlink(seed)  # a journal its user removed is not read through an old snapshot either
         return None
     seed.parent.mkdir(parents=True, exist_ok=True)
     copy_journal(journal, seed)

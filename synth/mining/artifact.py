@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 from rich.console import Console
 
+from synth import storage
 from synth.embed.cached import CachedEmbedder
 from synth.executor.placement import run_placed
 from synth.mining.corpus import (
@@ -141,6 +142,7 @@ class MiningIndex:
         self.neighbours = neighbours
         self.nprobe = nprobe
         self.devices = search_devices(neighbours)
+        storage.local_tree(directory)  # a worker on another node than the driver, on an object store
         # Memory-mapped Arrow: texts are paged in when a negative is written out, never loaded whole.
         items = pa.ipc.open_file(pa.memory_map(str(directory / "items.arrow"))).read_all()
         self.texts = items.column("text")
@@ -182,8 +184,10 @@ class MiningIndex:
 def build_index_file(directory: Path, n_items: int, n_index: int, dim: int, index: IndexSettings) -> None:
     """`index.faiss` over the first `n_index` vectors of `vectors.f32`, on whichever node runs this (it reads the
     files, so only their names travel)."""
+    storage.local_tree(directory)
     vectors = np.memmap(directory / "vectors.f32", dtype=np.float32, mode="r", shape=(n_items, dim))
     build_index(vectors[:n_index], index, directory / "index.faiss")
+    storage.push_tree(directory)
 
 
 def build_artifact(
@@ -221,7 +225,9 @@ def build_artifact(
     order = np.argsort(keys, kind="stable")
     np.savez(directory / "groups.npz", query_keys=keys[order], item_ids=ids[order])
     n_items, dim = len(writer.ids), writer.dim
-    run_placed(build_index_file, directory, n_items, n_index, dim, index, memory=build_memory(n_index, dim, index))
+    storage.push_tree(directory)  # on an object store, for the node the build is placed on
+    run_placed(build_index_file, directory, n_items, n_index, dim, index, memory=build_memory(n_index, dim, index),
+               gpu=index.kind(n_index) != "flat")  # an IVF index is trained and filled on a GPU where there is one
     return {
         "n_items": n_items,
         "n_index": n_index,

@@ -1,7 +1,8 @@
 """The FAISS index: exact inner product up to `exact_max` vectors, IVF above; GPU when FAISS sees one.
 
-Vectors are unit length, so inner product is cosine. The index is built on the CPU from a memory-mapped
-vector file and moved to every GPU (sharded, fp16) only for searching. Private memory stays bounded whatever the
+Vectors are unit length, so inner product is cosine. The index is built from a memory-mapped vector file as a CPU
+index (an IVF index is trained and filled on the GPUs when FAISS sees any) and moved to every GPU (sharded, fp16)
+for searching. Private memory stays bounded whatever the
 corpus size: an exact index never holds more than `exact_max` vectors, and an IVF index is trained on a capped
 sample, filled shard by shard and merged into inverted lists on disk that searches read memory-mapped.
 """
@@ -72,6 +73,13 @@ def search_devices(neighbours: int) -> int:
     return gpus if neighbours <= GPU_MAX_K else 0
 
 
+def build_gpus(size: int, settings: IndexSettings) -> int:
+    """GPUs the build of an index over `size` vectors uses: for IVF, every GPU FAISS sees (training's k-means and
+    finding each vector's list are what they speed up); none for an exact index (nothing to train: adding is a
+    copy), and none without a GPU or with faiss-cpu. The index built is the CPU's; only the work moves."""
+    return num_gpus() if settings.kind(size) != "flat" else 0
+
+
 def pq_shape(dim: int, sample: int) -> tuple[int, int]:
     """(sub-quantizers, bits each) of IVF-PQ codes: 16 dimensions per sub-quantizer (64 bytes for 1024 dimensions),
     8 bits when the training sample has the 39 vectors per centroid FAISS wants, fewer on a smaller one."""
@@ -120,13 +128,25 @@ def build_index(vectors: np.ndarray, settings: IndexSettings, path: Path) -> Non
                                  faiss.METRIC_INNER_PRODUCT)
     else:
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, settings.lists(size), faiss.METRIC_INNER_PRODUCT)
+    gpus = build_gpus(size, settings)
+    if gpus:  # k-means assigns the sample to centroids on the GPUs (FAISS's clustering index); kept alive here
+        clustering = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim), ngpu=gpus)
+        index.clustering_index = clustering
     index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
     trained = faiss.serialize_index(index)
+    # Each vector's list is found on the GPUs too: a copy of the trained centroids there.
+    lists = faiss.index_cpu_to_all_gpus(faiss.downcast_index(index.quantizer), ngpu=gpus) if gpus else None
     shards = []
     for number, start in enumerate(range(0, size, ADD_CHUNK)):
         shard = faiss.deserialize_index(trained)
         block = np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32)
-        shard.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
+        ids = np.arange(start, start + len(block), dtype=np.int64)
+        if lists is None:
+            shard.add_with_ids(block, ids)
+        else:
+            from faiss.contrib.ivf_tools import add_preassigned
+
+            add_preassigned(shard, block, np.ascontiguousarray(lists.search(block, 1)[1][:, 0]), ids)
         shards.append(path.with_name(f".shard-{number:05d}.faiss"))
         faiss.write_index(shard, str(shards[-1]))
         del shard

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synth import storage
 from synth.config import load_toml, resolve
 from synth.embed.options import EMBED_DEFAULTS
 from synth.errors import ConfigError
@@ -124,6 +125,10 @@ def resolve_inputs(
         return [str(previous.out)]
     if not isinstance(given, list):
         given = [given]
+    for item in given:
+        if storage.is_uri(str(item)):
+            raise ConfigError(f"stage {name!r}: input {item} is a URI; inputs are local files or earlier stages (the "
+                              "run directory may be a URI: its `out`)")
     return [stage_folder(str(item), outs) or str((base / str(item)).resolve()) for item in given]
 
 
@@ -135,7 +140,7 @@ def stage_folder(item: str, outs: dict[str, Path]) -> str | None:
     return str(outs[stage] / sub) if sub else str(outs[stage])
 
 
-def load_plan(path: Path, out: Path | None = None) -> Plan:
+def load_plan(path: Path, out: str | Path | None = None) -> Plan:
     """Parse and resolve a pipeline file; every mistake is a one-line ConfigError naming the stage and key."""
     path = Path(path).resolve()
     data = load_toml(path)
@@ -148,7 +153,7 @@ def load_plan(path: Path, out: Path | None = None) -> Plan:
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{path} lists no stages: add [[stage]] tables with use = \"ingest\" and so on")
     run_name = plain_name(data["name"], "name", path) if "name" in data else path.stem
-    run_dir = Path(out or data.get("out") or Path("runs") / run_name).resolve()
+    run_dir = storage.resolve_dir(out or data.get("out") or Path("runs") / run_name)  # a URI: its local copy
     stages: list[PlannedStage] = []
     outs: dict[str, Path] = {}
     for table in tables:
