@@ -40,3 +40,32 @@ def write_stage(directory: Path, parts: list[list[dict[str, Any]]]) -> Path:
     for index, rows in enumerate(parts):
         write_part(directory, rows[0]["task"], f"part-{index:05d}", rows)
     return directory
+
+
+def querygen_pipeline(tmp_path: Path, server: Any, rows: int, parts: int = 2, rpm: float | None = None,
+                      concurrency: int = 4, executor: str = "local") -> Path:
+    """`parts` parts of `rows` retrieval rows each in `tmp_path/input`, and a pipeline file with a querygen stage
+    over them against `server`, on the `executor` its file names."""
+    write_stage(tmp_path / "input", [[retrieval(f"question {p}-{i} about topic {i}?",
+                                                f"passage {p}-{i} on topic {i}, long enough to ask.")
+                                      for i in range(rows)] for p in range(parts)])
+    path = tmp_path / "querygen.toml"
+    path.write_text(f"""
+name = "qg"
+[llm]
+base_url = "{server.base_url}"
+api_key = "{server.api_key}"
+model = "test-model"
+concurrency = {concurrency}
+timeout = 30.0
+{f"rpm = {rpm}" if rpm else ""}
+[executor]
+kind = "{executor}"
+snapshot_seconds = 0.2
+[[stage]]
+use = "querygen"
+inputs = ["{tmp_path / 'input'}"]
+num = 1
+max_tries = 1
+""", encoding="utf-8")
+    return path

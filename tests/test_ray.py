@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from helpers import SAMPLES, SYNTH, synth_process
-from pipeline_fixtures import retrieval, write_stage
+from pipeline_fixtures import querygen_pipeline
 from s3_server import KEYS as S3_KEYS
 from test_pipeline_run import final_records, write_pipeline
 
@@ -212,34 +212,6 @@ def test_a_step_that_uses_a_gpu_asks_for_one_where_the_cluster_has_any():
     assert step_resources(2**30, True, 4) == {"memory": 2**30, "num_cpus": 0, "num_gpus": 1}  # IVF build, GPUs
     assert step_resources(2**30, True, 0)["num_gpus"] == 0  # no GPU in the cluster: the CPU, not a wait for ever
     assert step_resources(2**30, False, 4)["num_gpus"] == 0  # an exact index: nothing for a GPU to do
-
-
-def querygen_pipeline(tmp_path: Path, server, rows: int, rpm: float | None = None, concurrency: int = 4,
-                      executor: str = "local") -> Path:
-    """Two parts of `rows` retrieval rows each, and a querygen stage over them, on the `executor` its file names."""
-    parts = [[retrieval(f"question {p}-{i} about topic {i}?", f"passage {p}-{i} on topic {i}, long enough to ask.")
-              for i in range(rows)] for p in range(2)]
-    write_stage(tmp_path / "input", parts)
-    path = tmp_path / "querygen.toml"
-    path.write_text(f"""
-name = "qg"
-[llm]
-base_url = "{server.base_url}"
-api_key = "{server.api_key}"
-model = "test-model"
-concurrency = {concurrency}
-timeout = 30.0
-{f"rpm = {rpm}" if rpm else ""}
-[executor]
-kind = "{executor}"
-snapshot_seconds = 0.2
-[[stage]]
-use = "querygen"
-inputs = ["{tmp_path / 'input'}"]
-num = 1
-max_tries = 1
-""", encoding="utf-8")
-    return path
 
 
 def test_answers_of_a_local_run_are_reused_on_ray_and_back(tmp_path, make_openai_server, cluster):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 from helpers import SYNTH, synth_process
-from pipeline_fixtures import retrieval, write_stage
+from pipeline_fixtures import querygen_pipeline
 from test_pipeline_run import final_records, write_pipeline
 
 from synth import storage
@@ -56,36 +56,14 @@ def test_sample_pipeline_on_s3_gives_the_local_runs_records(tmp_path, openai_ser
             assert all((manifest.parent / rel).is_file() for rel in entry["files"])
 
 
-def querygen_pipeline(tmp_path: Path, server, parts: int, rows: int) -> Path:
-    write_stage(tmp_path / "input", [[retrieval(f"question {p}-{i} on topic {i}?", f"passage {p}-{i} on topic {i}, "
-                                                "long enough to ask about.") for i in range(rows)]
-                                     for p in range(parts)])
-    path = tmp_path / f"querygen-{server.port}.toml"
-    path.write_text(f"""
-name = "qg"
-[llm]
-base_url = "{server.base_url}"
-api_key = "{server.api_key}"
-model = "test-model"
-concurrency = 2
-timeout = 30.0
-[[stage]]
-use = "querygen"
-inputs = ["{tmp_path / 'input'}"]
-num = 1
-max_tries = 1
-""", encoding="utf-8")
-    return path
-
-
 def test_a_run_killed_mid_stage_resumes_from_what_the_store_holds(tmp_path, make_openai_server, s3_store,
                                                                    monkeypatch):
     clean_server = make_openai_server()
-    run(querygen_pipeline(tmp_path, clean_server, parts=6, rows=4), tmp_path / "clean")
+    run(querygen_pipeline(tmp_path, clean_server, rows=4, parts=6, concurrency=2), tmp_path / "clean")
     clean = sorted(iter_rows(tmp_path / "clean" / "querygen"), key=lambda r: r["id"])
 
     server = make_openai_server(latency=0.1)
-    pipeline = querygen_pipeline(tmp_path, server, parts=6, rows=4)
+    pipeline = querygen_pipeline(tmp_path, server, rows=4, parts=6, concurrency=2)
     uri, manifest = s3_store.uri("run"), s3_store.key("run") + "/querygen/_manifest.json"
     driver = subprocess.Popen([*SYNTH, "run", str(pipeline), "--out", uri], start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -188,7 +166,7 @@ def test_a_uri_anywhere_but_the_run_directory_is_refused_in_one_line(tmp_path):
 
 def test_the_local_copy_is_fetched_again_only_where_it_differs_from_the_store(tmp_path, openai_server, s3_store,
                                                                                  monkeypatch):
-    pipeline = querygen_pipeline(tmp_path, openai_server, parts=2, rows=3)
+    pipeline = querygen_pipeline(tmp_path, openai_server, rows=3, concurrency=2)
     uri = s3_store.uri("run")
     run(pipeline, uri)
     fetched: list[str] = []

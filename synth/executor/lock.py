@@ -17,6 +17,7 @@ from typing import Any
 
 from synth import storage
 from synth.errors import SynthError
+from synth.executor import periodic
 from synth.store import LOCK
 
 LEASE_SECONDS = 60.0
@@ -108,22 +109,19 @@ def stage_lease(directory: Path) -> Iterator[None]:
     if not ours():
         raise StageBusy(f"{storage.display(directory)} was leased by another synth process at the same moment; "
                         "wait for it to end or stop it")
-    stop, lost = threading.Event(), threading.Event()
+    lost = threading.Event()
 
-    def renew() -> None:
-        while not stop.wait(LEASE_SECONDS / 3):
-            if not ours():
-                lost.set()
-                return
-            put()
+    def renew() -> bool:
+        if not ours():
+            lost.set()
+            return False
+        put()
+        return True
 
-    renewer = threading.Thread(target=renew, name="synth-lease", daemon=True)
-    renewer.start()
     try:
-        yield
+        with periodic.every(LEASE_SECONDS / 3, renew, "synth-lease"):
+            yield
     finally:
-        stop.set()
-        renewer.join()
         if ours():
             storage.delete_object(path)
     if lost.is_set():

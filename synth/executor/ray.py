@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import os
 import tempfile
-import threading
 from collections import deque
 from collections.abc import Iterator
 from itertools import chain
@@ -42,7 +41,7 @@ except ImportError as exc:
 
 from synth import storage
 from synth.embed.base import Embedder
-from synth.executor import ray_budget
+from synth.executor import periodic, ray_budget
 from synth.executor.base import Executor, PartPlan, PartWork, execute_part
 from synth.executor.placement import placing
 from synth.llm import endpoint_stats
@@ -85,20 +84,16 @@ def part_journal(out: Path, plan: PartPlan, every: float) -> Iterator[None]:
     if shared.exists():
         merge_journal(shared, local)
     set_journal_locator(lambda _out: local, storage.local_copy(Path(out) / SNAPSHOTS / SEED))
-    stop = threading.Event()
 
-    def ship() -> None:
-        while not stop.wait(every):
-            if local.exists():
-                copy_journal(local, shared)
+    def ship() -> bool:
+        if local.exists():
+            copy_journal(local, shared)
+        return True
 
-    shipper = threading.Thread(target=ship, name="synth-journal-snapshots", daemon=True)
-    shipper.start()
     try:
-        yield
+        with periodic.every(every, ship, "synth-journal-snapshots"):
+            yield
     finally:
-        stop.set()
-        shipper.join()
         set_journal_locator(None)
         if local.exists():
             copy_journal(local, shared)
