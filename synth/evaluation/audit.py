@@ -176,7 +176,7 @@ def estimate(population: Population, sample: list[Sampled], target: float,
                         "share": share, "high": None if share is None else min(1.0, share + Z95 * variance ** 0.5)})
     flipped = sum(bool(s.flipped) for s in judged)
     inconsistency = flipped / len(judged) if judged else None
-    reliable = inconsistency is not None and inconsistency <= max_inconsistency
+    reliable = inconsistency is None or inconsistency <= max_inconsistency  # nothing judged: no margin passes
     passing = [m for m in margins if m["share"] is not None and m["share"] <= target] if reliable else []
     return {"buckets": buckets, "margins": margins, "target": target,
             "suggested_relative_margin": passing[0]["relative_margin"] if passing else None,
