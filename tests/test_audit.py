@@ -33,9 +33,22 @@ def mined_rows() -> list[dict]:
     return rows
 
 
+def shown(body: dict) -> tuple[str, str]:
+    """The first and second passage of an audit request."""
+    prompt = body["messages"][-1]["content"]
+    return prompt.split("<first>")[1].split("</first>")[0], prompt.split("<second>")[1].split("</second>")[0]
+
+
 def table_judge(body: dict) -> str:
-    candidate = body["messages"][-1]["content"].split("<candidate>")[1]
-    return json.dumps({"answers_as_well": "FALSE" in candidate, "reason": "from the table"})
+    """Equal for a negative marked FALSE, else the positive is better, whichever place it is shown in."""
+    first, second = shown(body)
+    better = "equal" if "FALSE" in first + second else "first" if "positive" in first else "second"
+    return json.dumps({"better": better, "reason": "from the table"})
+
+
+def first_judge(body: dict) -> str:
+    """A judge that prefers a position, not a passage: always the first one shown."""
+    return json.dumps({"better": "first", "reason": "the first one"})
 
 
 def llm_flags(server) -> list[str]:
@@ -88,19 +101,46 @@ def test_synth_audit_reports_the_known_shares_and_a_rerun_asks_nothing(tmp_path,
     args = ["audit", str(source), "--out", str(out), "--per-bucket", "40", *llm_flags(openai_server)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert openai_server.log.total("chat") == 40  # mined negatives only: the llm ones are not audited
+    # mined negatives only (the llm ones are not audited), each read twice: positive first, then negative first
+    assert openai_server.log.total("chat") == 80
     report = json.loads((out / "audit.json").read_text())
     shares = {b["bucket"]: (b["negatives"], b["false_negatives"]) for b in report["buckets"] if b["negatives"]}
     assert shares == {"< 0.80": (10, 0), "0.90-0.95": (10, 1), "0.95-1.00": (10, 5), ">= 1.00": (10, 8)}
     assert report["suggested_relative_margin"] == 0.05  # (0 + 1) / 20 = 5%; margin 0 keeps (0 + 1 + 5) / 30
-    assert len((out / "audit_samples.jsonl").read_text().splitlines()) == 40
+    assert report["position_inconsistency"] == 0.0 and report["judge_reliable"]
+    samples = [json.loads(line) for line in (out / "audit_samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 40 and all(len(s["verdicts"]) == 2 and not s["flipped"] for s in samples)
+    assert {tuple(s["verdicts"]) for s in samples} == {("equal", "equal"), ("positive", "positive")}
     endpoint = report["endpoints"][openai_server.base_url]  # per endpoint, as in a stage's manifest
-    assert endpoint["requests"] == 40 and endpoint["failures"] == 0 and endpoint["latency_ms_p99"] > 0
+    assert endpoint["requests"] == 80 and endpoint["failures"] == 0 and endpoint["latency_ms_p99"] > 0
     card = (out / "README.md").read_text()
     assert "## False-negative audit" in card and "**0.05**" in card
-    assert re.search(r"\| >= 1\.00 \| 10 \| 10 \| 8 \| 80\.0% \| 49\.0%-94\.3% \|", card)
+    assert re.search(r"\| >= 1\.00 \| 10 \| 10 \| 8 \| 80\.0% \| 49\.0%-94\.3% \| `[^`]*` \| 0 \|", card)
     assert runner.invoke(app, args).exit_code == 0
-    assert openai_server.log.total("chat") == 40  # answers come from the journal
+    assert openai_server.log.total("chat") == 80  # answers come from the journal
+
+
+def test_a_judge_that_follows_the_order_finds_no_false_negatives_and_is_reported_unreliable(tmp_path,
+                                                                                             openai_server):
+    openai_server.handler = first_judge
+    source = write_stage(tmp_path / "mine", [mined_rows()])
+    args = ["audit", str(source), "--per-bucket", "40", *llm_flags(openai_server)]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "audit")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    # positive first it picks the positive, negative first the negative: every verdict flips, none is counted
+    assert report["flipped"] == 40 and report["position_inconsistency"] == 1.0
+    assert [b["flipped"] for b in report["buckets"] if b["negatives"]] == [10, 10, 10, 10]
+    assert sum(b["false_negatives"] for b in report["buckets"]) == 0
+    assert not report["judge_reliable"] and report["suggested_relative_margin"] is None and not report["target_met"]
+    card = (tmp_path / "audit" / "README.md").read_text()
+    assert "Suggested: none, because the judge is unreliable" in card and "100.0% of the negatives" in card
+    assert "judge unreliable" in result.output
+    # without the check its empty verdicts would pass every margin: "no margin needed"
+    lenient = runner.invoke(app, [*args, "--out", str(tmp_path / "lenient"), "--max-inconsistency", "1"])
+    assert lenient.exit_code == 0, lenient.output
+    report = json.loads((tmp_path / "lenient" / "audit.json").read_text())
+    assert report["target_met"] and report["suggested_relative_margin"] is None
 
 
 def test_audit_and_filter_judge_estimates_send_nothing_and_match_the_run(tmp_path, openai_server):
@@ -118,7 +158,7 @@ def test_audit_and_filter_judge_estimates_send_nothing_and_match_the_run(tmp_pat
         assert result.exit_code == 0, result.output
         guesses.append(estimated(result.output))
     assert openai_server.log.total("chat") == 0 and not list(tmp_path.glob("[af]*"))  # nothing sent or written
-    assert guesses[0]["estimate_requests"] == 16 and guesses[1]["estimate_requests"] == 40
+    assert guesses[0]["estimate_requests"] == 32 and guesses[1]["estimate_requests"] == 40  # the audit reads twice
     assert runner.invoke(app, audit_args).exit_code == 0
     assert runner.invoke(app, filter_args).exit_code == 0
     audit_stats = json.loads((tmp_path / "audit" / "audit.json").read_text())["llm"]
@@ -135,7 +175,8 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path):
     source = write_stage(tmp_path / "mine", [mined_rows()])
     for args, message in (([str(tmp_path / "missing")], "not a stage directory"),
                           ([str(tmp_path / "empty")], "no stage parts"),
-                          ([str(source), "--target", "1.5"], "target must be in [0, 1)")):
+                          ([str(source), "--target", "1.5"], "target must be in [0, 1)"),
+                          ([str(source), "--max-inconsistency", "2"], "max_inconsistency must be in [0, 1]")):
         result = subprocess.run([*SYNTH, "audit", *args, "--out", str(tmp_path / "a")], capture_output=True,
                                 text=True)
         assert result.returncode == 2 and message in result.stderr, result.stderr
@@ -150,7 +191,7 @@ def test_filter_audit_option_puts_the_section_into_the_final_card(tmp_path, open
     result = runner.invoke(app, ["filter", str(source), "--out", str(out), "--dedup", "off",
                                  "--false-negative-margin", "off", "--audit", "3", *llm_flags(openai_server)])
     assert result.exit_code == 0, result.output
-    assert openai_server.log.total("chat") == 12  # 3 in each of the four buckets that hold negatives
+    assert openai_server.log.total("chat") == 24  # 3 in each of the four buckets that hold negatives, read twice
     assert "## False-negative audit" in (out / "README.md").read_text()
     assert json.loads((out / "_audit" / "audit.json").read_text())["judged"] == 12
 

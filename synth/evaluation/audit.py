@@ -1,10 +1,14 @@
 """The false-negative audit: how many mined negatives answer their query as well as the positive, by closeness.
 
 Mined negatives are bucketed by their score ratio to the positive (negative cosine / positive cosine), a seeded
-sample is drawn from every bucket, and an LLM judge says whether each sampled negative answers the query as well as
-the positive does. Each bucket's share of false negatives gets a Wilson 95% interval; the share among the negatives a
-relative margin keeps is the bucket shares weighted by bucket size (stratified estimate). A relative margin r keeps
-a negative when its ratio is below 1 - r, so bucket edges are margins.
+sample is drawn from every bucket, and an LLM judge compares each sampled negative with its positive: which of the
+two passages answers the query better, or both equally. It reads every pair twice, positive first and negative
+first, and a negative is a false one only when both readings say it answers as well as the positive: a judge that
+prefers a position rather than a passage then cannot invent false negatives, and the share of pairs whose verdict
+flips with the order measures how far the judge can be trusted. Each bucket's share of false negatives gets a Wilson
+95% interval; the share among the negatives a relative margin keeps is the bucket shares weighted by bucket size
+(stratified estimate). A relative margin r keeps a negative when its ratio is below 1 - r, so bucket edges are
+margins.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm import ChatRequest, ChatResult, LLMEngine, LLMSettings
 from synth.prompts import PromptLibrary
 from synth.schema import Task
 from synth.store import iter_rows
@@ -31,12 +35,23 @@ MARGINS: tuple[float | None, ...] = (None, 0.0, 0.05, 0.10, 0.15, 0.20)
 Z95 = 1.959964
 
 
-class AuditAnswer(BaseModel):
-    """What the judge answers for one (query, positive, negative) triple."""
+ORDERS = ("positive first", "negative first")
+"""The two readings of every sampled pair, in the order they are asked and recorded."""
 
-    answers_as_well: bool = Field(description="true when the candidate answers the query as well as the reference "
-                                              "passage does")
+
+class AuditAnswer(BaseModel):
+    """What the judge answers for one query and two passages, in the order they were shown."""
+
+    better: Literal["first", "second", "equal"] = Field(
+        description="the passage that answers the query better, or equal when both answer it equally well")
     reason: str = Field(description="one sentence explaining the decision")
+
+
+def verdict(answer: AuditAnswer, negative_first: bool) -> str:
+    """The judge's answer in terms of the passages: "positive", "negative" or "equal"."""
+    if answer.better == "equal":
+        return "equal"
+    return "negative" if (answer.better == "first") == negative_first else "positive"
 
 
 @dataclass
@@ -50,8 +65,21 @@ class Sampled:
     negative_score: float
     bucket: int
     lang: str = "en"
+    verdicts: list[str | None] = field(default_factory=list)
+    """The judge's verdict per reading (ORDERS): the better passage, or "equal"; None where it gave no answer."""
+    reasons: list[str] = field(default_factory=list)
     false_negative: bool | None = None
-    reason: str = ""
+    """Both readings say the negative answers as well as the positive (None: a reading has no answer)."""
+    flipped: bool | None = None
+    """The two readings disagree on whether the negative is a false one (the judge followed the order)."""
+
+    def judged(self, verdicts: list[str | None], reasons: list[str]) -> None:
+        """Record the readings' verdicts and what they make of the negative."""
+        self.verdicts, self.reasons = verdicts, reasons
+        if None in verdicts:
+            return
+        calls = [v != "positive" for v in verdicts]
+        self.false_negative, self.flipped = all(calls), len(set(calls)) > 1
 
 
 @dataclass
@@ -122,8 +150,11 @@ def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def estimate(population: Population, sample: list[Sampled], target: float) -> dict[str, Any]:
-    """Per-bucket shares with Wilson intervals, the stratified share each margin keeps, and the suggested margin."""
+def estimate(population: Population, sample: list[Sampled], target: float,
+             max_inconsistency: float = 1.0) -> dict[str, Any]:
+    """Per-bucket shares with Wilson intervals, the stratified share each margin keeps, the judge's position
+    inconsistency, and the suggested margin (none from a judge whose verdicts flip with the order more often than
+    `max_inconsistency`: its verdicts measure the order, not the passages)."""
     judged = [s for s in sample if s.false_negative is not None]
     buckets = []
     for index, count in enumerate(population.counts):
@@ -132,7 +163,7 @@ def estimate(population: Population, sample: list[Sampled], target: float) -> di
         low, high = wilson(hits, len(mine))
         buckets.append({"bucket": bucket_label(index), "negatives": count, "judged": len(mine),
                         "false_negatives": hits, "share": hits / len(mine) if mine else None,
-                        "low": low, "high": high})
+                        "low": low, "high": high, "flipped": sum(bool(s.flipped) for s in mine)})
     margins = []
     for margin in MARGINS:
         kept = [b for b in buckets[:kept_buckets(margin)] if b["negatives"]]
@@ -143,12 +174,22 @@ def estimate(population: Population, sample: list[Sampled], target: float) -> di
                        for b in measured) if total else 0.0
         margins.append({"relative_margin": margin, "negatives_kept": sum(b["negatives"] for b in kept),
                         "share": share, "high": None if share is None else min(1.0, share + Z95 * variance ** 0.5)})
-    usable = [m for m in margins if m["share"] is not None]
-    passing = [m for m in usable if m["share"] <= target]
+    flipped = sum(bool(s.flipped) for s in judged)
+    inconsistency = flipped / len(judged) if judged else None
+    reliable = inconsistency is None or inconsistency <= max_inconsistency  # nothing judged: no margin passes
+    passing = [m for m in margins if m["share"] is not None and m["share"] <= target] if reliable else []
     return {"buckets": buckets, "margins": margins, "target": target,
             "suggested_relative_margin": passing[0]["relative_margin"] if passing else None,
-            "target_met": bool(passing),
-            "judged": len(judged), "failed": len(sample) - len(judged)}
+            "target_met": bool(passing), "judged": len(judged), "failed": len(sample) - len(judged),
+            "flipped": flipped, "position_inconsistency": inconsistency, "max_inconsistency": max_inconsistency,
+            "judge_reliable": reliable}
+
+
+def reading(result: ChatResult, negative_first: bool) -> tuple[str | None, str]:
+    """One reading's verdict and reason (no verdict, and the error, when the judge gave no valid answer)."""
+    if result.ok and isinstance(result.parsed, AuditAnswer):
+        return verdict(result.parsed, negative_first), result.parsed.reason
+    return None, result.error or "no answer"
 
 
 class AuditPrompt:
@@ -157,12 +198,18 @@ class AuditPrompt:
     def __init__(self, options: dict[str, Any]):
         self.library = PromptLibrary(options.get("prompts"))
         self.schema = json.dumps(AuditAnswer.model_json_schema(), ensure_ascii=False)
-        self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "positive": "p", "negative": "n",
+        self.library.check(TECHNIQUE, TECHNIQUE, {"query": "q", "first": "a", "second": "b",
                                                   "output_schema": self.schema})
 
-    def render(self, sampled: Sampled) -> str:
+    def render(self, sampled: Sampled, negative_first: bool) -> str:
+        first, second = (sampled.negative, sampled.positive) if negative_first else (sampled.positive,
+                                                                                     sampled.negative)
         return self.library.for_lang(TECHNIQUE, sampled.lang).render(
-            query=sampled.query, positive=sampled.positive, negative=sampled.negative, output_schema=self.schema)
+            query=sampled.query, first=first, second=second, output_schema=self.schema)
+
+    def renders(self, sampled: Sampled) -> list[str]:
+        """The prompts of both readings, in ORDERS order."""
+        return [self.render(sampled, order == "negative first") for order in ORDERS]
 
 
 class AuditJudge:
@@ -174,13 +221,13 @@ class AuditJudge:
         self.engine = LLMEngine(settings, journal=journal, stage=TECHNIQUE)
 
     def __call__(self, sample: list[Sampled]) -> None:
-        requests = [ChatRequest([{"role": "user", "content": self.prompt.render(s)}], response_model=AuditAnswer)
-                    for s in sample]
-        for item, result in zip(sample, self.engine.chat_many(requests), strict=True):
-            if result.ok and isinstance(result.parsed, AuditAnswer):
-                item.false_negative, item.reason = result.parsed.answers_as_well, result.parsed.reason
-            else:
-                item.reason = result.error or "no answer"
+        requests = [ChatRequest([{"role": "user", "content": prompt}], response_model=AuditAnswer)
+                    for s in sample for prompt in self.prompt.renders(s)]
+        results = self.engine.chat_many(requests)
+        for index, item in enumerate(sample):
+            pair = results[len(ORDERS) * index : len(ORDERS) * (index + 1)]
+            readings = [reading(result, order == "negative first") for order, result in zip(ORDERS, pair, strict=True)]
+            item.judged([v for v, _ in readings], [r for _, r in readings])
 
     def usage(self) -> dict[str, int | float]:
         return self.engine.stats()

@@ -96,7 +96,7 @@ def run(options: dict[str, Any]) -> StageSummary:
 def estimate(options: dict[str, Any]) -> StageSummary:
     """`--estimate`: the judge's requests for the sampled rows it is switched on for (before the other rules drop
     any, so at most what a run sends); with `--audit N`, the audit's requests at most (N per bucket)."""
-    from synth.evaluation.audit import EDGES
+    from synth.evaluation.audit import EDGES, ORDERS
 
     settings = LLMSettings.from_options({**options, "temperature": 0.0})
     count = token_counter(options.get("tokenizer"))
@@ -105,8 +105,8 @@ def estimate(options: dict[str, Any]) -> StageSummary:
               and row["task"] == Task.RETRIEVAL and setting_for(options["judge"], row["task"], row["origin"])]
     prompt = JudgePrompt(options) if judged else None
     tokens = sum(prompt_tokens(prompt.render(row), count) for row in judged) if prompt else 0
-    audit = {"estimate_audit_requests_at_most": int(options["audit"]) * (len(EDGES) + 1)} if audit_used(options) \
-        else {}
+    at_most = int(options["audit"]) * (len(EDGES) + 1) * len(ORDERS)
+    audit = {"estimate_audit_requests_at_most": at_most} if audit_used(options) else {}
     return estimate_summary("filter", Path(options["out"]), rows, sum(len(r) for _, r in sampled), len(judged),
                             tokens, len(judged) * verdict_tokens(JudgeAnswer, count), settings, extra=audit)
 

@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import pyarrow.parquet as pq
 from pydantic import BaseModel
@@ -55,9 +55,13 @@ def answer_tokens(answer: dict[str, Any], count: Callable[[str], int]) -> int:
 
 
 def verdict_tokens(answer: type[BaseModel], count: Callable[[str], int]) -> int:
-    """Tokens of a judge's verdict: its yes/no fields and a one-sentence reason."""
-    return answer_tokens({name: True if info.annotation is bool else ONE_SENTENCE
-                          for name, info in answer.model_fields.items()}, count)
+    """Tokens of a judge's verdict: its yes/no and choice fields and a one-sentence reason."""
+    def value(annotation: Any) -> Any:
+        if annotation is bool:
+            return True
+        return get_args(annotation)[0] if get_origin(annotation) is Literal else ONE_SENTENCE
+
+    return answer_tokens({name: value(info.annotation) for name, info in answer.model_fields.items()}, count)
 
 
 def count_rows(parts: list[PartRef]) -> int:
