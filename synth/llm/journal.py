@@ -158,7 +158,8 @@ class Journal:
     def put_many(self, items: Iterable[tuple[str, Any]]) -> None:
         """Record many answers (an imported batch output) and commit them in one transaction."""
         now = time.time()
-        self._pending += [(key, self.stage, json.dumps(value, ensure_ascii=False), now) for key, value in items]
+        self._pending.update((key, (key, self.stage, json.dumps(value, ensure_ascii=False), now))
+                             for key, value in items)
         self.commit()
 
     def commit(self) -> None:
