@@ -424,13 +424,11 @@ class LLMEngine:
         raw_estimate = (estimate_message_tokens(messages)
                         if self.budget is not None or any(p.limiter.tokens.per_minute for p in self.pool.states)
                         else 0)
-        model_cls = req.response_model
-        params = {**self._base_params, **self.settings.extra_body, **req.params}
         body = self._chat_body(messages, req, None)
-        structured = (messages, req) if model_cls else None  # its form is the answering endpoint's (`_attempt`)
+        structured = (messages, req) if req.response_model else None  # in the answering endpoint's form (`_attempt`)
         while True:
             try:
-                data = await self._send("/chat/completions", body, raw_estimate, params.get("max_tokens"), structured)
+                data = await self._send("/chat/completions", body, raw_estimate, body.get("max_tokens"), structured)
             except FormRefused:
                 continue
             except APIRefusal as exc:

@@ -137,10 +137,10 @@ class Journal:
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """The journaled answers among `keys`, those still waiting for their group commit included (a lookup does
         not commit: a commit per lookup would undo the group commit)."""
-        found = {key: json.loads(self._pending[key][2]) for key in keys if key in self._pending}
-        found.update(_lookup(self._db, [key for key in dict.fromkeys(keys) if key not in found]))
-        if self._seed is not None:
-            found.update(_lookup(self._seed, [key for key in dict.fromkeys(keys) if key not in found]))
+        wanted = list(dict.fromkeys(keys))
+        found = {key: json.loads(self._pending[key][2]) for key in wanted if key in self._pending}
+        for db in (self._db, self._seed) if self._seed is not None else (self._db,):
+            found.update(_lookup(db, [key for key in wanted if key not in found]))
         return found
 
     def put(self, key: str, value: Any) -> None:
