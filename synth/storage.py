@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import sqlite3
 import tempfile
 from dataclasses import dataclass
@@ -214,8 +215,7 @@ def _download(found: Mount, key: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out, _remote(found, f"read {key}") as fs, fs.open_input_stream(key) as src:
-            while block := src.read(CHUNK):
-                out.write(block)
+            shutil.copyfileobj(src, out, CHUNK)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -231,8 +231,7 @@ def committed(path: str | os.PathLike[str]) -> None:
     found, key = located
     with open(path, "rb") as src, _remote(found, f"write {key}") as fs:
         with fs.open_output_stream(key) as out:
-            while block := src.read(CHUNK):
-                out.write(block)
+            shutil.copyfileobj(src, out, CHUNK)
         info = fs.get_file_info(key)
     _record(found, key[len(_open(found.uri)[1]) + 1:], info)
 
@@ -248,7 +247,7 @@ def local_copy(path: str | os.PathLike[str]) -> Path:
     """`path` on this node: a worker on another node than the driver fetches a file of the run it lacks (when the
     store has it)."""
     path = Path(path)
-    located = None if path.exists() else mount_of(path)
+    located = mount_of(path) if _MOUNTS and not path.exists() else None  # a local run: no stat, no store
     if located is not None:
         found, key = located
         with _remote(found, f"read {key}") as fs:
