@@ -373,3 +373,49 @@ def test_journal_lookups_inside_a_loop_see_pending_answers_and_keep_one_commit(t
     assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 2  # both in the iteration's commit
     assert journal.get_many(["a", "b"])["b"] == {"content": "second"}
     journal.close()
+
+
+def test_journal_key_and_body_are_the_canonical_json_of_what_decides_the_answer(openai_server, tmp_path):
+    """The key is sha256 of the canonical JSON of (chat, model, messages, params, schema), as journals of earlier
+    versions hold it; the body the server parses carries the same messages (non-ASCII intact) and the schema."""
+    import hashlib
+
+    bodies: list[dict[str, Any]] = []
+    answer = openai_server.handler
+
+    def record(body: dict[str, Any]) -> str:
+        bodies.append(body)
+        return answer(body)
+
+    openai_server.handler = record
+    request = ChatRequest([{"role": "user", "content": "Schreibe ein Paar über 北京 — «quotes» \\ \"x\"."}], Pair)
+    with LLMEngine(settings_for(openai_server, structured="json_schema"), journal=tmp_path / "j.sqlite") as engine:
+        assert engine.chat_many([request])[0].ok
+    sent = bodies[0]
+    assert sent["messages"] == request.messages
+    assert sent["response_format"]["json_schema"]["schema"] == Pair.model_json_schema()
+    params = {k: v for k, v in sent.items() if k not in ("model", "messages", "response_format")}
+    parts = ["chat", sent["model"], request.messages, params, Pair.model_json_schema()]
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    keys = [k for (k,) in sqlite3.connect(tmp_path / "j.sqlite").execute("SELECT key FROM responses")]
+    assert keys == [hashlib.sha256(text.encode()).hexdigest()]
+
+
+def test_a_shared_request_whose_sender_is_cancelled_is_sent_again_for_the_other_caller(make_openai_server):
+    import asyncio
+
+    server = make_openai_server(latency=0.3)
+    with LLMEngine(settings_for(server), progress=False) as engine:
+
+        async def two_callers() -> tuple[bool, Any]:
+            first = asyncio.ensure_future(engine.achat(ask(1)))
+            await asyncio.sleep(0.05)  # on its way
+            second = asyncio.ensure_future(engine.achat(ask(1)))  # the same request: shares the first
+            await asyncio.sleep(0.05)
+            first.cancel()
+            result = await second
+            return first.cancelled(), result
+
+        cancelled, result = engine.run(two_callers())
+    assert cancelled and result.ok and isinstance(result.parsed, Pair)
+    assert sum(server.log.answered.values()) == 1  # the cancelled send was dropped; the second caller's answered

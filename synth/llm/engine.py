@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,7 +46,7 @@ from synth.llm.accounting import Accounting
 from synth.llm.concurrency import AdaptiveLimit, gather_or_cancel
 from synth.llm.endpoints import EndpointPool, EndpointState
 from synth.llm.guard import Budget, FailureWindow
-from synth.llm.journal import Journal, request_key
+from synth.llm.journal import Journal
 from synth.llm.ratelimit import RateLimiter
 from synth.llm.retry import retry_after_failure, with_retries
 from synth.llm.settings import LLMSettings, redact_url
@@ -61,6 +61,7 @@ from synth.llm.structured import (
 )
 from synth.llm.tokens import TokenEstimator, estimate_message_tokens, estimate_text_tokens
 from synth.llm.transport import APIRefusal, TimedOut, TransientError, Unreachable, overloaded
+from synth.llm.wire import Body, canonical, key_of, request_key
 from synth.progress import RequestProgress
 
 T = TypeVar("T")
@@ -103,6 +104,11 @@ class ChatRequest:
     messages: list[dict[str, Any]]
     response_model: type[BaseModel] | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def encoded_messages(self) -> str:
+        """The messages' canonical JSON, encoded once for both the journal key and the body (never mutate them)."""
+        return canonical(self.messages)
 
 
 Structured = tuple[list[dict[str, Any]], ChatRequest]
@@ -181,8 +187,9 @@ class LLMEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._inflight: dict[str, asyncio.Task[Any]] = {}
-        self._schemas: dict[type[BaseModel], dict[str, Any]] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._schemas: dict[type[BaseModel], tuple[dict[str, Any], str]] = {}
+        self._formats: dict[tuple[str, type[BaseModel]], tuple[dict[str, Any] | None, str]] = {}
         self._base_params = {"temperature": settings.temperature, "max_tokens": settings.max_tokens,
                              "seed": settings.seed}
         self._base_params = {k: v for k, v in self._base_params.items() if v is not None}
@@ -205,25 +212,38 @@ class LLMEngine:
     async def achat(self, request: ChatRequest, urgent: bool = False) -> ChatResult:
         """One request, streamed: journal, engine-wide slot, retries, re-ask. The same request asked twice at once
         is sent once; `urgent` ones (a record's next try) take the next free slot before the others."""
-        key = self._chat_key(await self._resolve_model(), request)
-        running = self._inflight.get(key)
-        if running is None:
-            if self.journal is not None:
-                hit = self.journal.get_many([key]).get(key)
-                result = self._chat_from_journal(request, hit) if hit is not None else None
-                if result is not None:
-                    self._count("from_journal")
-                    return result
-            running = self._inflight[key] = asyncio.ensure_future(self._slotted(self._chat_one, key, request,
-                                                                                urgent))
-            running.add_done_callback(partial(self._finished, key))
-        return await asyncio.shield(running)
-
-    def _finished(self, key: str, task: asyncio.Task[Any]) -> None:
-        """A shared request is done; its error was raised to whoever awaited it (marked seen when none is left)."""
-        self._inflight.pop(key, None)
-        if not task.cancelled():
-            task.exception()
+        key = self._chat_key(self._model or await self._resolve_model(), request)
+        while (running := self._inflight.get(key)) is not None:
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not running.cancelled() or (current is not None and current.cancelling()):
+                    raise
+                # Whoever sent it was cancelled, this caller was not: it asks again itself.
+        if self.journal is not None:
+            hit = self.journal.get_many([key]).get(key)
+            result = self._chat_from_journal(request, hit) if hit is not None else None
+            if result is not None:
+                self._count("from_journal")
+                return result
+        # The first caller sends it in its own task (no task per request); callers of the same request meanwhile
+        # wait for the shared outcome.
+        shared = self._inflight[key] = asyncio.get_running_loop().create_future()
+        try:
+            result = await self._slotted(self._chat_one, key, request, urgent)
+        except asyncio.CancelledError:
+            shared.cancel()
+            raise
+        except BaseException as exc:
+            shared.set_exception(exc)
+            shared.exception()  # raised here; those who shared it get it too, and nobody else needs to see it
+            raise
+        else:
+            shared.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
 
     async def achat_many(self, requests: list[ChatRequest]) -> list[ChatResult]:
         """`chat_many` for callers already inside an event loop."""
@@ -365,15 +385,29 @@ class LLMEngine:
     # ----- chat -------------------------------------------------------------------------------------------------
 
     def _chat_key(self, model: str, req: ChatRequest) -> str:
-        schema = self._schema(req.response_model) if req.response_model else None
+        """`request_key("chat", model, messages, params, schema)`, from the messages and schema encoded once."""
+        schema = self._encoded_schema(req.response_model)[1] if req.response_model else "null"
         params = {**self._base_params, **self.settings.extra_body, **req.params}
-        return request_key("chat", model, req.messages, params, schema)
+        return key_of('"chat"', canonical(model), req.encoded_messages, canonical(params), schema)
 
     def _schema(self, model: type[BaseModel]) -> dict[str, Any]:
+        return self._encoded_schema(model)[0]
+
+    def _encoded_schema(self, model: type[BaseModel]) -> tuple[dict[str, Any], str]:
+        """A response model's JSON Schema and its canonical text, made once per model."""
         schema = self._schemas.get(model)
         if schema is None:
-            schema = self._schemas[model] = schema_of(model)
+            made = schema_of(model)
+            schema = self._schemas[model] = (made, canonical(made))
         return schema
+
+    def _response_format(self, form: str, model: type[BaseModel]) -> tuple[dict[str, Any] | None, str]:
+        """The `response_format` of a form and its canonical text, made once per form and model."""
+        made = self._formats.get((form, model))
+        if made is None:
+            fmt = response_format(form, model, self._schema(model))
+            made = self._formats[(form, model)] = (fmt, canonical(fmt))
+        return made
 
     def _chat_from_journal(self, req: ChatRequest, saved: dict[str, Any]) -> ChatResult | None:
         try:
@@ -437,17 +471,20 @@ class LLMEngine:
                 raise RequestFailed(f"gave up after {self.settings.max_attempts} attempts: {exc.reason}") from None
             return self._read_choice(data, raw_estimate)
 
-    def _chat_body(self, messages: list[dict[str, Any]], req: ChatRequest, form: str | None) -> dict[str, Any]:
-        """The request body of one chat completion, its JSON Schema sent in the structured-output `form`."""
-        body: dict[str, Any] = {"model": self._model, **self._base_params, **self.settings.extra_body, **req.params}
+    def _chat_body(self, messages: list[dict[str, Any]], req: ChatRequest, form: str | None) -> Body:
+        """The request body of one chat completion, its JSON Schema sent in the structured-output `form`; the text
+        of the request's own messages and of the schema is reused, not encoded again."""
+        body = Body({"model": self._model, **self._base_params, **self.settings.extra_body, **req.params})
         if req.response_model and form:
-            schema = self._schema(req.response_model)
-            body["messages"] = structured_messages(form, messages, schema)
-            fmt = response_format(form, req.response_model, schema)
+            body["messages"] = structured_messages(form, messages, self._schema(req.response_model))
+            fmt, fmt_text = self._response_format(form, req.response_model)
             if fmt:
                 body["response_format"] = fmt
+                body.encoded["response_format"] = fmt_text
         else:
             body["messages"] = messages
+        if body["messages"] is req.messages:
+            body.encoded["messages"] = req.encoded_messages
         return body
 
     def _batch_body(self, req: ChatRequest) -> dict[str, Any]:
@@ -546,7 +583,7 @@ class LLMEngine:
         if state.limiter.limiting():
             await state.limiter.acquire(reserved)
         if state.model and state.model != body.get("model", state.model):  # its own model, configured or listed
-            body = {**body, "model": state.model}
+            body = body.replace(model=state.model) if isinstance(body, Body) else {**body, "model": state.model}
         started = time.monotonic()
         try:
             answer = await state.transport().request("POST", path, body)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import sqlite3
 import time
@@ -106,12 +105,6 @@ def merge_journal(source: Path, target: Path) -> int:
         db.execute("COMMIT")
         db.execute("DETACH DATABASE seed")
         return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] - before
-
-
-def request_key(*parts: Any) -> str:
-    """Stable hash of what decides an answer (model, messages, parameters, output schema); never the key or headers."""
-    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class Journal:

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from synth.llm.settings import LLMSettings, redact_url
+from synth.llm.wire import to_bytes
 
 _TRANSIENT_STATUS = {408, 409, 425, 429}
 
@@ -97,7 +98,7 @@ class Transport:
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> tuple[Any, Mapping[str, str]]:
         """Send one request; returns (decoded JSON, response headers) or raises TransientError / APIRefusal."""
-        data = json.dumps(body).encode() if body is not None else None
+        data = to_bytes(body) if body is not None else None
         try:
             async with self.session.request(method, self.base_url + path, data=data) as response:
                 raw = await response.read()
