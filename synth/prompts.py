@@ -95,6 +95,7 @@ class PromptLibrary:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            auto_reload=False,  # a template is read once per stage: no stat of its file per rendered prompt
         )
         self._cache: dict[str, PromptTemplate] = {}
         self._names: dict[str, list[str]] = {}

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from synth.llm.settings import LLMSettings, redact_url
 from synth.llm.wire import to_bytes
@@ -89,6 +90,7 @@ class Transport:
         if settings.api_key:
             self.headers["Authorization"] = f"Bearer {settings.api_key}"
         self.timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        self._urls: dict[str, URL] = {}
         connector = aiohttp.TCPConnector(limit=settings.concurrency, ttl_dns_cache=300, keepalive_timeout=60)
         self.session = aiohttp.ClientSession(
             connector=connector, headers=self.headers, timeout=self.timeout, skip_auto_headers=("User-Agent",)
@@ -99,8 +101,11 @@ class Transport:
     ) -> tuple[Any, Mapping[str, str]]:
         """Send one request; returns (decoded JSON, response headers) or raises TransientError / APIRefusal."""
         data = to_bytes(body) if body is not None else None
+        url = self._urls.get(path)
+        if url is None:  # parsed once per path, not once per request
+            url = self._urls[path] = URL(self.base_url + path)
         try:
-            async with self.session.request(method, self.base_url + path, data=data) as response:
+            async with self.session.request(method, url, data=data) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except TimeoutError:
