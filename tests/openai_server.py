@@ -374,31 +374,33 @@ class OpenAIServer:
         finally:
             self.in_flight -= 1
 
-    async def _prelude(self, request: web.Request, endpoint: str) -> tuple[dict[str, Any] | None, Any]:
-        """Latency, auth, limit and fault decision shared by the POST endpoints: (body, fault or early response)."""
+    async def _prelude(self, request: web.Request, endpoint: str) -> tuple[dict[str, Any] | None, str, Any]:
+        """Latency, auth, limit and fault decision shared by the POST endpoints: (body, its hash, fault or early
+        response); the hash is computed once per request (a large body costs the server as much as the client)."""
         if self.latency:
             jitter = math.exp(self._latency_random.gauss(0.0, self.latency_sigma)) if self.latency_sigma else 1.0
             await asyncio.sleep(self.latency * jitter)
         self.log.last_headers = dict(request.headers)
         denied = self._auth_error(request)
         if denied:
-            return None, denied
+            return None, "", denied
         try:
             body = json.loads(await request.read())
         except ValueError:
-            return None, _error(400, "We could not parse the JSON body of your request.", {})
-        self.log.received[(endpoint, body_hash(body))] += 1
+            return None, "", _error(400, "We could not parse the JSON body of your request.", {})
+        key = body_hash(body)
+        self.log.received[(endpoint, key)] += 1
         self.log.times.append(time.monotonic())
         limited = self._over_limit()
         if limited:
-            return body, limited
+            return body, key, limited
         fault = self._next_fault()
         if fault:
             self.log.faults[fault] += 1
-        return body, fault
+        return body, key, fault
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body, outcome = await self._prelude(request, "chat")
+        body, key, outcome = await self._prelude(request, "chat")
         if isinstance(outcome, web.StreamResponse):
             return outcome
         assert body is not None
@@ -419,14 +421,14 @@ class OpenAIServer:
         elif fault == "length":
             content, finish = content[: max(1, len(content) // 2)], "length"
         completion = {
-            "id": f"chatcmpl-{body_hash(body)}",
+            "id": f"chatcmpl-{key}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model") or self.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
             "usage": self._usage(body, content),
         }
-        return self._answer(body, "chat", completion, fault)
+        return self._answer(key, "chat", completion, fault)
 
     def _usage(self, body: dict[str, Any], content: str) -> dict[str, int]:
         if self.tokens is None:
@@ -436,12 +438,12 @@ class OpenAIServer:
             completion = self.tokens(content)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    def _answer(self, body: dict[str, Any], endpoint: str, payload: dict[str, Any], fault: str | None) -> web.Response:
+    def _answer(self, key: str, endpoint: str, payload: dict[str, Any], fault: str | None) -> web.Response:
         text = json.dumps(payload)
         if fault == "truncated":
             return web.Response(text=text[: len(text) // 2], content_type="application/json")
         if fault is None:
-            self.log.answered[(endpoint, body_hash(body))] += 1
+            self.log.answered[(endpoint, key)] += 1
         headers = self._rate_headers(int(self.rpm * self.rpm_window / 60) - len(self._window), 0.0) if self.rpm else {}
         return web.Response(text=text, content_type="application/json", headers=headers)
 
@@ -455,7 +457,7 @@ class OpenAIServer:
         return None
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        body, outcome = await self._prelude(request, "embeddings")
+        body, key, outcome = await self._prelude(request, "embeddings")
         if isinstance(outcome, web.StreamResponse):
             return outcome
         assert body is not None
@@ -473,7 +475,7 @@ class OpenAIServer:
         tokens = sum(len(t) // 4 + 1 for t in texts)
         payload = {"object": "list", "data": data, "model": body.get("model") or self.model,
                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-        return self._answer(body, "embeddings", payload, fault)
+        return self._answer(key, "embeddings", payload, fault)
 
     async def _models(self, request: web.Request) -> web.Response:
         denied = self._auth_error(request)

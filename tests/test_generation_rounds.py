@@ -38,8 +38,8 @@ def scripted(answers: dict[int, list[ChatResult]]):
     return ask, prompts
 
 
-def run_rounds(jobs: list[Job], ask: Any, items_of: Any, check: Any, max_tries: int) -> Any:
-    return asyncio.run(run_jobs(jobs, ask, items_of, check, max_tries))
+def run_rounds(jobs: list[Job], ask: Any, items_of: Any, check: Any, max_tries: int, width: int = 64) -> Any:
+    return asyncio.run(run_jobs(jobs, ask, items_of, check, max_tries, width))
 
 
 def ok(text: str) -> ChatResult:
@@ -104,3 +104,25 @@ def test_each_job_asks_again_as_soon_as_its_answer_fails_without_waiting_for_slo
     assert order == [(0, 0), (1, 0), (0, 1), (0, 2)]
     assert [(r.job.index, r.item.text) for r in rejected] == [(0, "ab"), (0, "ab")]
     assert stats.kept == 2 and jobs[0].tries == 3 and jobs[1].tries == 1
+
+
+def test_at_most_width_jobs_run_at_once_and_every_job_ends_the_same_as_all_at_once():
+    """Jobs start as workers free up (a prompt is rendered when its request is near), with the same outcome."""
+    running, peak = 0, 0
+
+    async def ask(job: Job, text: str) -> ChatResult:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001 * (job.index % 5))  # uneven latency: jobs finish out of order
+        running -= 1
+        return ok("good" if job.tries or job.index % 3 else "no")
+
+    def outcome(width: int) -> tuple[Any, ...]:
+        jobs = [job(i) for i in range(50)]
+        rejected, stats = run_rounds(jobs, ask, lambda j, parsed: [parsed], no_short, max_tries=2, width=width)
+        return [(r.job.index, r.item.text) for r in rejected], stats.as_dict(), [j.kept for j in jobs]
+
+    narrow = outcome(4)
+    assert peak == 4
+    assert narrow == outcome(50) and narrow[1]["kept"] == 50 and len(narrow[0]) == 17

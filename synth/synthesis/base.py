@@ -131,6 +131,7 @@ class SynthesisStage(Stage):
         engine = self.engine
         with RequestProgress(self.name, "records", len(jobs), enabled=engine.show_progress) as bar:
             rejected, stats = engine.run(run_jobs(jobs, self.ask, items_of, check, self.max_tries,
+                                                  engine.settings.concurrency,
                                                   lambda: bar.advance(engine.accounting)))
         self.show_an_answer(jobs, rejected)
         reasons = [job.failed for job in jobs if job.failed and job.failed != WAITING]  # batch mode says its own

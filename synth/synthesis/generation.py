@@ -91,12 +91,15 @@ Ask = Callable[["Job", str], Awaitable[Any]]
 
 
 async def run_jobs(
-    jobs: list[Job], ask: Ask, items_of: ItemsOf, check: Check, max_tries: int,
+    jobs: list[Job], ask: Ask, items_of: ItemsOf, check: Check, max_tries: int, width: int,
     on_done: Callable[[], None] | None = None,
 ) -> tuple[list[RejectedOutput], RoundStats]:
     """Run every job until it has its outputs, failed, or used `max_tries` requests; `on_done` after each job.
 
-    Rejected outputs are returned by job, then by try, whatever order the answers came in.
+    At most `width` jobs (the engine's concurrency) run at once, each of `width` workers taking the next job when
+    its last is done: a job renders its prompt when a request slot is near, so a part's thousands of prompts are not
+    all rendered (and held) up front while the first requests wait. Rejected outputs are returned by job, then by
+    try, whatever order the answers came in.
     """
     stats = RoundStats()
     rejected: list[list[RejectedOutput]] = [[] for _ in jobs]
@@ -109,9 +112,14 @@ async def run_jobs(
         if on_done is not None:
             on_done()
 
+    waiting = iter(zip(jobs, rejected, strict=True))
+
+    async def worker() -> None:
+        for job, rejects in waiting:  # shared by the workers: each takes the next job
+            await run(job, rejects)
+
     if jobs:
-        await gather_or_cancel([asyncio.ensure_future(run(job, rejects)) for job, rejects in zip(jobs, rejected,
-                                                                                                 strict=True)])
+        await gather_or_cancel([asyncio.ensure_future(worker()) for _ in range(min(max(1, width), len(jobs)))])
     stats.exhausted = sum(1 for j in jobs if j.open)
     return [r for rejects in rejected for r in rejects], stats
 
