@@ -33,6 +33,7 @@ import importlib
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -50,8 +51,9 @@ from openai_server import spawn_server_process  # noqa: E402
 
 API_KEY = "bench-key"
 MODEL = "bench-model"
-CLIENTS = ("aiohttp", "synth", "stage", "openai", "curator")
+CLIENTS = ("aiohttp", "replay", "synth", "stage", "openai", "curator")
 CLIENT_MODULES = {"aiohttp": ["aiohttp"], "chained": ["aiohttp"], "synth": ["synth.llm"], "openai": ["openai"],
+                  "replay": ["aiohttp", "synth.cli", "synth.synthesis.paraphrase"],
                   "curator": ["tiktoken"],
                   "rpm": ["synth.llm"], "stage": ["synth.cli", "synth.synthesis.paraphrase"]}
 STAGE_PARTS = 3
@@ -71,12 +73,14 @@ def chat_body(i: int) -> dict[str, Any]:
 # ----- clients (each runs in a worker process and returns how many requests succeeded) -----------------------------
 
 
-async def run_aiohttp(base_url: str, concurrency: int, n: int, chain: int = 1) -> int:
+async def run_aiohttp(base_url: str, concurrency: int, n: int, chain: int = 1,
+                      records: list[list[bytes]] | None = None) -> int:
     """`n` requests, `concurrency` in flight; with `chain` > 1 they come as records of `chain` requests each, a
-    record's next request sent only when its previous one is answered (the dependent work of the stage's tries)."""
+    record's next request sent only when its previous one is answered (the dependent work of the stage's tries).
+    `records`: these bodies instead (each record's requests in order, chained the same way)."""
     import aiohttp
 
-    queue = list(range(0, n, chain))
+    queue: list[Any] = [range(i, min(i + chain, n)) for i in range(0, n, chain)] if records is None else records[::-1]
     ok = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
@@ -85,9 +89,8 @@ async def run_aiohttp(base_url: str, concurrency: int, n: int, chain: int = 1) -
         async def worker() -> None:
             nonlocal ok
             while queue:
-                first = queue.pop()
-                for i in range(first, min(first + chain, n)):
-                    body = json.dumps(chat_body(i)).encode()
+                for item in queue.pop():
+                    body = item if isinstance(item, bytes) else json.dumps(chat_body(item)).encode()
                     async with session.post(f"{base_url}/chat/completions", data=body) as response:
                         data = json.loads(await response.read())
                     ok += bool(data["choices"][0]["message"]["content"])
@@ -195,6 +198,37 @@ def run_stage(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
     return {"ok": stats["llm_answered"], "seconds": seconds, "cpu": cpu}
 
 
+RECORD = re.compile(rb"How does mechanism (\\d+) of the fox")
+"""The record a request of the bench's paraphrase stage belongs to (its query is in every try's prompt)."""
+
+
+def run_replay(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
+    """Bare aiohttp sending exactly the requests the paraphrase stage sends (the same bytes: prompts, schema, seeds),
+    each record's tries one after the other: like for like, the HTTP work of the stage without the stage. The bodies
+    are captured from a run of the stage against the same server, off the clock."""
+    from synth.llm import transport
+
+    sent: list[bytes] = []
+    encode = transport.to_bytes
+
+    def capture(body: dict[str, Any]) -> bytes:
+        sent.append(encode(body))
+        return sent[-1]
+
+    transport.to_bytes = capture
+    try:
+        run_stage(base_url, concurrency, n)
+    finally:
+        transport.to_bytes = encode
+    records: dict[bytes, list[bytes]] = {}
+    for body in sent:
+        match = RECORD.search(body)
+        records.setdefault(match.group(1) if match else body, []).append(body)
+    cpu_start, started = _cpu(), time.monotonic()
+    ok = asyncio.run(run_aiohttp(base_url, concurrency, n, records=list(records.values())))
+    return {"ok": ok, "seconds": time.monotonic() - started, "cpu": _cpu() - cpu_start}
+
+
 def run_fleet(base_urls: str, concurrency: int, n: int) -> dict[str, Any]:
     """The paraphrase stage through `synth run`, one `[[llm.endpoints]]` per URL with `concurrency` in flight each."""
     from synth.cli import app
@@ -289,6 +323,7 @@ def worker_main(args: argparse.Namespace) -> None:
     runners: dict[str, Callable[[], Any]] = {
         "aiohttp": lambda: asyncio.run(run_aiohttp(url, concurrency, n)),
         "chained": lambda: asyncio.run(run_aiohttp(url, concurrency, n, chain=STAGE_TRIES)),
+        "replay": lambda: run_replay(url, concurrency, n),
         "synth": lambda: run_synth(url, concurrency, n),
         "openai": lambda: asyncio.run(run_openai(url, concurrency, n)),
         "curator": lambda: run_curator(url, concurrency, n),
@@ -335,24 +370,28 @@ def best_of(client: str, base_url: str, concurrency: int, args: argparse.Namespa
 
 
 def throughput_table(args: argparse.Namespace) -> None:
+    """Each client's rate against bare aiohttp's (short bodies) and, for the stage, against `replay` (bare aiohttp
+    sending the stage's own requests: the same bytes cost the server and the machine what they cost the stage)."""
     rows = []
     with spawn_server_process(latency=args.latency, api_key=API_KEY, model=MODEL) as base_url:
         for concurrency in args.concurrency:
             ideal = concurrency / args.latency
-            bare = None
+            rates: dict[str, float] = {}
             for client in args.clients:
                 result = best_of(client, base_url, concurrency, args)
                 if "error" in result:
-                    rows.append((client, concurrency, "-", "-", "-", "-", f"failed: {result['error']}"))
+                    rows.append((client, concurrency, "-", "-", "-", "-", "-", f"failed: {result['error']}"))
                     continue
-                rate = result["ok"] / result["seconds"]
-                bare = rate if client == "aiohttp" else bare
+                rate = rates[client] = result["ok"] / result["seconds"]
+                bare, replay = rates.get("aiohttp"), rates.get("replay") if client == "stage" else None
                 rows.append((client, concurrency, f"{rate:,.0f}", f"{rate / ideal:.2f}",
-                             f"{rate / bare:.2f}" if bare else "-", f"{result['cpu'] / result['ok'] * 1000:.2f}",
-                             f"{result['ok']}/{args.requests} ok" if client != "stage" else f"{result['ok']} sent"))
-    header = ("client", "concurrency", "req/s", "of ideal", "of aiohttp", "CPU ms/req", "")
+                             f"{rate / bare:.2f}" if bare else "-", f"{rate / replay:.2f}" if replay else "-",
+                             f"{result['cpu'] / result['ok'] * 1000:.2f}",
+                             f"{result['ok']} sent" if client in ("stage", "replay") else
+                             f"{result['ok']}/{args.requests} ok"))
+    header = ("client", "concurrency", "req/s", "of ideal", "of aiohttp", "of replay", "CPU ms/req", "")
     print(f"\n{args.requests} requests, {args.latency * 1000:.0f} ms server latency, ideal = concurrency / latency, "
-          f"best of {args.repeat} runs")
+          f"best of {args.repeat} runs; replay = bare aiohttp sending the stage's own request bodies")
     print_table(header, rows)
 
 
