@@ -213,20 +213,25 @@ class LLMEngine:
         """One request, streamed: journal, engine-wide slot, retries, re-ask. The same request asked twice at once
         is sent once; `urgent` ones (a record's next try) take the next free slot before the others."""
         key = self._chat_key(self._model or await self._resolve_model(), request)
-        while (running := self._inflight.get(key)) is not None:
-            try:
-                return await asyncio.shield(running)
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if not running.cancelled() or (current is not None and current.cancelling()):
-                    raise
-                # Whoever sent it was cancelled, this caller was not: it asks again itself.
-        if self.journal is not None:
-            hit = self.journal.get_many([key]).get(key)
-            result = self._chat_from_journal(request, hit) if hit is not None else None
-            if result is not None:
-                self._count("from_journal")
-                return result
+        while True:
+            running = self._inflight.get(key)
+            if running is not None:
+                try:
+                    return await asyncio.shield(running)
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if not running.cancelled() or (current is not None and current.cancelling()):
+                        raise
+                    continue  # whoever sent it was cancelled, this caller was not: it asks again itself
+            if self.journal is not None:
+                hit = await self.journal.get(key)
+                result = self._chat_from_journal(request, hit) if hit is not None else None
+                if result is not None:
+                    self._count("from_journal")
+                    return result
+                if key in self._inflight:
+                    continue  # sent by another caller while this one looked it up: shared
+            break
         # The first caller sends it in its own task (no task per request); callers of the same request meanwhile
         # wait for the shared outcome.
         shared = self._inflight[key] = asyncio.get_running_loop().create_future()
