@@ -14,9 +14,11 @@ from synthesis_fixtures import RETRIEVAL_ROWS, FakeModel, write_input
 from typer.testing import CliRunner
 
 from synth.cli import app
+from synth.llm import LLMSettings
 from synth.prompts import PromptLibrary
 from synth.schema import Task
 from synth.store import iter_rejects, iter_rows
+from synth.synthesis.paraphrase import PARAPHRASE, ParaphraseStage
 
 runner = CliRunner()
 
@@ -302,3 +304,13 @@ def test_a_failed_request_fails_the_run_and_only_it_is_sent_again(samples, fake,
     assert server.log.total("chat") == sent + 1  # the answered ones come from the journal
     assert all(r["negative_origins"] == ["llm"] for r in iter_rows(out))
     assert len(list(iter_rows(out))) == records
+
+
+def test_a_new_rows_meta_is_the_json_of_its_lineage(tmp_path):
+    """`meta` is encoded once per template: it is the text `json.dumps` writes, with or without extra entries."""
+    stage = ParaphraseStage({**PARAPHRASE.defaults(), "out": str(tmp_path)}, LLMSettings(model="模型"))
+    template = stage.templates[0]
+    lineage = {"template": template.name, "template_sha": template.sha, "model": "模型"}
+    for extra in (None, {}, {"persona": "一位律师", "template": "x"}, None):
+        assert stage.meta_json(template, extra) == json.dumps({**lineage, **(extra or {})}, ensure_ascii=False,
+                                                              sort_keys=True)

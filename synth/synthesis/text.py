@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 
-from synth.text import Script, char_class
+from synth.text import Script, char_class, dominant_script
 
 # Han and kana: one character is one token (no spaces between words).
 _CJK = char_class(Script.HAN, Script.KANA)
 _TOKEN = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
-_SPACE = re.compile(r"\s+")
 
 
 def tokens(text: str) -> list[str]:
@@ -19,18 +19,21 @@ def tokens(text: str) -> list[str]:
 
 
 def compact(text: str) -> str:
-    """Text without whitespace, lower-cased: what 'copied verbatim' compares, in any script."""
-    return _SPACE.sub("", text).lower()
+    """Text without whitespace, lower-cased: what 'copied verbatim' compares, in any script.
+
+    `str.split()` splits at exactly the characters regex `\\s` matches, and is several times faster than `re.sub`.
+    """
+    return "".join(text.split()).lower()
 
 
 def char_length(text: str) -> int:
     """Length in characters with runs of whitespace counted once (comparable across scripts)."""
-    return len(_SPACE.sub(" ", text).strip())
+    return len(" ".join(text.split()))
 
 
 def sentences(text: str) -> list[str]:
     """Sentences split at terminal punctuation (Latin and CJK) and line breaks."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and tokens(s)]
+    return [s.strip() for s in _SENTENCE_END.split(text) if _TOKEN.search(s.lower())]
 
 
 def shingles(text: str) -> set[str]:
@@ -39,3 +42,44 @@ def shingles(text: str) -> set[str]:
     for run in re.findall(f"[{_CJK}]+", text):
         found |= {run[i : i + 2] for i in range(len(run) - 1)} or {run}
     return found
+
+
+class Measured:
+    """A text with each measure taken once, on first use: a record's source field is compared with every output of
+    every try, and one output goes through several checks, which would otherwise each measure it again.
+
+    The measures are shared: callers must not change the lists.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @cached_property
+    def tokens(self) -> list[str]:
+        return tokens(self.text)
+
+    @cached_property
+    def compact(self) -> str:
+        return compact(self.text)
+
+    @cached_property
+    def char_length(self) -> int:
+        return char_length(self.text)
+
+    @cached_property
+    def sentences(self) -> list[str]:
+        return sentences(self.text)
+
+    @cached_property
+    def compact_sentences(self) -> list[str]:
+        """Each sentence as `compact` writes it."""
+        return [compact(s) for s in self.sentences]
+
+    @cached_property
+    def script(self) -> Script | None:
+        return dominant_script(self.text)
+
+
+def measured(text: str | Measured) -> Measured:
+    """`text` as `Measured` (itself when it already is: its measures are kept)."""
+    return text if isinstance(text, Measured) else Measured(text)
