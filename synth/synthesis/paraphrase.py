@@ -64,7 +64,7 @@ class ParaphraseStage(SynthesisStage):
                        or check_length(original, text, bands["length_tolerance"])
                        or check_adjacent_copy(original, text))
             if failure:
-                return failure._replace(reason=f"{name}: {failure.reason}")
+                return Failure(failure.rule, f"{name}: {failure.reason}")
         if not job.kept:  # the first output has nothing to duplicate: its band is not measured
             return None
         joined = Measured("\n".join(getattr(item, n) for n in sources))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from functools import cached_property
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from synth.text import Script, char_class, dominant_script
 
@@ -44,6 +45,22 @@ def shingles(text: str) -> set[str]:
     return found
 
 
+T = TypeVar("T")
+
+
+class _once(Generic[T]):
+    """`functools.cached_property` without its lock and checks (Python 3.11 takes a lock on every first access):
+    the value is stored in the instance, where later reads find it without calling here again."""
+
+    def __init__(self, measure: Callable[[Any], T]) -> None:
+        self.measure = measure
+        self.name = measure.__name__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> T:
+        value = instance.__dict__[self.name] = self.measure(instance)
+        return value
+
+
 class Measured:
     """A text with each measure taken once, on first use: a record's source field is compared with every output of
     every try, and one output goes through several checks, which would otherwise each measure it again.
@@ -54,28 +71,28 @@ class Measured:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    @cached_property
+    @_once
     def tokens(self) -> list[str]:
         return tokens(self.text)
 
-    @cached_property
+    @_once
     def compact(self) -> str:
         return compact(self.text)
 
-    @cached_property
+    @_once
     def char_length(self) -> int:
         return char_length(self.text)
 
-    @cached_property
+    @_once
     def sentences(self) -> list[str]:
         return sentences(self.text)
 
-    @cached_property
+    @_once
     def compact_sentences(self) -> list[str]:
         """Each sentence as `compact` writes it."""
         return [compact(s) for s in self.sentences]
 
-    @cached_property
+    @_once
     def script(self) -> Script | None:
         return dominant_script(self.text)
 
