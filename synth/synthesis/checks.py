@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from rapidfuzz.distance import Levenshtein
 
-from synth.synthesis.text import Measured, measured, shingles
+from synth.synthesis.text import Measured, measured
 from synth.text import lang_mismatch, scripts_of
 
 
@@ -87,15 +87,15 @@ def check_script(expected: str | None, output: Text) -> Failure | None:
     return None
 
 
-def topic_overlap(a: str, b: str) -> float:
+def topic_overlap(a: Text, b: Text) -> float:
     """Jaccard overlap of content words (CJK bigrams): high for a rewrite, lower for a shifted topic."""
-    left, right = shingles(a), shingles(b)
+    left, right = measured(a).shingles, measured(b).shingles
     if not left or not right:
         return 0.0
     return len(left & right) / len(left | right)
 
 
-def check_topic_shift(source: str, output: str, max_overlap: float) -> Failure | None:
+def check_topic_shift(source: Text, output: Text, max_overlap: float) -> Failure | None:
     """An augmentation must move the topic: too much shared vocabulary means it is a mere rewrite."""
     overlap = topic_overlap(source, output)
     if overlap > max_overlap:

@@ -55,7 +55,7 @@ class ParaphraseStage(SynthesisStage):
     def check(self, job: Job, item: Any) -> Failure | None:
         """Every field must be non-empty, same script, changed enough, in the length band, no copied sentences."""
         bands = job.context  # the bands are template variables too
-        sources: dict[str, Measured] = job.context["sources"]
+        sources: dict[str, Measured] = job.context["measured"]
         for name, original in sources.items():
             text = Measured(getattr(item, name))  # measured once for all the checks below
             failure = (check_nonempty(text, name) or check_no_new_markup(original, text)
@@ -88,7 +88,7 @@ class ParaphraseStage(SynthesisStage):
             # The checks measure each source field once, on its first output, not once per output and try.
             context = {**shared, "lang": row["lang"], "label": row.get("label"),
                        "fields": [{"name": f, "text": row[f]} for f in fields],
-                       "sources": {f: Measured(row[f]) for f in fields}}
+                       "measured": {f: Measured(row[f]) for f in fields}}
             jobs.append(Job(index, template, context, model, self.num))
         return self.new_rows(task, rows, jobs, lambda job, parsed: parsed.items, self.check)
 

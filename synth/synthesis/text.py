@@ -96,6 +96,10 @@ class Measured:
     def script(self) -> Script | None:
         return dominant_script(self.text)
 
+    @_once
+    def shingles(self) -> set[str]:
+        return shingles(self.text)
+
 
 def measured(text: str | Measured) -> Measured:
     """`text` as `Measured` (itself when it already is: its measures are kept)."""
