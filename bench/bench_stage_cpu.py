@@ -88,7 +88,16 @@ def main() -> None:
         passing = model(**REWRITE)
         too_long = model(query=REWRITE["query"] * 2, positive=REWRITE["positive"])
         row("paraphrase check, output kept", per_call(lambda: stage.check(job, passing), 5000))
+
+        def first_output() -> None:  # a fresh record: its job built, its source fields measured by the checks
+            collect.jobs.clear()
+            stage.synthesise(Task.RETRIEVAL, rows[:1])
+            stage.check(collect.jobs[0], passing)
+
+        row("paraphrase record: job + 1st output kept", per_call(first_output, 2000))
         row("paraphrase check, output too long", per_call(lambda: stage.check(job, too_long), 5000))
+        generic = model(query="items[0].query 6274b6ea5facdb46", positive="items[0].positive 44314beb432fae1d")
+        row("paraphrase check, loopback server's answer", per_call(lambda: stage.check(job, generic), 5000))
         job.kept = [model(query="Which way does a rapid fox hop past the drowsy hound at the stream?",
                           positive=REWRITE["positive"].replace("Moon", "lunar body"))]
         row("paraphrase check, 2nd output (1 kept)", per_call(lambda: stage.check(job, passing), 5000))

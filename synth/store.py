@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,9 @@ class PartRef:
     name: str
     path: Path
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Made once per part: stages name the part in every reject (and the filter with every row)."""
         return part_key(self.task, self.name)
 
 
