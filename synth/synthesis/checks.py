@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from rapidfuzz.distance import Levenshtein
 
-from synth.synthesis.text import Measured, measured
+from synth.synthesis.text import Text, measured
 from synth.text import lang_mismatch, scripts_of
 
 
@@ -25,10 +25,6 @@ class Failure(NamedTuple):
 
     rule: str
     reason: str
-
-
-Text = str | Measured
-"""A text as a check takes it."""
 
 
 def edit_distance(a: Text, b: Text) -> float:

@@ -20,7 +20,6 @@ from synth.store import PartRef, file_fingerprint
 from synth.synthesis.base import Synthesised, SynthesisStage
 from synth.synthesis.checks import (
     Failure,
-    Text,
     check_distinct,
     check_language,
     check_no_new_markup,
@@ -34,7 +33,7 @@ from synth.synthesis.personas import PersonaIndex, default_personas_path, load_p
 from synth.synthesis.sampling import DIFFICULTIES, QUESTION_TYPES, SAME_LANGUAGE, RequirementSampler, language_name
 from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
 from synth.synthesis.spec import DROP_SOURCE, NUM, PANEL, band, synthesis_spec
-from synth.synthesis.text import Measured, tokens
+from synth.synthesis.text import Measured, Text, tokens
 
 OPTIONS: tuple[Option, ...] = (
     DROP_SOURCE,

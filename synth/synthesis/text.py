@@ -1,4 +1,5 @@
-"""Language-neutral text measures the checks share: tokens, characters, sentences, shingles (scripts: synth.text)."""
+"""Language-neutral text measures the checks share: tokens, characters, sentences, shingles (scripts: synth.text),
+and `Measured`, a text that keeps them once taken."""
 
 from __future__ import annotations
 
@@ -45,18 +46,18 @@ def shingles(text: str) -> set[str]:
     return found
 
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-class _once(Generic[T]):
+class _once(Generic[_T]):
     """`functools.cached_property` without its lock and checks (Python 3.11 takes a lock on every first access):
     the value is stored in the instance, where later reads find it without calling here again."""
 
-    def __init__(self, measure: Callable[[Any], T]) -> None:
+    def __init__(self, measure: Callable[[Any], _T]) -> None:
         self.measure = measure
         self.name = measure.__name__
 
-    def __get__(self, instance: Any, owner: type | None = None) -> T:
+    def __get__(self, instance: Any, owner: type | None = None) -> _T:
         value = instance.__dict__[self.name] = self.measure(instance)
         return value
 
@@ -101,6 +102,10 @@ class Measured:
         return shingles(self.text)
 
 
-def measured(text: str | Measured) -> Measured:
+Text = str | Measured
+"""A text as the checks take it."""
+
+
+def measured(text: Text) -> Measured:
     """`text` as `Measured` (itself when it already is: its measures are kept)."""
     return text if isinstance(text, Measured) else Measured(text)
