@@ -87,7 +87,7 @@ class AugmentStage(SynthesisStage):
                 or self.topic_failure(source, joined)
                 or check_distinct(negative, new_positive, float(self.options["min_change"]),
                                   "negative_equals_positive", "the new positive")
-                or check_near_duplicate(joined, [f"{k.query}\n{k.positive}" for k in job.kept],
+                or check_near_duplicate(joined, self.measured_kept(job, lambda k: f"{k.query}\n{k.positive}"),
                                         float(self.options["min_change"])))
 
     def check_example(self, job: Job, item: Any) -> Failure | None:
@@ -97,7 +97,8 @@ class AugmentStage(SynthesisStage):
                 or check_length(text, output, float(self.options["length_tolerance"]))
                 or check_changed(text, output, float(self.options["min_change"]))
                 or self.topic_failure(text, output)
-                or check_near_duplicate(output, [k.text for k in job.kept], float(self.options["min_change"])))
+                or check_near_duplicate(output, self.measured_kept(job, lambda k: k.text),
+                                        float(self.options["min_change"])))
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task not in TECHNIQUE:

@@ -51,8 +51,8 @@ class NegativesStage(SynthesisStage):
                 or check_language(job.context["lang"], passage, positive)
                 or check_length(positive, passage, float(self.options["length_tolerance"]))
                 or check_distinct(passage, positive, band, "negative_equals_positive", "the positive")
-                or check_near_duplicate(passage, [*job.context["measured"]["existing"], *(k.passage for k in job.kept)],
-                                        band))
+                or check_near_duplicate(passage, [*job.context["measured"]["existing"],
+                                                  *self.measured_kept(job, lambda k: k.passage)], band))
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task != Task.RETRIEVAL:

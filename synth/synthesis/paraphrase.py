@@ -68,7 +68,7 @@ class ParaphraseStage(SynthesisStage):
         if not job.kept:  # the first output has nothing to duplicate: its band is not measured
             return None
         joined = Measured("\n".join(getattr(item, n) for n in sources))
-        kept = ["\n".join(getattr(k, n) for n in sources) for k in job.kept]
+        kept = self.measured_kept(job, lambda k: "\n".join(getattr(k, n) for n in sources))
         return check_near_duplicate(joined, kept, self.needed_change(joined, bands))
 
     @staticmethod
