@@ -78,8 +78,8 @@ class RecordBase(BaseModel):
         return value
 
     def model_post_init(self, __context: Any) -> None:
-        if not self.id:
-            self.id = record_id(self.task, self.model_dump())
+        if not self.id:  # the fields as validated, without the copy a `model_dump` would make of every field
+            self.id = record_id(self.task, self.__dict__)
 
 
 def _nonempty(value: str) -> str:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,9 @@ class PartRef:
     name: str
     path: Path
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Made once per part: stages name the part in every reject (and the filter with every row)."""
         return part_key(self.task, self.name)
 
 
@@ -293,8 +295,8 @@ def write_rejects(directory: Path, task: Task | str, name: str, rejects: list[di
     if not rejects:
         storage.unlink(Path(directory) / rel)
         return None
-    names = REJECT_SCHEMA.names  # a new list per access: once per part, not once per reject
-    table = pa.Table.from_pylist([{f: r[f] for f in names} for r in rejects], schema=REJECT_SCHEMA)
+    # Column by column: `from_pylist` would build these columns itself, from a dict per reject made here.
+    table = pa.Table.from_pydict({f: [r[f] for r in rejects] for f in REJECT_SCHEMA.names}, schema=REJECT_SCHEMA)
     atomic_write_table(Path(directory) / rel, table)
     return rel
 
@@ -356,12 +358,16 @@ def location(source: PartRef | str, number: int, record_id: str | None = None, *
     return text
 
 
+_REJECT_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+"""What json.dumps(record, ensure_ascii=False, default=str) uses, made once instead of once per reject."""
+
+
 def reject(
     stage: str, location: str, rule: str, reason: str, record: Any, kind: RejectKind = "record"
 ) -> dict[str, str]:
     """One reject row: what it dropped (`kind`), where it came from, which rule dropped it and why, and the row."""
     if not isinstance(record, str):
-        record = json.dumps(record, ensure_ascii=False, default=str)
+        record = _REJECT_ENCODER.encode(record)
     return {"stage": stage, "kind": kind, "location": location, "rule": rule, "reason": reason, "record": record}
 
 

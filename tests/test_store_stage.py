@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from synth.errors import InputFileError
-from synth.schema import ARROW_SCHEMAS, RetrievalRecord, Task, record_id, to_table, validate_row
+from synth.schema import ARROW_SCHEMAS, REJECT_SCHEMA, RetrievalRecord, Task, record_id, to_table, validate_row
 from synth.stage import PartResult, Stage, run_stage
-from synth.store import Manifest, list_parts, reject, write_part
+from synth.store import Manifest, list_parts, reject, write_part, write_rejects
 
 
 def retrieval_row(query: str, positive: str) -> dict:
@@ -65,6 +66,31 @@ def test_record_id_golden_values():
     """Fixed values: the same record gets the same id on any machine and in any later version."""
     assert record_id("retrieval", {"query": "q", "positive": "p"}) == "15f3481314bc50726cb2654a651207c4"
     assert record_id("sts", {"text_b": "cat", "text_a": "猫"}) == "80fd51cca2f21c6866b9b20c5bbac29d"
+
+
+def test_validated_rows_of_every_task_get_their_golden_ids():
+    """`validate_row` hashes the validated fields themselves (no dump of the model): the ids stay what they were."""
+    base = {"instruction": "i", "lang": "en", "source": "s"}
+    assert validate_row("retrieval", {**base, "query": "q", "positive": "p"})["id"] == \
+        "15f3481314bc50726cb2654a651207c4"
+    assert validate_row("sts", {**base, "text_a": "猫", "text_b": "cat", "score": 0.5})["id"] == \
+        "80fd51cca2f21c6866b9b20c5bbac29d"
+    assert validate_row("cls", {**base, "text": "新闻", "label": "财经"})["id"] == "2245a209332015fa426a88e9d443b081"
+    passage = {**base, "text": "t", "document_id": "d", "chunk_index": 2, "char_start": 0, "char_end": 1}
+    assert validate_row("passage", passage)["id"] == "cf2dfa46199f0c9fc0eb2b2801c6373d"
+
+
+def test_rejects_are_written_as_made(tmp_path: Path):
+    """A reject's record is the JSON `json.dumps` writes (any value, any script); its file holds every reject."""
+    records = [{"query": "长城", "at": datetime(2024, 1, 2), "path": Path("a")}, "raw line", ["x", 1.5, None]]
+    rejects = [reject("s", f"f:row {i}", "rule", "why", r, kind="negative" if i else "record")
+               for i, r in enumerate(records)]
+    assert [r["record"] for r in rejects] == [json.dumps(records[0], ensure_ascii=False, default=str), "raw line",
+                                              '["x", 1.5, null]']
+    rel = write_rejects(tmp_path, Task.RETRIEVAL, "part-00000", rejects)
+    table = pq.read_table(tmp_path / rel)
+    assert table.schema == REJECT_SCHEMA
+    assert table.to_pylist() == rejects
 
 
 def test_models_reject_instead_of_coercing():

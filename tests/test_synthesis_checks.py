@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import pytest
 
 from synth.synthesis import checks
-from synth.synthesis.text import sentences, tokens
+from synth.synthesis.text import _SENTENCE_END, Measured, char_length, compact, sentences, tokens
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 PARAGRAPH = ("Tides are caused by the Moon. The Sun adds a smaller pull. "
@@ -101,3 +104,53 @@ def test_markup_a_source_does_not_have_is_debris():
     assert checks.check_no_new_markup("Boil the egg.", '{"query": "egg"}').rule == "markup_in_output"
     assert checks.check_no_new_markup("Use <b>bold</b> here.", "Here, <b>bold</b> is used.") is None
     assert checks.check_no_new_markup("If a < b and c > d.", "When c > d and a < b.") is None
+
+
+# Texts the measures and checks must treat exactly as before they were sped up: English, Chinese, Japanese, mixed,
+# markup, every kind of whitespace, empty and letterless strings.
+VARIED = [
+    SENTENCE, PARAGRAPH, "", " ", "\n\n", "  ?! ", "12345", "第一句。第二句！Third one? fourth",
+    "长城的修建始于春秋战国时期，秦朝统一后连接成万里长城。现存的大部分城墙建于明朝。",
+    "東京は日本の首都です。人口が多いです。", "Python 里的 <b>list</b> 和 tuple 有什么区别？\n\nA list is mutable.",
+    '{"query": "egg"} then text.', "\u3000全角\u3000空格\u3000", "a\u00a0b\u2028c\u2029d\x1ce\x85f",
+    "İstanbul ΣΑΣ Straße",
+    "Tides are caused by the Moon.  The Sun adds a smaller pull. Something else entirely here.",
+]
+EVERY_CHARACTER = "".join(map(chr, range(0x110000)))
+
+
+def test_measures_give_what_their_regex_definitions_gave():
+    # The definitions these measures had before `str.split` replaced `re.sub(r"\s+", ...)` and a token search
+    # replaced a token list: the split characters are exactly the ones `\s` matches, for every code point.
+    space = re.compile(r"\s+")
+    for text in [*VARIED, EVERY_CHARACTER]:
+        assert compact(text) == space.sub("", text).lower()
+        assert char_length(text) == len(space.sub(" ", text).strip())
+        assert sentences(text) == [s.strip() for s in _SENTENCE_END.split(text) if s and tokens(s)]
+
+
+PAIR_CHECKS = [
+    lambda source, output: checks.check_nonempty(output, "field"),
+    lambda source, output: checks.check_no_new_markup(source, output),
+    *(lambda source, output, lang=lang: checks.check_language(lang, output, source)
+      for lang in ("en", "zh", "ja", "xx")),
+    lambda source, output: checks.check_changed(source, output, checks.change_band(source, 0.3, 0.2)),
+    lambda source, output: checks.edit_distance(source, output),
+    lambda source, output: checks.check_length(source, output, 0.15),
+    lambda source, output: checks.check_adjacent_copy(source, output),
+    lambda source, output: checks.check_near_duplicate(output, [source], checks.change_band(output, 0.3, 0.2)),
+    lambda source, output: checks.check_distinct(output, source, 0.2, "negative_equals_positive", "the positive"),
+    lambda source, output: checks.check_not_copied(output, source),
+    lambda source, output: checks.check_word_count(output, 5, 0.5),
+    lambda source, output: checks.check_script("han", output),
+]
+
+
+def test_measured_texts_give_the_checks_the_same_answers_as_strings():
+    # A stage hands the checks one `Measured` per source field and per output, reused across checks and outputs:
+    # every rule, reason and measure must be what the plain strings give.
+    sources = {text: Measured(text) for text in VARIED}
+    for source, output in itertools.product(VARIED, VARIED):
+        measured_output = Measured(output)
+        for check in PAIR_CHECKS:
+            assert check(sources[source], measured_output) == check(source, output)

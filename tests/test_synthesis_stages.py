@@ -14,9 +14,11 @@ from synthesis_fixtures import RETRIEVAL_ROWS, FakeModel, write_input
 from typer.testing import CliRunner
 
 from synth.cli import app
+from synth.llm import LLMSettings
 from synth.prompts import PromptLibrary
 from synth.schema import Task
 from synth.store import iter_rejects, iter_rows
+from synth.synthesis.paraphrase import PARAPHRASE, ParaphraseStage
 
 runner = CliRunner()
 
@@ -302,3 +304,51 @@ def test_a_failed_request_fails_the_run_and_only_it_is_sent_again(samples, fake,
     assert server.log.total("chat") == sent + 1  # the answered ones come from the journal
     assert all(r["negative_origins"] == ["llm"] for r in iter_rows(out))
     assert len(list(iter_rows(out))) == records
+
+
+def test_a_new_rows_meta_is_the_json_of_its_lineage(tmp_path):
+    """`meta` is encoded once per template: it is the text `json.dumps` writes, with or without extra entries."""
+    stage = ParaphraseStage({**PARAPHRASE.defaults(), "out": str(tmp_path)}, LLMSettings(model="模型"))
+    template = stage.templates[0]
+    lineage = {"template": template.name, "template_sha": template.sha, "model": "模型"}
+    for extra in (None, {}, {"persona": "一位律师", "template": "x"}, None):
+        assert stage.meta_json(template, extra) == json.dumps({**lineage, **(extra or {})}, ensure_ascii=False,
+                                                              sort_keys=True)
+
+
+class _KeepJobs:
+    """Stands in for `--estimate`'s sample: keeps the jobs a stage builds instead of sending them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Any] = []
+
+    def add(self, jobs: list[Any], expected: Any) -> None:
+        self.jobs += jobs
+
+
+def test_paraphrase_checks_each_output_against_every_kept_one(tmp_path):
+    """Kept outputs are measured once and compared with every later output: rules and reasons are those of the
+    plain checks, whichever output of the record it is."""
+    stage = ParaphraseStage({**PARAPHRASE.defaults(), "out": str(tmp_path)}, LLMSettings(model="m"))
+    stage.sample = _KeepJobs()
+    row = {"id": "r0", "lang": "en", "query": "What causes ocean tides on the coast?",
+           "positive": "Ocean tides are caused mainly by the Moon. The Sun also contributes, less strongly."}
+    stage.synthesise(Task.RETRIEVAL, [row])
+    (job,) = stage.sample.jobs
+    item = job.response_model.model_fields["items"].annotation.__args__[0]
+    first = item(query="Why do seas by a shore rise and fall?",
+                 positive="The Moon is the main cause of sea tides. The Sun adds a weaker pull as well.")
+    again = item(query="Why do seas by the shore rise and fall?",
+                 positive="The Moon is the main cause of sea tides. The Sun adds a weaker pull as well!")
+    other = item(query="What makes coastal waters go up daily?",
+                 positive="Tides come chiefly from lunar gravity; solar gravity adds a smaller share.")
+    assert stage.check(job, first) is None
+    job.kept.append(first)
+    failure = stage.check(job, again)
+    assert failure == ("near_duplicate_output", "near-identical to another output of the same record")
+    assert stage.check(job, other) is None
+    job.kept.append(other)
+    assert stage.check(job, again) == failure and stage.check(job, other) == failure
+    kept = stage.measured_kept(job, lambda k: f"{k.query}\n{k.positive}")
+    assert [m.text for m in kept] == [f"{k.query}\n{k.positive}" for k in job.kept]
+    assert stage.measured_kept(job, lambda k: "") is kept  # measured once, kept in the job

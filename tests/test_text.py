@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 
 import pytest
 
@@ -10,9 +11,9 @@ from synth.filtering.record_rules import language_violation
 from synth.ingest.lang import guess_lang
 from synth.llm.tokens import estimate_text_tokens
 from synth.synthesis.checks import check_language
-from synth.text import LANG_SCRIPTS, SCRIPT_LANG, Script, dominant_script, lang_mismatch, scripts_of
+from synth.text import LANG_SCRIPTS, SCRIPT_LANG, Script, dominant_script, lang_mismatch, script_weights, scripts_of
 from synth.text.identify import guess_language
-from synth.text.scripts import SCRIPT_RANGES
+from synth.text.scripts import SCRIPT_RANGES, WORD
 from tests.pipeline_fixtures import retrieval
 
 HAS_LINGUA = importlib.util.find_spec("lingua") is not None
@@ -90,6 +91,37 @@ def test_one_dominant_script_counting_words():
     assert dominant_script(stray_kana) == Script.HAN  # one stray kana in Chinese
     assert dominant_script("สวัสดีครับ Python") == Script.THAI  # Thai has no spaces: letters, not runs, count
     assert dominant_script("12345 !? 🎉") is None
+
+
+def weights_by_definition(text: str) -> dict[Script, int]:
+    """The module docstring's rule, one character at a time: a run of a script's letters weighs a word, or each
+    letter its `per_letter`; kanji count as kana when kana are a tenth of the CJK letters. In table order."""
+    weights = dict.fromkeys((entry.script for entry in SCRIPT_RANGES), 0)
+    previous = None
+    for char in text:
+        entry = next((e for e in SCRIPT_RANGES if any(low <= ord(char) <= high for low, high in e.ranges)), None)
+        if entry is not None:
+            weights[entry.script] += entry.per_letter or (WORD if entry is not previous else 0)
+        previous = entry
+    if weights[Script.KANA] and weights[Script.HAN] and weights[Script.KANA] >= 0.1 * (weights[Script.KANA] +
+                                                                                       weights[Script.HAN]):
+        weights[Script.KANA] += weights.pop(Script.HAN)
+    return {script: weight for script, weight in weights.items() if weight}
+
+
+def test_script_weights_follow_their_definition_in_every_script():
+    letters = [chr(point) for entry in SCRIPT_RANGES for low, high in entry.ranges
+               for point in {low, (low + high) // 2, high}]
+    noise = [" ", "  ", "1", ",", "。", "\n", "-", "🎉"]
+    rng = random.Random(7)
+    texts = [*(text for _, text, _ in CASES), "".join(letters), "".join(noise)]
+    texts += ["".join(rng.choice(letters if rng.random() < 0.7 else noise) * rng.randint(1, 3)
+                      for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    for text in texts:
+        weights = script_weights(text)
+        assert list(weights.items()) == list(weights_by_definition(text).items()), text
+    for text in ["", " ", "123 !?", "a", "Hello, world", "x1", "\t_\n", *(t for t in texts if t.isascii())]:
+        assert dominant_script(text) == (Script.LATIN if weights_by_definition(text) else None)
 
 
 def test_unknown_language_falls_back_to_the_source_script_in_synthesis_only():

@@ -28,6 +28,7 @@ from synth.synthesis.generation import Job
 from synth.synthesis.outputs import AugmentClsOutput, AugmentOutput, schema_json
 from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
 from synth.synthesis.spec import DROP_SOURCE, band, synthesis_spec
+from synth.synthesis.text import Measured
 
 BANDS: tuple[Option, ...] = (
     band("length_tolerance", 0.20, "New query/passages within +-this share of the originals."),
@@ -59,42 +60,45 @@ class AugmentStage(SynthesisStage):
         return {"lang": "en", "query": "q", "positive": "p", "text": "t", "label": "l", "num": 2, "avoid": ["{}"],
                 "length_tolerance": float(self.options["length_tolerance"]), "output_schema": schema_json(model)}
 
-    def topic_failure(self, source: str, output: str) -> Failure | None:
+    def topic_failure(self, source: Measured, output: Measured) -> Failure | None:
         """Lexical overlap bound always; embedding similarity band when an embedder is configured."""
         failure = check_topic_shift(source, output, float(self.options["max_topic_overlap"]))
         if failure or self.similarity is None:
             return failure
-        similarity = float(self.similarity.pairwise([source], [output])[0])
+        similarity = float(self.similarity.pairwise([source.text], [output.text])[0])
         return check_similarity_band(similarity, float(self.options["min_topic_similarity"]),
                                      float(self.options["max_topic_similarity"]))
 
     def check_triple(self, job: Job, item: Any) -> Failure | None:
-        query, positive = job.context["query"], job.context["positive"]
+        query, positive, source = (job.context["measured"][k] for k in ("query", "positive", "source"))
         tolerance = float(self.options["length_tolerance"])
-        lang, source = job.context["lang"], f"{query}\n{positive}"
-        for name, text, reference in (("query", item.query, query), ("positive", item.positive, positive),
-                                      ("negative", item.negative, positive)):
+        lang = job.context["lang"]
+        # Each output measured once for all the checks below.
+        new_query, new_positive, negative = Measured(item.query), Measured(item.positive), Measured(item.negative)
+        for name, text, reference in (("query", new_query, query), ("positive", new_positive, positive),
+                                      ("negative", negative, positive)):
             failure = (check_nonempty(text, name) or check_no_new_markup(reference, text)
                        or check_language(lang, text, source)
                        or check_length(reference, text, tolerance))
             if failure:
-                return failure._replace(reason=f"{name}: {failure.reason}")
-        joined = f"{item.query}\n{item.positive}"
-        return (check_changed(query, item.query, float(self.options["min_change"]))
-                or self.topic_failure(f"{query}\n{positive}", joined)
-                or check_distinct(item.negative, item.positive, float(self.options["min_change"]),
+                return Failure(failure.rule, f"{name}: {failure.reason}")
+        joined = Measured(f"{item.query}\n{item.positive}")
+        return (check_changed(query, new_query, float(self.options["min_change"]))
+                or self.topic_failure(source, joined)
+                or check_distinct(negative, new_positive, float(self.options["min_change"]),
                                   "negative_equals_positive", "the new positive")
-                or check_near_duplicate(joined, [f"{k.query}\n{k.positive}" for k in job.kept],
+                or check_near_duplicate(joined, self.measured_kept(job, lambda k: f"{k.query}\n{k.positive}"),
                                         float(self.options["min_change"])))
 
     def check_example(self, job: Job, item: Any) -> Failure | None:
-        text = job.context["text"]
-        return (check_nonempty(item.text, "text") or check_no_new_markup(text, item.text)
-                or check_language(job.context["lang"], item.text, text)
-                or check_length(text, item.text, float(self.options["length_tolerance"]))
-                or check_changed(text, item.text, float(self.options["min_change"]))
-                or self.topic_failure(text, item.text)
-                or check_near_duplicate(item.text, [k.text for k in job.kept], float(self.options["min_change"])))
+        text, output = job.context["measured"]["text"], Measured(item.text)
+        return (check_nonempty(output, "text") or check_no_new_markup(text, output)
+                or check_language(job.context["lang"], output, text)
+                or check_length(text, output, float(self.options["length_tolerance"]))
+                or check_changed(text, output, float(self.options["min_change"]))
+                or self.topic_failure(text, output)
+                or check_near_duplicate(output, self.measured_kept(job, lambda k: k.text),
+                                        float(self.options["min_change"])))
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task not in TECHNIQUE:
@@ -105,10 +109,13 @@ class AugmentStage(SynthesisStage):
         for index, row in enumerate(rows):
             context = {"lang": row["lang"], "length_tolerance": float(self.options["length_tolerance"]),
                        "output_schema": schema_json(model)}
+            # What the outputs are compared with, measured once per record (on first use) for all of them.
             if task == Task.RETRIEVAL:
-                context.update(query=row["query"], positive=row["positive"])
+                context.update(query=row["query"], positive=row["positive"],
+                               measured={"query": Measured(row["query"]), "positive": Measured(row["positive"]),
+                                         "source": Measured(f"{row['query']}\n{row['positive']}")})
             else:
-                context.update(text=row["text"], label=row["label"])
+                context.update(text=row["text"], label=row["label"], measured={"text": Measured(row["text"])})
             jobs.append(Job(index, self.library.for_lang(technique, row["lang"]), context, model, self.num))
         check = self.check_triple if task == Task.RETRIEVAL else self.check_example
         return self.new_rows(task, rows, jobs, lambda job, parsed: parsed.items, check)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,17 @@ from synth.store import PartRef, location, reject
 from synth.synthesis.estimate import Sample, same_length_answer
 from synth.synthesis.generation import Check, ItemsOf, Job, RejectedOutput, RoundStats, as_data, run_jobs
 from synth.synthesis.similarity import TextSimilarity
+from synth.synthesis.text import Measured
+
+_META_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+"""What json.dumps(meta, ensure_ascii=False, sort_keys=True) uses, made once instead of once per row."""
 
 
 def merged_meta(row: dict[str, Any], extra: dict[str, Any]) -> str:
     """The row's meta JSON with `extra` merged in."""
     meta = json.loads(row.get("meta") or "{}")
     meta.update(extra)
-    return json.dumps(meta, ensure_ascii=False, sort_keys=True)
+    return _META_ENCODER.encode(meta)
 
 
 class SynthesisStage(Stage):
@@ -60,6 +65,7 @@ class SynthesisStage(Stage):
         self._engine: LLMEngine | None = None
         self._engine_lock = threading.Lock()
         self._answer_shown = False
+        self._template_meta: dict[tuple[str, str], str] = {}
         self.sample: Sample | None = None
         """Set by `--estimate`: jobs are counted there instead of sent."""
 
@@ -169,6 +175,14 @@ class SynthesisStage(Stage):
             ]
         return result
 
+    @staticmethod
+    def measured_kept(job: Job, text_of: Callable[[Any], str]) -> list[Measured]:
+        """The job's kept outputs as `text_of` writes them, each measured once: every later output of the record is
+        compared with all of them (near-duplicates). Kept outputs are only ever appended, so the list follows."""
+        kept: list[Measured] = job.context.setdefault("measured_kept", [])
+        kept += [Measured(text_of(item)) for item in job.kept[len(kept):]]
+        return kept
+
     def fields_of(self, task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
         """A new row's task fields from its parent and one kept output (stages that add rows define it)."""
         return item.model_dump()
@@ -176,8 +190,6 @@ class SynthesisStage(Stage):
     def derived_row(self, parent: dict[str, Any], task: Task, fields: dict[str, Any], origin: str,
                     template: PromptTemplate, extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """A new unified row descended from `parent`: lineage, template name and hash in `meta`."""
-        meta = {"template": template.name, "template_sha": template.sha, "model": self.settings.model,
-                **(extra_meta or {})}
         return {
             "task": task.value,
             "instruction": parent["instruction"],
@@ -186,9 +198,23 @@ class SynthesisStage(Stage):
             "origin": origin,
             "parent_id": parent["id"],
             "document_id": parent.get("document_id"),
-            "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True),
+            "meta": self.meta_json(template, extra_meta),
             **fields,
         }
+
+    def meta_json(self, template: PromptTemplate, extra_meta: dict[str, Any] | None = None) -> str:
+        """A new row's `meta`: its `lineage` plus `extra_meta`. Without extra it is the same for every row of a
+        template, so it is encoded once per template, not once per row."""
+        if extra_meta:
+            return _META_ENCODER.encode({**self.lineage(template), **extra_meta})
+        key = (template.name, template.sha)
+        if key not in self._template_meta:  # parts in flight may both encode it: the same text
+            self._template_meta[key] = _META_ENCODER.encode(self.lineage(template))
+        return self._template_meta[key]
+
+    def lineage(self, template: PromptTemplate) -> dict[str, Any]:
+        """Where a new row comes from: the template, its hash and the model."""
+        return {"template": template.name, "template_sha": template.sha, "model": self.settings.model}
 
     def rejects_of(
         self, part: PartRef, rejected: list[RejectedOutput], parents: list[dict[str, Any]]

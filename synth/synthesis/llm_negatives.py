@@ -21,6 +21,7 @@ from synth.synthesis.checks import (
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import NEGATIVE_KINDS, NegativesOutput, schema_json
 from synth.synthesis.spec import band, synthesis_spec
+from synth.synthesis.text import Measured
 
 BANDS: tuple[Option, ...] = (
     band("length_tolerance", 0.20, "Negative length within +-this share of the positive."),
@@ -43,14 +44,15 @@ class NegativesStage(SynthesisStage):
                 "output_schema": schema_json(NegativesOutput)}
 
     def check(self, job: Job, item: Any) -> Failure | None:
-        positive = job.context["positive"]
+        positive: Measured = job.context["measured"]["positive"]
+        passage = Measured(item.passage)  # measured once for all the checks below
         band = float(self.options["min_change"])
-        return (check_nonempty(item.passage, "negative") or check_no_new_markup(positive, item.passage)
-                or check_language(job.context["lang"], item.passage, positive)
-                or check_length(positive, item.passage, float(self.options["length_tolerance"]))
-                or check_distinct(item.passage, positive, band, "negative_equals_positive", "the positive")
-                or check_near_duplicate(item.passage, [*job.context["existing"], *(k.passage for k in job.kept)],
-                                        band))
+        return (check_nonempty(passage, "negative") or check_no_new_markup(positive, passage)
+                or check_language(job.context["lang"], passage, positive)
+                or check_length(positive, passage, float(self.options["length_tolerance"]))
+                or check_distinct(passage, positive, band, "negative_equals_positive", "the positive")
+                or check_near_duplicate(passage, [*job.context["measured"]["existing"],
+                                                  *self.measured_kept(job, lambda k: k.passage)], band))
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task != Task.RETRIEVAL:
@@ -60,7 +62,10 @@ class NegativesStage(SynthesisStage):
                 {"lang": row["lang"], "query": row["query"], "positive": row["positive"], "kinds": NEGATIVE_KINDS,
                  "existing": list(row.get("negatives") or []),
                  "length_tolerance": float(self.options["length_tolerance"]),
-                 "output_schema": schema_json(NegativesOutput)},
+                 "output_schema": schema_json(NegativesOutput),
+                 # What every output is compared with, measured once per record (on first use) for all outputs.
+                 "measured": {"positive": Measured(row["positive"]),
+                              "existing": [Measured(n) for n in row.get("negatives") or []]}},
                 NegativesOutput, self.num)
             for index, row in enumerate(rows)
         ]

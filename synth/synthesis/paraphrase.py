@@ -25,6 +25,7 @@ from synth.synthesis.checks import (
 from synth.synthesis.generation import Job
 from synth.synthesis.outputs import paraphrase_output, schema_json
 from synth.synthesis.spec import DROP_SOURCE, band, synthesis_spec
+from synth.synthesis.text import Measured
 from synth.tasks import TASKS
 
 BANDS: tuple[Option, ...] = (
@@ -54,39 +55,41 @@ class ParaphraseStage(SynthesisStage):
     def check(self, job: Job, item: Any) -> Failure | None:
         """Every field must be non-empty, same script, changed enough, in the length band, no copied sentences."""
         bands = job.context  # the bands are template variables too
-        source = job.context["source_texts"]
-        for name, original in source.items():
-            text = getattr(item, name)
+        sources: dict[str, Measured] = job.context["measured"]
+        for name, original in sources.items():
+            text = Measured(getattr(item, name))  # measured once for all the checks below
             failure = (check_nonempty(text, name) or check_no_new_markup(original, text)
                        or check_language(job.context["lang"], text, original)
-                       or check_changed(original, text, job.context["source_bands"][name])
+                       or check_changed(original, text, self.needed_change(original, bands))
                        or check_length(original, text, bands["length_tolerance"])
                        or check_adjacent_copy(original, text))
             if failure:
-                return failure._replace(reason=f"{name}: {failure.reason}")
-        joined = "\n".join(getattr(item, n) for n in source)
-        kept = ["\n".join(getattr(k, n) for n in source) for k in job.kept]
-        return check_near_duplicate(joined, kept, change_band(joined, bands["sentence_change"],
-                                                              bands["paragraph_change"]))
+                return Failure(failure.rule, f"{name}: {failure.reason}")
+        if not job.kept:  # the first output has nothing to duplicate: its band is not measured
+            return None
+        joined = Measured("\n".join(getattr(item, n) for n in sources))
+        kept = self.measured_kept(job, lambda k: "\n".join(getattr(k, n) for n in sources))
+        return check_near_duplicate(joined, kept, self.needed_change(joined, bands))
+
+    @staticmethod
+    def needed_change(text: Measured, bands: dict[str, Any]) -> float:
+        """How much of `text` a rewrite must change (`change_band` with the stage's bands)."""
+        return change_band(text, bands["sentence_change"], bands["paragraph_change"])
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         fields = TASKS[task].rewritten_fields
         if not fields:  # passages: what is rewritten is the queries made of them
             return Synthesised.not_applicable(rows)
         model = paraphrase_output(fields)
-        bands = self.bands()
+        shared = {"task": task.value, "output_schema": schema_json(model), **self.bands()}
         jobs = []
         for index, row in enumerate(rows):
             template = self.library.for_lang("paraphrase", row["lang"])
-            source_texts = {f: row[f] for f in fields}
-            # What the checks measure of the source, once per record here instead of once per output on the loop.
-            source_bands = {f: change_band(row[f], bands["sentence_change"], bands["paragraph_change"])
-                            for f in fields}
-            context = {"task": task.value, "lang": row["lang"], "label": row.get("label"),
+            # The checks measure each source field once, on its first output, not once per output and try.
+            context = {**shared, "lang": row["lang"], "label": row.get("label"),
                        "fields": [{"name": f, "text": row[f]} for f in fields],
-                       "output_schema": schema_json(model), **bands}
-            jobs.append(Job(index, template, {**context, "source_texts": source_texts, "source_bands": source_bands},
-                            model, self.num))
+                       "measured": {f: Measured(row[f]) for f in fields}}
+            jobs.append(Job(index, template, context, model, self.num))
         return self.new_rows(task, rows, jobs, lambda job, parsed: parsed.items, self.check)
 
     def fields_of(self, task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:

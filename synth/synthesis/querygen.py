@@ -33,7 +33,7 @@ from synth.synthesis.personas import PersonaIndex, default_personas_path, load_p
 from synth.synthesis.sampling import DIFFICULTIES, QUESTION_TYPES, SAME_LANGUAGE, RequirementSampler, language_name
 from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
 from synth.synthesis.spec import DROP_SOURCE, NUM, PANEL, band, synthesis_spec
-from synth.synthesis.text import tokens
+from synth.synthesis.text import Measured, Text, tokens
 
 OPTIONS: tuple[Option, ...] = (
     DROP_SOURCE,
@@ -91,7 +91,7 @@ class QuerygenStage(SynthesisStage):
         return None
 
     def check_query(self, job: Job, item: Any) -> Failure | None:
-        query, passage = item.query, job.context["passage"]
+        query, passage = Measured(item.query), job.context["measured"]["passage"]  # each measured once
         return (check_nonempty(query, "query") or check_no_new_markup(passage, query)
                 or check_language(job.context["query_lang"], query)
                 or check_word_count(query, job.context["length"], float(self.options["query_length_tolerance"]))
@@ -100,7 +100,7 @@ class QuerygenStage(SynthesisStage):
                 or self.check_new_query(query, job.context["original_query"]))
 
     @staticmethod
-    def check_new_query(query: str, original: str | None) -> Failure | None:
+    def check_new_query(query: Text, original: str | None) -> Failure | None:
         """A query for a record that has one must differ from it (a passage has none)."""
         if original is None:
             return None
@@ -114,13 +114,14 @@ class QuerygenStage(SynthesisStage):
         candidates = self.index.top(passages, [r["id"] for r in rows], self.top_k)
         configs = []
         for index, row in enumerate(rows):
+            measured = {"passage": Measured(passages[index])}  # for the checks of every query of the passage
             for slot in range(self.num):
                 need = self.sampler.draw(row["id"], slot, row["lang"])
                 context = {**self.language_context(row["lang"], need.lang), "passage": passages[index],
                            "characters": [p.text for p in candidates[index]], "candidates": candidates[index],
                            "question_type": need.question_type, "difficulty": need.difficulty,
                            "length": need.length, "original_query": row.get("query"),
-                           "output_schema": schema_json(QueryConfig)}
+                           "output_schema": schema_json(QueryConfig), "measured": measured}
                 template = self.library.for_lang("querygen_config", row["lang"])
                 configs.append(Job(index, template, context, QueryConfig))
         config_rejects, config_stats = self.generate(configs, lambda job, parsed: [parsed], self.check_config)

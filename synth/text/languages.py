@@ -7,6 +7,8 @@ Korean, Russian or English, not English from French. A language missing from the
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from synth.text.scripts import Script, dominant_script
 
 S = Script
@@ -67,8 +69,10 @@ def base_lang(lang: str) -> str:
     return lang.strip().lower().replace("_", "-").split("-")[0]
 
 
+@lru_cache(maxsize=1024)
 def scripts_of(lang: str) -> frozenset[Script] | None:
-    """The scripts `lang` is written in, or None for a language the table does not know."""
+    """The scripts `lang` is written in, or None for a language the table does not know (remembered per code: the
+    checks ask it for every output, of the few codes a dataset has)."""
     return LANG_SCRIPTS.get(base_lang(lang))
 
 

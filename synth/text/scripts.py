@@ -110,14 +110,27 @@ def char_class(*scripts: Script) -> str:
     return "".join(RANGES[script].chars for script in scripts)
 
 
-def _pattern(entry: ScriptRanges) -> re.Pattern[str]:
-    return re.compile(f"[{entry.chars}]" + ("" if entry.per_letter else "+"))
-
-
-_PATTERNS = {entry.script: _pattern(entry) for entry in SCRIPT_RANGES}
+_PATTERNS = {entry.script: re.compile(f"[{entry.chars}]+") for entry in SCRIPT_RANGES}
+"""Runs of each script's letters: a run is a word, or as many words as its letters weigh in a `per_letter` script."""
 _ASCII_WORD = re.compile(r"[A-Za-z]+")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
 _OTHERS = tuple(entry for entry in SCRIPT_RANGES if entry.script is not Script.LATIN)
 _OTHER_LETTERS = re.compile(f"[{char_class(*(entry.script for entry in _OTHERS))}]+")
+_BLOCK_BITS = 7
+"""Code points are looked up 128 at a time to find which scripts a text may have."""
+
+
+def _scripts_by_block() -> dict[int, frozenset[Script]]:
+    """Each block of code points that holds letters of a script other than Latin, with those scripts."""
+    blocks: dict[int, set[Script]] = {}
+    for entry in _OTHERS:
+        for first, last in entry.ranges:
+            for block in range(first >> _BLOCK_BITS, (last >> _BLOCK_BITS) + 1):
+                blocks.setdefault(block, set()).add(entry.script)
+    return {block: frozenset(scripts) for block, scripts in blocks.items()}
+
+
+_BLOCK_SCRIPTS = _scripts_by_block()
 _JAPANESE_KANA_SHARE = 0.1
 """A text whose Han and kana characters are at least 10% kana is Japanese (Chinese writes no kana)."""
 
@@ -138,12 +151,16 @@ def script_weights(text: str) -> dict[Script, int]:
     others = " ".join(_OTHER_LETTERS.findall(text))
     if not others:
         return weights
-    low, high = ord(min(others.replace(" ", ""))), ord(max(others))
-    for entry in _OTHERS:  # only the scripts with letters between the lowest and highest found
-        if any(first <= high and last >= low for first, last in entry.ranges):
-            count = len(_PATTERNS[entry.script].findall(others))
+    # Only the scripts of the blocks its distinct letters fall in are counted (a few of the 26).
+    letters = set(others)
+    letters.discard(" ")  # between the runs
+    present = frozenset().union(*(_BLOCK_SCRIPTS[ord(letter) >> _BLOCK_BITS] for letter in letters))
+    for entry in _OTHERS:
+        if entry.script in present:
+            runs = _PATTERNS[entry.script].findall(others)
+            count = sum(map(len, runs)) * entry.per_letter if entry.per_letter else len(runs) * WORD
             if count:
-                weights[entry.script] = count * (entry.per_letter or WORD)
+                weights[entry.script] = count
     return _japanese(weights)
 
 
@@ -159,6 +176,8 @@ def dominant_script(text: str) -> Script | None:
 
     A tie goes to the script that appears first ("hello world 世界" is Latin, "世界 hello world" Han).
     """
+    if text.isascii():  # the common case: Latin if it has a letter at all, without counting words
+        return Script.LATIN if _ASCII_LETTER.search(text) else None
     weights = script_weights(text)
     if not weights:
         return None
