@@ -352,34 +352,31 @@ def test_loopback_server_speaks_the_real_openai_sdk(openai_server):
         OpenAI(base_url=openai_server.base_url, api_key="wrong", max_retries=0).models.list()
 
 
-def test_inside_a_loop_the_journal_commits_beside_it_and_lookups_see_every_answer(tmp_path):
-    """Answers recorded inside an event loop are committed by the writer thread (the loop's connection never writes),
-    lookups of one iteration share one query and see answers committed or not, and close leaves all on disk."""
+def test_journal_lookups_inside_a_loop_see_pending_answers_share_one_query_and_keep_one_commit(tmp_path):
     import asyncio
 
     from synth.llm.journal import Journal
 
     journal = Journal(tmp_path / "j.sqlite", "s")
-    statements: list[str] = []
-    journal._db.set_trace_callback(statements.append)
     other = sqlite3.connect(tmp_path / "j.sqlite")
+    statements: list[str] = []
 
-    async def answers_then_lookups() -> tuple[list, int]:
-        for i in range(200):
-            journal.put(f"k{i}", {"content": f"answer {i}"})
-        found = await asyncio.gather(*(journal.get(f"k{i}") for i in (0, 199, 500)))
-        for _ in range(200):  # the writer thread commits them without the loop's help
-            if other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 200:
-                break
-            await asyncio.sleep(0.01)
-        return found, other.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    async def answers_then_lookups() -> tuple[dict, int, list]:
+        journal.put("a", {"content": "first"})
+        found = journal.get_many(["a", "b"])  # read back before its commit, and not committed by the lookup
+        journal.put("b", {"content": "second"})
+        committed = other.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        await asyncio.sleep(0)
+        journal._db.set_trace_callback(statements.append)
+        looked_up = await asyncio.gather(*(journal.get(key) for key in ("a", "b", "c", "d")))
+        return found, committed, looked_up
 
-    found, committed = asyncio.run(answers_then_lookups())
-    assert found == [{"content": "answer 0"}, {"content": "answer 199"}, None] and committed == 200
-    assert not [s for s in statements if "INSERT" in s]  # the loop thread never waited for a write
-    assert sum("SELECT key, value" in s for s in statements) == 1  # three lookups, one query
-    journal.put("late", {"content": "x"})  # no loop: committed before put returns
-    assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 201
+    found, committed_meanwhile, looked_up = asyncio.run(answers_then_lookups())
+    assert found == {"a": {"content": "first"}} and committed_meanwhile == 0
+    assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 2  # both in the iteration's commit
+    assert looked_up == [{"content": "first"}, {"content": "second"}, None, None]
+    assert sum(s.startswith("SELECT key, value") for s in statements) == 1  # four lookups of one iteration, one query
+    assert journal.get_many(["a", "b"])["b"] == {"content": "second"}
     journal.close()
 
 

@@ -1,11 +1,11 @@
 """The response journal: every answered request is committed at once to SQLite (WAL), keyed by a request hash.
 
-A run killed with `kill -9` loses nothing that was answered, bar what its last moments had not yet committed; a
-rerun reads answers back instead of re-sending. WAL mode with a busy timeout lets two processes share one journal
-without corrupting it. Inside an event loop a writer thread commits the answers as they come, those that arrived
-while it committed in its next transaction (group commit: a per-row commit costs more than the whole HTTP
-exchange at a thousand answers a second), and the loop never waits for the disk: SQLite releases the GIL while
-it works, and a loop that waited for it would wait again for the GIL behind the stage's other threads.
+A run killed with `kill -9` loses nothing that was answered; a rerun reads answers back instead of re-sending.
+WAL mode with a busy timeout lets two processes share one journal without corrupting it. Inside an event loop the
+answers that arrive in one loop iteration share one commit, made at the end of that iteration (group commit), and
+the lookups of one iteration share one query: a query or a commit per request costs more than the request's HTTP
+exchange at a thousand answers a second (and each is a moment the loop lets go of the GIL and must wait for it).
+A writer thread was tried instead of the group commit and cost more CPU than it saved (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,10 +30,6 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE TABLE IF NOT EXISTS endpoint_facts (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _LOOKUP_CHUNK = 500
-GATHER_SECONDS = 0.01
-"""How long the writer thread lets answers gather before it commits them in one transaction: at most a hundred
-commits a second (a commit per answer would cost more than the answer's HTTP exchange), and a killed run loses at
-most the answers of the last hundredth of a second."""
 JOURNAL_NAME = "_journal.sqlite"
 SNAPSHOTS = "_journals"
 """Folder beside a stage's parts with the journal snapshots a cluster's tasks ship (one per part), and `SEED`."""
@@ -115,52 +110,45 @@ def merge_journal(source: Path, target: Path) -> int:
 
 
 class Journal:
-    """Answers by request key. Inside an event loop a writer thread commits them as they come (the loop never waits
-    for SQLite), and lookups of one loop iteration share one query; without a loop each answer is committed at once.
-    """
+    """Answers by request key, committed one by one so a crash loses at most the request in flight."""
 
     def __init__(self, path: Path | str, stage: str = ""):
         self.path = Path(path)
         self.stage = stage
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = _connect(self.path)
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             _enable_wal(self._db)
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process, fsyncs less
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"journal {self.path} cannot be opened: {exc}") from exc
+        self._commit_scheduled = False
         self._pending: dict[str, tuple[str, str, str, float]] = {}
-        """Answers recorded and not yet committed: lookups read them here until they are in the database."""
-        self._lock = threading.Lock()  # guards `_pending` between the loop and the writer thread
-        self._write_lock = threading.Lock()  # one transaction at a time, from the writer or from `commit`
-        self._wake = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._stopping = False
-        self._failure: BaseException | None = None
         self._lookups: dict[str, asyncio.Future[Any]] | None = None
         # Opened as immutable: no lock, WAL or shared-memory file, so it may sit on a network file system.
         self._seed = sqlite3.connect(f"{_seed.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False) \
             if _seed is not None and _seed.exists() else None
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
-        """The journaled answers among `keys`, those not yet committed included (a lookup never waits for a
-        commit)."""
+        """The journaled answers among `keys`, those still waiting for their group commit included (a lookup does
+        not commit: a commit per lookup would undo the group commit)."""
         wanted = list(dict.fromkeys(keys))
-        with self._lock:
-            found = {key: json.loads(self._pending[key][2]) for key in wanted if key in self._pending}
+        found = {key: json.loads(self._pending[key][2]) for key in wanted if key in self._pending}
         for db in (self._db, self._seed) if self._seed is not None else (self._db,):
             found.update(_lookup(db, [key for key in wanted if key not in found]))
         return found
 
     async def get(self, key: str) -> Any | None:
         """One journaled answer (or None), looked up in one query with every other asked in the same event-loop
-        iteration: a query per request would cost more than the request's HTTP exchange."""
+        iteration."""
+        loop = asyncio.get_running_loop()
         if self._lookups is None:
             self._lookups = {}
-            asyncio.get_running_loop().call_soon(self._look_up)
+            loop.call_soon(self._look_up)
         future = self._lookups.get(key)
         if future is None:
-            future = self._lookups[key] = asyncio.get_running_loop().create_future()
+            future = self._lookups[key] = loop.create_future()
         return await future
 
     def _look_up(self) -> None:
@@ -177,76 +165,38 @@ class Journal:
                 future.set_result(found.get(key))
 
     def put(self, key: str, value: Any) -> None:
-        """Record one answer: inside an event loop the writer thread commits it at once, beside the loop; without
-        a loop it is committed before this returns."""
-        if self._failure is not None:
-            raise ConfigError(f"journal {self.path} cannot be written: {self._failure}") from self._failure
-        row = (key, self.stage, json.dumps(value, ensure_ascii=False), time.time())
-        with self._lock:
-            self._pending[key] = row
+        """Record one answer; it is committed before the event loop does anything else (at once without a loop)."""
+        self._pending[key] = (key, self.stage, json.dumps(value, ensure_ascii=False), time.time())
         try:
-            asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:
             self.commit()
             return
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_forever, name=f"synth-journal-{self.stage}",
-                                            daemon=True)
-            self._writer.start()
-        self._wake.set()
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            loop.call_soon(self.commit)
 
     def put_many(self, items: Iterable[tuple[str, Any]]) -> None:
         """Record many answers (an imported batch output) and commit them in one transaction."""
         now = time.time()
-        rows = {key: (key, self.stage, json.dumps(value, ensure_ascii=False), now) for key, value in items}
-        with self._lock:
-            self._pending.update(rows)
+        self._pending.update((key, (key, self.stage, json.dumps(value, ensure_ascii=False), now))
+                             for key, value in items)
         self.commit()
 
     def commit(self) -> None:
         """Write and commit the answers recorded so far, in one transaction."""
-        self._commit(self._db)
-
-    def _commit(self, db: sqlite3.Connection) -> None:
-        with self._write_lock:
-            with self._lock:
-                rows = list(self._pending.values())
-            if not rows:
-                return
-            db.execute("BEGIN IMMEDIATE")
+        self._commit_scheduled = False
+        if self._pending:
+            rows, self._pending = list(self._pending.values()), {}
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT OR REPLACE INTO responses (key, stage, value, created) VALUES (?, ?, ?, ?)",
-                               rows)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO responses (key, stage, value, created) VALUES (?, ?, ?, ?)", rows
+                )
             except BaseException:
-                db.execute("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
-            with self._lock:  # committed: lookups find them in the database from now on
-                for row in rows:
-                    if self._pending.get(row[0]) is row:
-                        del self._pending[row[0]]
-
-    def _write_forever(self) -> None:
-        """The writer thread: commit whatever was recorded since its last commit, until the journal closes."""
-        db = _connect(self.path)
-        try:
-            while not self._stopping:
-                self._wake.wait()
-                time.sleep(GATHER_SECONDS)
-                self._wake.clear()
-                self._commit(db)
-        except BaseException as exc:  # the next `put` says so; the answers stay pending for `close` to retry
-            self._failure = exc
-        finally:
-            db.close()
-
-    def _stop_writer(self) -> None:
-        if self._writer is not None:
-            self._stopping = True
-            self._wake.set()
-            self._writer.join()
-            self._writer = None
-            self._stopping = False
+            self._db.execute("COMMIT")
 
     def __len__(self) -> int:
         self.commit()
@@ -262,20 +212,10 @@ class Journal:
         self._db.execute("INSERT OR REPLACE INTO endpoint_facts (name, value) VALUES (?, ?)", (name, value))
 
     def close(self) -> None:
-        """Commit what is still pending (the writer's last answers included) and close."""
-        self._stop_writer()
         self.commit()
         self._db.close()
         if self._seed is not None:
             self._seed.close()
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    """A connection to a journal: autocommit (transactions are explicit), WAL + NORMAL sync (survives a killed
-    process, fsyncs less)."""
-    db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
 
 
 def _lookup(db: sqlite3.Connection, keys: list[str]) -> dict[str, Any]:
