@@ -198,7 +198,7 @@ def run_stage(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
     return {"ok": stats["llm_answered"], "seconds": seconds, "cpu": cpu}
 
 
-RECORD = re.compile(rb"How does mechanism (\\d+) of the fox")
+RECORD = re.compile(rb"How does mechanism (\d+) of the fox")
 """The record a request of the bench's paraphrase stage belongs to (its query is in every try's prompt)."""
 
 
