@@ -1,15 +1,17 @@
 """Throughput and client CPU of LLM clients against the loopback OpenAI server (100 ms per request), side by side.
 
-Clients: bare aiohttp (the practical limit of this machine), the synth engine (with its journal), the `openai` SDK
-and bespokelabs-curator (online OpenAI backend), and `stage`: the whole paraphrase stage (parts read and written,
-checks, re-asks, journal; its request rate from its manifest). Each client runs in its own process; the server in
-another. Also: the synth engine under a server-side requests-per-minute limit (share of the limit reached, 429s),
-and the stage's concurrency utilisation under heavy-tailed lognormal latency beside bare aiohttp's (`--sigma`), both
-bare aiohttp's independent requests and `chained`: bare aiohttp sending the stage's dependent work, records of two
-requests, the second sent when the first is answered.
+Clients: bare aiohttp (the practical limit of this machine), `replay` (bare aiohttp sending exactly the bodies the
+paraphrase stage sends, each record's two tries in sequence: the stage's HTTP work without the stage), the synth
+engine (with its journal), the `openai` SDK and bespokelabs-curator (online OpenAI backend), and `stage`: the whole
+paraphrase stage (parts read and written, checks, re-asks, journal; its request rate from its manifest). Each
+client runs in its own process; the server in another. Also: the synth engine under a server-side requests-per-minute
+limit (share of the limit reached, 429s), and the stage's concurrency utilisation under heavy-tailed lognormal
+latency beside bare aiohttp's (`--sigma`), both bare aiohttp's independent requests and `chained`: bare aiohttp
+sending the stage's dependent work, records of two requests, the second sent when the first is answered.
 
     python bench/bench_llm.py                        # 4,000 requests at concurrency 128 and 256, all clients
     python bench/bench_llm.py --clients aiohttp synth stage --requests 2000 --rpm-seconds 0 --sigma
+    python bench/bench_llm.py --clients aiohttp replay stage --requests 12000 --repeat 2 --rpm-seconds 0
     python bench/bench_llm.py --clients --rpm 3000 --rpm-seconds 40     # only the rate-limit run
     python bench/bench_llm.py --clients --rpm-seconds 0 --sigma 1.0 1.5  # only the lognormal utilisation
     python bench/bench_llm.py --clients --rpm-seconds 0 --estimate       # only --estimate against the actual run
