@@ -134,10 +134,18 @@ def sweep_node(out: Path, mounts: list[storage.Mount]) -> int:
 
 
 def sweep_journals(out: Path) -> int:
-    """`sweep_node` on every live node of the cluster, at the start of a stage and when it succeeded."""
+    """`sweep_node` on every live node of the cluster, at the start of a stage and when it succeeded. A node that
+    leaves between the listing and its task is skipped: its disk, and the copies on it, left with it."""
     tasks = [ray.remote(sweep_node).options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
         node["NodeID"], soft=False)).remote(out, storage.mounts()) for node in ray.nodes() if node["Alive"]]
-    return sum(ray.get(tasks))
+    removed = 0
+    for task in tasks:
+        try:
+            removed += ray.get(task)
+        except (ray.exceptions.TaskUnschedulableError, ray.exceptions.NodeDiedError,
+                ray.exceptions.WorkerCrashedError):
+            continue
+    return removed
 
 
 def run_part(work: PartWork, plan: PartPlan, out: Path, settings: ExecutorSettings, budgets: Any,
