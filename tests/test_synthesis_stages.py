@@ -349,6 +349,6 @@ def test_paraphrase_checks_each_output_against_every_kept_one(tmp_path):
     assert stage.check(job, other) is None
     job.kept.append(other)
     assert stage.check(job, again) == failure and stage.check(job, other) == failure
-    kept = stage.measured_kept(job, lambda k: f"{k.query}\n{k.positive}")
+    kept = job.measured_kept(lambda k: f"{k.query}\n{k.positive}")
     assert [m.text for m in kept] == [f"{k.query}\n{k.positive}" for k in job.kept]
-    assert stage.measured_kept(job, lambda k: "") is kept  # measured once, kept in the job
+    assert job.measured_kept(lambda k: "") is kept  # measured once, kept in the job

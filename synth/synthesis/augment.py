@@ -70,7 +70,7 @@ class AugmentStage(SynthesisStage):
                                      float(self.options["max_topic_similarity"]))
 
     def check_triple(self, job: Job, item: Any) -> Failure | None:
-        query, positive, source = (job.context["measured"][k] for k in ("query", "positive", "source"))
+        query, positive, source = (job.measured[k] for k in ("query", "positive", "source"))
         tolerance = float(self.options["length_tolerance"])
         lang = job.context["lang"]
         # Each output measured once for all the checks below.
@@ -87,17 +87,17 @@ class AugmentStage(SynthesisStage):
                 or self.topic_failure(source, joined)
                 or check_distinct(negative, new_positive, float(self.options["min_change"]),
                                   "negative_equals_positive", "the new positive")
-                or check_near_duplicate(joined, self.measured_kept(job, lambda k: f"{k.query}\n{k.positive}"),
+                or check_near_duplicate(joined, job.measured_kept(lambda k: f"{k.query}\n{k.positive}"),
                                         float(self.options["min_change"])))
 
     def check_example(self, job: Job, item: Any) -> Failure | None:
-        text, output = job.context["measured"]["text"], Measured(item.text)
+        text, output = job.measured["text"], Measured(item.text)
         return (check_nonempty(output, "text") or check_no_new_markup(text, output)
                 or check_language(job.context["lang"], output, text)
                 or check_length(text, output, float(self.options["length_tolerance"]))
                 or check_changed(text, output, float(self.options["min_change"]))
                 or self.topic_failure(text, output)
-                or check_near_duplicate(output, self.measured_kept(job, lambda k: k.text),
+                or check_near_duplicate(output, job.measured_kept(lambda k: k.text),
                                         float(self.options["min_change"])))
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
@@ -111,12 +111,14 @@ class AugmentStage(SynthesisStage):
                        "output_schema": schema_json(model)}
             # What the outputs are compared with, measured once per record (on first use) for all of them.
             if task == Task.RETRIEVAL:
-                context.update(query=row["query"], positive=row["positive"],
-                               measured={"query": Measured(row["query"]), "positive": Measured(row["positive"]),
-                                         "source": Measured(f"{row['query']}\n{row['positive']}")})
+                context.update(query=row["query"], positive=row["positive"])
+                measured = {"query": Measured(row["query"]), "positive": Measured(row["positive"]),
+                            "source": Measured(f"{row['query']}\n{row['positive']}")}
             else:
-                context.update(text=row["text"], label=row["label"], measured={"text": Measured(row["text"])})
-            jobs.append(Job(index, self.library.for_lang(technique, row["lang"]), context, model, self.num))
+                context.update(text=row["text"], label=row["label"])
+                measured = {"text": Measured(row["text"])}
+            jobs.append(Job(index, self.library.for_lang(technique, row["lang"]), context, model, self.num,
+                            measured=measured))
         check = self.check_triple if task == Task.RETRIEVAL else self.check_example
         return self.new_rows(task, rows, jobs, lambda job, parsed: parsed.items, check)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from abc import abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from synth.store import PartRef, location, reject
 from synth.synthesis.estimate import Sample, same_length_answer
 from synth.synthesis.generation import Check, ItemsOf, Job, RejectedOutput, RoundStats, as_data, run_jobs
 from synth.synthesis.similarity import TextSimilarity
-from synth.synthesis.text import Measured
 
 _META_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 """What json.dumps(meta, ensure_ascii=False, sort_keys=True) uses, made once instead of once per row."""
@@ -174,14 +172,6 @@ class SynthesisStage(Stage):
                 for item in job.kept
             ]
         return result
-
-    @staticmethod
-    def measured_kept(job: Job, text_of: Callable[[Any], str]) -> list[Measured]:
-        """The job's kept outputs as `text_of` writes them, each measured once: every later output of the record is
-        compared with all of them (near-duplicates). Kept outputs are only ever appended, so the list follows."""
-        kept: list[Measured] = job.context.setdefault("measured_kept", [])
-        kept += [Measured(text_of(item)) for item in job.kept[len(kept):]]
-        return kept
 
     def fields_of(self, task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:
         """A new row's task fields from its parent and one kept output (stages that add rows define it)."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from synth.llm.concurrency import gather_or_cancel
 from synth.prompts import PromptTemplate
 from synth.synthesis.checks import Failure
+from synth.synthesis.text import Measured
 
 ItemsOf = Callable[["Job", BaseModel], list[Any]]
 """The outputs inside one parsed answer (`answer.items`, or the answer itself)."""
@@ -45,10 +46,21 @@ class Job:
     seen: list[Any] = field(default_factory=list)
     tries: int = 0
     failed: str | None = None
+    measured: dict[str, Any] = field(default_factory=dict)
+    """The record's texts its outputs are checked against, each measured once; apart from `context`, which goes to
+    the template with every prompt."""
+    _kept_measured: list[Measured] = field(default_factory=list, init=False, repr=False)
 
     @property
     def open(self) -> bool:
         return self.failed is None and len(self.kept) < self.wanted
+
+    def measured_kept(self, text_of: Callable[[Any], str]) -> list[Measured]:
+        """The kept outputs as `text_of` writes them, each measured once: every later output of the record is
+        compared with all of them (near-duplicates). Kept outputs are only ever appended, so the list follows."""
+        kept = self._kept_measured
+        kept += [Measured(text_of(item)) for item in self.kept[len(kept):]]
+        return kept
 
 
 @dataclass

@@ -44,15 +44,15 @@ class NegativesStage(SynthesisStage):
                 "output_schema": schema_json(NegativesOutput)}
 
     def check(self, job: Job, item: Any) -> Failure | None:
-        positive: Measured = job.context["measured"]["positive"]
+        positive: Measured = job.measured["positive"]
         passage = Measured(item.passage)  # measured once for all the checks below
         band = float(self.options["min_change"])
         return (check_nonempty(passage, "negative") or check_no_new_markup(positive, passage)
                 or check_language(job.context["lang"], passage, positive)
                 or check_length(positive, passage, float(self.options["length_tolerance"]))
                 or check_distinct(passage, positive, band, "negative_equals_positive", "the positive")
-                or check_near_duplicate(passage, [*job.context["measured"]["existing"],
-                                                  *self.measured_kept(job, lambda k: k.passage)], band))
+                or check_near_duplicate(passage, [*job.measured["existing"],
+                                                  *job.measured_kept(lambda k: k.passage)], band))
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task != Task.RETRIEVAL:
@@ -62,11 +62,11 @@ class NegativesStage(SynthesisStage):
                 {"lang": row["lang"], "query": row["query"], "positive": row["positive"], "kinds": NEGATIVE_KINDS,
                  "existing": list(row.get("negatives") or []),
                  "length_tolerance": float(self.options["length_tolerance"]),
-                 "output_schema": schema_json(NegativesOutput),
-                 # What every output is compared with, measured once per record (on first use) for all outputs.
-                 "measured": {"positive": Measured(row["positive"]),
-                              "existing": [Measured(n) for n in row.get("negatives") or []]}},
-                NegativesOutput, self.num)
+                 "output_schema": schema_json(NegativesOutput)},
+                NegativesOutput, self.num,
+                # What every output is compared with, measured once per record (on first use) for all outputs.
+                measured={"positive": Measured(row["positive"]),
+                          "existing": [Measured(n) for n in row.get("negatives") or []]})
             for index, row in enumerate(rows)
         ]
         rejected, stats = self.generate(jobs, lambda job, parsed: parsed.negatives, self.check)

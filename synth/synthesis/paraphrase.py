@@ -55,7 +55,7 @@ class ParaphraseStage(SynthesisStage):
     def check(self, job: Job, item: Any) -> Failure | None:
         """Every field must be non-empty, same script, changed enough, in the length band, no copied sentences."""
         bands = job.context  # the bands are template variables too
-        sources: dict[str, Measured] = job.context["measured"]
+        sources: dict[str, Measured] = job.measured
         for name, original in sources.items():
             text = Measured(getattr(item, name))  # measured once for all the checks below
             failure = (check_nonempty(text, name) or check_no_new_markup(original, text)
@@ -68,7 +68,7 @@ class ParaphraseStage(SynthesisStage):
         if not job.kept:  # the first output has nothing to duplicate: its band is not measured
             return None
         joined = Measured("\n".join(getattr(item, n) for n in sources))
-        kept = self.measured_kept(job, lambda k: "\n".join(getattr(k, n) for n in sources))
+        kept = job.measured_kept(lambda k: "\n".join(getattr(k, n) for n in sources))
         return check_near_duplicate(joined, kept, self.needed_change(joined, bands))
 
     @staticmethod
@@ -85,11 +85,10 @@ class ParaphraseStage(SynthesisStage):
         jobs = []
         for index, row in enumerate(rows):
             template = self.library.for_lang("paraphrase", row["lang"])
-            # The checks measure each source field once, on its first output, not once per output and try.
             context = {**shared, "lang": row["lang"], "label": row.get("label"),
-                       "fields": [{"name": f, "text": row[f]} for f in fields],
-                       "measured": {f: Measured(row[f]) for f in fields}}
-            jobs.append(Job(index, template, context, model, self.num))
+                       "fields": [{"name": f, "text": row[f]} for f in fields]}
+            # The checks measure each source field once, on its first output, not once per output and try.
+            jobs.append(Job(index, template, context, model, self.num, measured={f: Measured(row[f]) for f in fields}))
         return self.new_rows(task, rows, jobs, lambda job, parsed: parsed.items, self.check)
 
     def fields_of(self, task: Task, parent: dict[str, Any], item: Any) -> dict[str, Any]:

@@ -91,7 +91,7 @@ class QuerygenStage(SynthesisStage):
         return None
 
     def check_query(self, job: Job, item: Any) -> Failure | None:
-        query, passage = Measured(item.query), job.context["measured"]["passage"]  # each measured once
+        query, passage = Measured(item.query), job.measured["passage"]  # each measured once
         return (check_nonempty(query, "query") or check_no_new_markup(passage, query)
                 or check_language(job.context["query_lang"], query)
                 or check_word_count(query, job.context["length"], float(self.options["query_length_tolerance"]))
@@ -121,9 +121,9 @@ class QuerygenStage(SynthesisStage):
                            "characters": [p.text for p in candidates[index]], "candidates": candidates[index],
                            "question_type": need.question_type, "difficulty": need.difficulty,
                            "length": need.length, "original_query": row.get("query"),
-                           "output_schema": schema_json(QueryConfig), "measured": measured}
+                           "output_schema": schema_json(QueryConfig)}
                 template = self.library.for_lang("querygen_config", row["lang"])
-                configs.append(Job(index, template, context, QueryConfig))
+                configs.append(Job(index, template, context, QueryConfig, measured=measured))
         config_rejects, config_stats = self.generate(configs, lambda job, parsed: [parsed], self.check_config)
         queries = []
         for config in configs:
@@ -132,7 +132,8 @@ class QuerygenStage(SynthesisStage):
                 context = {**config.context, "character": persona.text, "persona": persona,
                            "output_schema": schema_json(GeneratedQuery)}
                 template = self.library.for_lang("querygen_query", rows[config.index]["lang"])
-                queries.append((config, Job(config.index, template, context, GeneratedQuery)))
+                queries.append((config, Job(config.index, template, context, GeneratedQuery,
+                                            measured=config.measured)))
         query_rejects, query_stats = self.generate([q for _, q in queries], lambda job, parsed: [parsed],
                                                    self.check_query)
         result = Synthesised(rejected=config_rejects + query_rejects,
