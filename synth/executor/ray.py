@@ -109,7 +109,10 @@ def sweep_node(out: Path, mounts: list[storage.Mount]) -> int:
     storage.install(mounts)
     removed = 0
     for lock in sorted(journal_root().glob(f"{journal_copies(out)}/*.lock")):
-        held = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            held = os.open(lock, os.O_RDWR)  # never created again here: the sweep of a node sharing this disk
+        except FileNotFoundError:  # may have removed it (and its folder) since the listing
+            continue
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
