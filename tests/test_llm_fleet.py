@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from synth.cli import app
 from synth.embed.factory import shipped_model_path
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
+from synth.llm.concurrency import AdaptiveLimit
 from synth.llm.guard import EndpointFailing
 from synth.llm.tokens import MESSAGE_OVERHEAD, estimate_message_tokens, tokenizer_counter
 from synth.store import iter_rejects, iter_rows
@@ -81,6 +83,22 @@ def test_streaming_with_parts_in_flight_gives_exactly_the_serial_output(parts, m
     assert any(True for _ in iter_rejects(serial))  # the copies were rejected and asked again
     assert journal_keys(serial) == journal_keys(streamed)
     assert serial_server.log.total("chat") == streamed_server.log.total("chat")
+
+
+def test_the_limit_ramps_fourfold_per_round_trip_then_grows_by_one_per_limits_worth_after_a_cut():
+    limit = AdaptiveLimit(ceiling=256)
+    rounds = []
+    while limit.limit < 256:  # a round trip: every slot of the limit answered
+        for _ in range(int(limit.limit)):
+            limit.succeeded()
+        rounds.append(int(limit.limit))
+    assert rounds == [64, 256]
+    limit.overloaded(granted_at=time.monotonic())
+    assert limit.limit == 128
+    for _ in range(128):
+        limit.succeeded()
+    assert 128.9 < limit.limit < 129.1  # one slot per limit's worth of answers, no new ramp
+    assert AdaptiveLimit(ceiling=8).limit == 8
 
 
 def test_the_limit_settles_near_a_servers_capacity_without_a_429_storm(make_openai_server):

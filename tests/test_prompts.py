@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,18 @@ def test_a_broken_template_is_a_one_line_error_at_check_time(tmp_path, text, mes
 def test_missing_prompt_folder_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="--prompts folder not found"):
         PromptLibrary(tmp_path / "absent")
+
+
+def test_rendering_equals_jinjas_own_with_globals_and_after_pickling(tmp_path):
+    """Prompts are rendered without `Template.render` (which copies the globals into every context): the text must
+    be exactly Jinja's, globals and template-level variables included, also in a copy sent to a worker process."""
+    text = ("{# output: llm_negatives #}\n{% set ns = namespace(n=0) %}{% for i in range(num) %}"
+            "{% set ns.n = ns.n + i %}{{ loop.index }}:{{ query | tojson }} {% endfor %}{{ ns.n }} {{ dict(a=1) }} "
+            "{{ (length_tolerance * 100)|round|int }}\n{% for item in avoid %}- {{ item }}\n{% endfor %}{{ positive }}")
+    folder = write(tmp_path / "p", "llm_negatives.en.jinja", text)
+    context = {**SAMPLE, "query": HOSTILE, "num": 4, "avoid": ["one", "two"]}
+    for library in (PromptLibrary(folder), pickle.loads(pickle.dumps(PromptLibrary(folder)))):
+        template = library.for_lang("llm_negatives", "en")
+        expected = library.env.get_template(template.name).render(**context).strip()
+        assert template.render(**context) == template.render(**context) == expected
+        assert "6 {'a': 1} 20" in expected

@@ -1,7 +1,7 @@
 """How many requests an engine keeps in flight: one engine-wide limit that adapts to the server (AIMD).
 
 Every request of every part, job and retry takes a slot here, so there is no per-call pool and no round barrier.
-The limit starts low and doubles per round trip (start-up ramp) up to `--concurrency`; a 429 or an overload
+The limit starts low and grows fourfold per round trip (start-up ramp) up to `--concurrency`; a 429 or an overload
 (503, reset) halves it once per burst (a failure of a request sent before the last cut does not cut again), and
 each success after a cut adds one slot per limit's worth of successes. It never goes above `--concurrency`.
 """
@@ -15,6 +15,10 @@ from typing import Any
 
 START = 16
 """Slots at start-up: enough to fill a small server at once, few enough not to flood one that is already busy."""
+RAMP_GROWTH = 3.0
+"""Slots each answer adds during the start-up ramp: fourfold per round trip (16, 64, 256), so full concurrency comes
+after two round trips, not four as with doubling. An LLM's round trip is seconds long: each one the ramp takes is
+seconds of a run at a fraction of its concurrency. The first cut ends the ramp, whatever it overshot."""
 FLOOR = 1
 
 
@@ -24,7 +28,7 @@ class AdaptiveLimit:
     def __init__(self, ceiling: int, start: int = START):
         self.ceiling = max(1, int(ceiling))
         self.limit = float(min(self.ceiling, max(FLOOR, start)))
-        self.ramp_until = float(self.ceiling)  # below this the limit grows by one per success (doubles per round)
+        self.ramp_until = float(self.ceiling)  # below this the limit grows by RAMP_GROWTH per success
         self.in_flight = 0
         self.cuts = 0
         self._last_cut = 0.0
@@ -55,10 +59,11 @@ class AdaptiveLimit:
         self._wake()
 
     def succeeded(self) -> None:
-        """One request answered: ramp up (one slot per success) or grow slowly (one per limit's worth)."""
+        """One request answered: ramp up (`RAMP_GROWTH` slots per success) or grow slowly (one per limit's worth)."""
         if self.limit >= self.ceiling:
             return
-        self.limit = min(float(self.ceiling), self.limit + (1.0 if self.limit < self.ramp_until else 1.0 / self.limit))
+        growth = RAMP_GROWTH if self.limit < self.ramp_until else 1.0 / self.limit
+        self.limit = min(float(self.ceiling), self.limit + growth)
         self._wake()
 
     def overloaded(self, granted_at: float) -> None:
