@@ -52,38 +52,56 @@ class EmbedCount:
     def __add__(self, other: EmbedCount) -> EmbedCount:
         return EmbedCount(self.texts + other.texts, self.tokens + other.tokens, self.requests + other.requests)
 
-    def __sub__(self, other: EmbedCount) -> EmbedCount:
-        return self + other.times(-1)
-
-    def times(self, factor: float) -> EmbedCount:
-        return EmbedCount(self.texts * factor, self.tokens * factor, self.requests * factor)
-
 
 class CountingEmbedder(CachedEmbedder):
-    """Stands in for a stage's embedder under `--estimate`: the same cache (read only) and query format, and every
-    `encode` counted in `sent` instead of embedded; its vectors are zeros, so every similarity is a tie."""
+    """Stands in for a stage's embedder under `--estimate`: the same cache (read only) and query format, and what
+    a run would send counted (`take`) instead of embedded; its vectors are zeros, so every similarity is a tie."""
 
     def __init__(self, embedder: CachedEmbedder, count: Callable[[str], int]):
         super().__init__(embedder.backend, embedder.cache, embedder.query_format, embedder.flush_texts)
         self.batch_size = int(embedder.backend.batch_size)
         self.count = count
-        self.sent = EmbedCount()
         self._counted: set[str] = set()
+        self._calls: list[int] = []
+        """Texts sent by each `encode` call since the last `take`: a call over a part's rows grows with them."""
+        self._single = 0
+        """Texts sent one per request since the last `take`: their requests grow in number with the rows."""
+        self._texts = self._tokens = 0
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Count one `encode` call: the texts neither the cache nor an earlier call holds, in the requests that
-        `CachedEmbedder.encode` would split them into."""
-        missing = [text for text in uncached(texts, self) if text not in self._counted]
-        self._counted.update(missing)
-        full, rest = divmod(len(missing), self.flush_texts)
-        requests = full * math.ceil(self.flush_texts / self.batch_size) + math.ceil(rest / self.batch_size)
-        self.sent += EmbedCount(len(missing), sum(self.count(t) for t in missing), requests)
+        """Count one `encode` call of a run: the texts neither the cache nor an earlier call holds."""
+        self._calls.append(self._add(self._missing(texts)))
         return np.zeros((len(texts), 1), dtype=np.float32)
 
-    def encode_new(self, texts: list[str]) -> None:
-        """Count texts a run writes and then embeds one per call (outputs checked one by one): each is new, so
-        neither the cache nor an earlier call holds it, and each is a request of its own."""
-        self.sent += EmbedCount(len(texts), sum(self.count(t) for t in texts), len(texts))
+    def encode_each(self, texts: list[str], new: bool = False) -> None:
+        """Count texts a run embeds in a call of their own each (a record's, an output's): one request per text
+        that neither the cache nor an earlier call holds, or per text if they are `new` (outputs a run writes)."""
+        self._single += self._add(list(texts) if new else self._missing(texts))
+
+    def take(self, scale: float = 1.0) -> EmbedCount:
+        """What the calls since the last `take` send, with as many rows again as `scale` says: the texts and the
+        one-text requests `scale` times as many, each `encode` call `scale` times as large, split as
+        `CachedEmbedder.encode` splits it (chunks of `flush_texts`, requests of `batch_size` texts). The texts
+        stay counted: a later call finds them embedded."""
+        calls = sum(self._requests(math.ceil(round(texts * scale, 6))) for texts in self._calls)
+        requests = calls + self._single * scale
+        taken = EmbedCount(self._texts * scale, self._tokens * scale, requests)
+        self._calls, self._single, self._texts, self._tokens = [], 0, 0, 0
+        return taken
+
+    def _missing(self, texts: list[str]) -> list[str]:
+        missing = [text for text in uncached(texts, self) if text not in self._counted]
+        self._counted.update(missing)
+        return missing
+
+    def _add(self, texts: list[str]) -> int:
+        self._texts += len(texts)
+        self._tokens += sum(self.count(t) for t in texts)
+        return len(texts)
+
+    def _requests(self, texts: int) -> int:
+        full, rest = divmod(texts, self.flush_texts)
+        return full * math.ceil(self.flush_texts / self.batch_size) + math.ceil(rest / self.batch_size)
 
 
 def embed_stats(sent: EmbedCount, embedder: CachedEmbedder) -> dict[str, Any]:

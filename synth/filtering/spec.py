@@ -116,7 +116,7 @@ def estimate(options: dict[str, Any]) -> StageSummary:
                                len(judged) * verdict_tokens(JudgeAnswer, count), settings, extra=audit)
     if options.get("embedder") == "api":  # a local model sends nothing
         embedder = embedded(options, sampled, CountingEmbedder(build_embedder(options), count))
-        sent = embedder.sent.times(rows / sampled_rows if sampled_rows else 0.0)
+        sent = embedder.take(rows / sampled_rows if sampled_rows else 0.0)
         summary.stats = with_embedding(summary.stats, embed_stats(sent, embedder))
     return summary
 
@@ -125,9 +125,8 @@ def embedded(options: dict[str, Any], sampled: list[tuple[PartRef, list[dict[str
              embedder: CountingEmbedder) -> CountingEmbedder:
     """The sampled rows embedded into `embedder` as `FilterStage.prepare` embeds a run's: part by part the scores
     the rows lack and the rules use (queries, then passages and negatives), then part by part the texts of the
-    records that embedding dedup compares. Exact for the sampled rows (every rule's embedding is sent before any
-    record is dropped); scaled to all rows, the requests are at most a run's (a whole part fills its batches
-    better), exact when every part is sampled whole."""
+    records that embedding dedup compares. Exact for the sampled rows: every text is embedded before any record is
+    dropped. The caller scales the calls with the rows (exact when every part is sampled whole)."""
     from synth.filtering.scoring import score_rows, vector_fn
 
     stage = FilterStage(options, scorer=lambda rows: score_rows(embedder, rows))

@@ -113,8 +113,8 @@ class AugmentStage(SynthesisStage):
             source, outputs = job.measured["source"], [joined(item["query"], item["positive"]) for item in answer]
         else:
             source, outputs = job.measured["text"], [item["text"] for item in answer]
-        embedder.encode([source.text])
-        embedder.encode_new(outputs)
+        embedder.encode_each([source.text])
+        embedder.encode_each(outputs, new=True)
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task not in TECHNIQUE:

@@ -11,13 +11,13 @@ real retry rate and the retries' longer prompts.
 A stage with an embedder (`embedder = "api"` or `local`) embeds into a `CountingEmbedder` instead (zero vectors:
 querygen's persona candidates are then its seeded tie-break, not the most similar personas); an API embedder's
 requests, texts, tokens and cost are shown as `estimate_embed_*`, the cost also in the stage's total. Counted as a
-run sends them through the embedding cache: distinct texts the cache does not hold, once per stage or run. Exact for
-the sampled rows: querygen's personas (once per stage, not scaled with the rows) and passages (one call per part);
-augment's source of each record (at its first output's topic band). Augment's outputs are counted like the chat
-requests, one try per record with every output reaching the topic band, each output a request of its own: retries
-embed theirs too (up to `max_tries` times as many), outputs that fail an earlier check embed nothing. Scaled to all
-rows as the chat requests are; the requests of calls larger than the sample's fill their batches better, so the
-scaled requests are at most what a run sends (exact when every part is sampled whole).
+run sends them through the embedding cache: distinct texts the cache does not hold, each once per run. Exact for the
+sampled rows: querygen's personas (once per stage, not scaled with the rows) and each part's passages (one call per
+part); augment's record sources (at the record's first topic band, a request each). Augment's outputs are counted
+like the chat requests, one try per record with every output reaching the topic band, a request each: retries embed
+theirs too (up to `max_tries` times as many), outputs that fail an earlier check embed nothing. Scaled to all rows
+like the chat requests: texts and one-text requests in number, a call over a part's rows in size (exact when every
+part is sampled whole).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def estimate_stage(stage: Any, inputs: list[Path], settings: LLMSettings, tokeni
     if stage.similarity is not None:
         sample.embedder = stage.similarity.embedder = CountingEmbedder(stage.similarity.embedder, sample.count)
     stage.prepare([part for part, _ in sampled])  # what a run builds first (querygen's persona index)
-    once = sample.embedder.sent if sample.embedder else EmbedCount()
+    once = sample.embedder.take() if sample.embedder else EmbedCount()
     stage.sample = sample
     for part, rows in sampled:
         if rows:
@@ -97,6 +97,6 @@ def estimate_stage(stage: Any, inputs: list[Path], settings: LLMSettings, tokeni
                                sample.prompt_tokens, sample.answer_tokens, settings, stage.max_tries,
                                {"estimate_rows_out": round((added + kept) * scale)})
     if sample.embedder is not None and stage.options.get("embedder") == "api":  # a local model sends nothing
-        sent = once + (sample.embedder.sent - once).times(scale)
+        sent = once + sample.embedder.take(scale)
         summary.stats = with_embedding(summary.stats, embed_stats(sent, sample.embedder))
     return summary
