@@ -281,3 +281,40 @@ def test_estimate_counts_the_api_embedder_of_a_synthesis_stage_and_sends_nothing
     local = querygen(parts, out, chat, "--embedder", "local", "--embed-cache", str(tmp_path / "local"), "--estimate")
     assert local.exit_code == 0, local.output
     assert "estimate_embed" not in local.output and not (tmp_path / "local").exists()  # a local model sends nothing
+
+
+def test_run_estimate_scales_the_api_embedder_of_a_stage_estimated_on_stand_in_rows(parts, make_openai_server,
+                                                                                      tmp_path):
+    chat, embed = make_openai_server(handler=FakeModel()), make_openai_server()
+    embedder = {"embedder": "api", "embed_model": "emb", "embed_base_url": embed.base_url,
+                "embed_cache": str(tmp_path / "cache"), "embed_batch_size": 3}
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "scored"
+{llm_table(chat)}[[stage]]
+use = "paraphrase"
+inputs = ["{parts[0]}"]
+num = 2
+[[stage]]
+use = "filter"
+{"".join(f'{key} = {json.dumps(value)}{chr(10)}' for key, value in embedder.items())}""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    guess = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--estimate"])
+    assert guess.exit_code == 0, guess.output
+    assert chat.log.total() == embed.log.total() == 0 and not run_dir.exists()
+    scaled = estimated(guess.output.split("filter ->")[1])  # estimated on the rows paraphrase reads, times three
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in embedder.items() if key != "embed_batch_size"]
+    config = tmp_path / "synth.toml"
+    config.write_text("[filter]\nembed_batch_size = 3\n", encoding="utf-8")
+    direct = estimated(runner.invoke(app, ["filter", *parts, "--out", str(tmp_path / "f"), *flags, "--api-key",
+                                           chat.api_key, "--config", str(config), "--estimate"]).output)
+    assert scaled["estimate_from_earlier_estimate"] == 1 and scaled["estimate_rows"] == 21
+    for name in ("requests", "texts", "tokens"):
+        assert scaled[f"estimate_embed_{name}"] == pytest.approx(3 * direct[f"estimate_embed_{name}"], abs=1), name
+    assert runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir)]).exit_code == 0
+    sent = json.loads((run_dir / "final" / "_manifest.json").read_text())["endpoints"][embed.base_url]
+    assert sent["requests"] == embed.log.total("embeddings")
+    # Paraphrases are new texts of their records' length: the texts within a quarter. A part's call grows in
+    # size in a run but in number on stand-in rows, so the requests are at most half again a run's (18 for 14).
+    made = len(EmbeddingCache(tmp_path / "cache", f"emb@{embed.base_url}"))
+    assert scaled["estimate_embed_texts"] == pytest.approx(made, rel=0.25)
+    assert sent["requests"] <= scaled["estimate_embed_requests"] <= 1.5 * sent["requests"]
