@@ -278,6 +278,12 @@ def test_estimate_counts_the_api_embedder_of_a_synthesis_stage_and_sends_nothing
     assert sent["cost_usd"] / 2 < guess["estimate_embed_cost_usd"] < sent["cost_usd"] * 2
     again = estimated(querygen(parts, tmp_path / "again", chat, *embedder, "--estimate").output)
     assert again["estimate_embed_requests"] == again["estimate_embed_texts"] == 0  # all in the cache now
+    augment = runner.invoke(app, ["augment", *parts, "--out", str(tmp_path / "augment"), "--base-url", chat.base_url,
+                                  "--api-key", chat.api_key, "--model", chat.model, "-n", "2", *embedder, "--estimate"])
+    assert augment.exit_code == 0, augment.output
+    topic_band = estimated(augment.output)  # each record's source, then each output, in a request of its own
+    assert topic_band["estimate_embed_requests"] == topic_band["estimate_embed_texts"] == 7 + 7 * 2
+    assert embed.log.total("embeddings") == sent["requests"]  # the augment estimate sent nothing either
     local = querygen(parts, out, chat, "--embedder", "local", "--embed-cache", str(tmp_path / "local"), "--estimate")
     assert local.exit_code == 0, local.output
     assert "estimate_embed" not in local.output and not (tmp_path / "local").exists()  # a local model sends nothing
