@@ -237,3 +237,30 @@ def test_filter_estimate_counts_its_api_embedder_sends_nothing_and_matches_the_r
     assert guess["estimate_embed_cost_usd"] == pytest.approx(sent["cost_usd"], rel=0.25)
     local = runner.invoke(app, ["filter", str(source), "--out", str(tmp_path / "local"), "--estimate"])
     assert local.exit_code == 0 and "estimate_embed" not in local.output, local.output  # a local model sends nothing
+
+
+def test_status_shows_the_endpoints_of_a_filters_audit(tmp_path, openai_server, monkeypatch):
+    openai_server.handler = table_judge
+    source = write_stage(tmp_path / "mine", [mined_rows()])
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "audited"
+[llm]
+base_url = "{openai_server.base_url}"
+api_key = "{openai_server.api_key}"
+model = "test-model"
+[[stage]]
+use = "filter"
+inputs = ["{source}"]
+dedup = "off"
+false_negative_margin = "off"
+audit = 3
+""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert openai_server.log.total("chat") == 24  # the audit's: the filter itself asks no judge here
+    monkeypatch.setenv("COLUMNS", "250")  # URLs whole on one line
+    status = runner.invoke(app, ["status", str(run_dir)])
+    assert status.exit_code == 0, status.output
+    (row,) = [line for line in status.output.splitlines() if "filter (audit)" in line]
+    assert openai_server.base_url in row and re.search(r"│\s*24\s*│", row), status.output

@@ -10,6 +10,7 @@ from synth.embed import build_embedder
 from synth.embed.estimate import CountingEmbedder, embed_stats, with_embedding
 from synth.embed.options import EMBED_OPTIONS
 from synth.errors import UsageError
+from synth.executor import stage_lock
 from synth.filtering.duplicates import DuplicateFinder
 from synth.filtering.judge import JudgeAnswer, JudgePrompt, LLMJudge
 from synth.filtering.options import RULE_OPTIONS, check_rule_options, judge_used, rule_used
@@ -27,10 +28,12 @@ from synth.llm.settings import LLM_OPTIONS, LLMSettings
 from synth.registry import Inputs, Option, StageSpec, pick
 from synth.schema import Task
 from synth.stage import StageSummary, run_stage
-from synth.store import PartRef, read_manifest
+from synth.store import Manifest, PartRef, read_manifest
 
 AUDIT_FOLDER = "_audit"
 """Where `--audit N` writes the audit's files inside the filter's output."""
+AUDIT_ENDPOINTS = "audit_endpoints"
+"""The filter manifest's entry for the per-endpoint usage of its latest `--audit` (`synth status` shows it)."""
 EMBED_FLAGS = ("embedder", "embed_model", "embed_base_url", "embed_cache")
 JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency", "max_cost")
 BATCH_KEYS = ("batch_max_requests", "batch_max_bytes", "batch_poll", "batch_prices")
@@ -92,6 +95,8 @@ def run(options: dict[str, Any]) -> StageSummary:
         from synth.evaluation.audit_spec import AUDIT, audit, margin_stats
 
         found = audit(out, out / AUDIT_FOLDER, {**AUDIT.defaults(), **options, "per_bucket": options["audit"]})
+        with stage_lock(out):  # the audit's judge is no part of the filter's own `endpoints`: beside them
+            Manifest(out, FilterStage.name).set(AUDIT_ENDPOINTS, found["endpoints"])
         summary.stats.update({f"audit: {key}": value for key, value in margin_stats(found).items()})
     return summary
 
