@@ -276,6 +276,8 @@ def test_estimate_counts_the_api_embedder_of_a_synthesis_stage_and_sends_nothing
     assert guess["estimate_embed_texts"] == len(EmbeddingCache(cache, f"emb@{embed.base_url}"))
     # The server counts a token per 4 characters, the estimator a CJK character (the personas') as one.
     assert sent["cost_usd"] / 2 < guess["estimate_embed_cost_usd"] < sent["cost_usd"] * 2
+    after = estimated(querygen(parts, out, chat, *embedder, "--estimate").output)  # from the run's measures
+    assert after["estimate_tries_from_earlier_run"] == 1 and after["estimate_requests"] == chat.log.total("chat")
     again = estimated(querygen(parts, tmp_path / "again", chat, *embedder, "--estimate").output)
     assert again["estimate_embed_requests"] == again["estimate_embed_texts"] == 0  # all in the cache now
     augment = runner.invoke(app, ["augment", *parts, "--out", str(tmp_path / "augment"), "--base-url", chat.base_url,
