@@ -108,8 +108,8 @@ class StageSpec:
     """Resolved options -> `StageSummary`."""
     needs_llm: Callable[[dict[str, Any]], bool] = never
     api_embedder: Callable[[dict[str, Any]], bool] = never
-    """Whether the stage's own work sends its texts to an embedding endpoint (`mine --embedder api`): `synth run
-    --estimate` estimates it like an LLM stage (it runs online in every `mode`)."""
+    """Whether the stage's own work sends its texts to an embedding endpoint (`mine` or `filter` with `--embedder
+    api`): `synth run --estimate` estimates it like an LLM stage (it runs online in every `mode`)."""
     out_folder: str | None = None
     """The stage's folder in a run directory when the pipeline names none (default: the stage's name)."""
     plan: Callable[[dict[str, Any]], Iterable[Any]] | None = None

@@ -12,6 +12,7 @@ from helpers import SYNTH, estimated
 from typer.testing import CliRunner
 
 from synth.cli import app
+from synth.embed.cache import EmbeddingCache
 from synth.evaluation.audit import Population, Sampled, bucket_of, draw, estimate, kept_buckets, wilson
 from tests.pipeline_fixtures import retrieval, write_stage
 
@@ -206,3 +207,60 @@ def test_audit_is_a_pipeline_stage_and_filter_audit_needs_the_llm(tmp_path):
     assert filter_stage.options["audit"] == 5 and filter_stage.needs_llm()
     assert audit_stage.options["per_bucket"] == 7 and audit_stage.options["target"] == 0.1
     assert audit_stage.options["inputs"] == [str(tmp_path / "mine")] and audit_stage.needs_llm()
+
+
+def test_filter_estimate_counts_its_api_embedder_sends_nothing_and_matches_the_run(tmp_path, make_openai_server):
+    embed = make_openai_server()
+    parts = [[retrieval(f"query {p}-{i} about topic {i}", f"positive {p}-{i} on topic {i}",
+                        negatives=[f"negative {p}-{i} off topic"], negative_origins=["mined"]) for i in range(300)]
+             for p in range(2)]  # no scores: the filter embeds every text to score the pairs
+    source = write_stage(tmp_path / "in", parts)
+    config, cache, out = tmp_path / "synth.toml", tmp_path / "cache", tmp_path / "final"
+    config.write_text('[filter]\nembed_batch_size = 16\nprices = { emb = { input = 1000.0, output = 0.0 } }\n',
+                      encoding="utf-8")
+    args = ["filter", str(source), "--out", str(out), "--embedder", "api", "--embed-model", "emb",
+            "--embed-base-url", embed.base_url, "--api-key", embed.api_key, "--embed-cache", str(cache),
+            "--dedup", "embedding", "--dedup-on", "pair", "--config", str(config)]
+    result = runner.invoke(app, [*args, "--estimate"])
+    assert result.exit_code == 0, result.output
+    assert embed.log.total() == 0 and not out.exists() and not cache.exists()  # nothing sent or written
+    guess = estimated(result.output)
+    assert guess["estimate_rows_sampled"] == 200 and guess["estimate_requests"] == 0  # no judge
+    # Per part 300 queries in requests of 16, then 300 positives and 300 negatives; dedup's texts are embedded
+    # already. Sampled 100 rows a part, scaled to 300.
+    assert guess["estimate_embed_texts"] == 2 * 900 and guess["estimate_embed_requests"] == 2 * (19 + 38)
+    assert guess["estimate_cost_usd"] == guess["estimate_embed_cost_usd"] > 0  # the embedder's is the whole bill
+    assert runner.invoke(app, args).exit_code == 0
+    sent = json.loads((out / "_manifest.json").read_text())["endpoints"][embed.base_url]
+    assert guess["estimate_embed_requests"] == sent["requests"] == embed.log.total("embeddings")
+    assert guess["estimate_embed_texts"] == len(EmbeddingCache(cache, f"emb@{embed.base_url}"))
+    assert guess["estimate_embed_cost_usd"] == pytest.approx(sent["cost_usd"], rel=0.25)
+    local = runner.invoke(app, ["filter", str(source), "--out", str(tmp_path / "local"), "--estimate"])
+    assert local.exit_code == 0 and "estimate_embed" not in local.output, local.output  # a local model sends nothing
+
+
+def test_status_shows_the_endpoints_of_a_filters_audit(tmp_path, openai_server, monkeypatch):
+    openai_server.handler = table_judge
+    source = write_stage(tmp_path / "mine", [mined_rows()])
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "audited"
+[llm]
+base_url = "{openai_server.base_url}"
+api_key = "{openai_server.api_key}"
+model = "test-model"
+[[stage]]
+use = "filter"
+inputs = ["{source}"]
+dedup = "off"
+false_negative_margin = "off"
+audit = 3
+""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert openai_server.log.total("chat") == 24  # the audit's: the filter itself asks no judge here
+    monkeypatch.setenv("COLUMNS", "250")  # URLs whole on one line
+    status = runner.invoke(app, ["status", str(run_dir)])
+    assert status.exit_code == 0, status.output
+    (row,) = [line for line in status.output.splitlines() if "filter (audit)" in line]
+    assert openai_server.base_url in row and re.search(r"│\s*24\s*│", row), status.output

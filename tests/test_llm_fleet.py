@@ -18,6 +18,7 @@ from synthesis_fixtures import FakeModel
 from typer.testing import CliRunner
 
 from synth.cli import app
+from synth.embed.cache import EmbeddingCache
 from synth.embed.factory import shipped_model_path
 from synth.llm import ChatRequest, LLMEngine, LLMSettings
 from synth.llm.concurrency import AdaptiveLimit
@@ -262,3 +263,84 @@ num = 1
     assert negatives_guess["estimate_requests"] == pytest.approx(stats["llm_requests"], rel=0.25)
     per_request = negatives_guess["estimate_prompt_tokens"] / negatives_guess["estimate_requests"]
     assert per_request == pytest.approx(stats["llm_prompt_tokens"] / stats["llm_requests"], rel=0.25)
+
+
+def querygen(inputs: list[str], out: Path, chat: Any, *extra: str) -> Any:
+    return runner.invoke(app, ["querygen", *inputs, "--out", str(out), "--base-url", chat.base_url,
+                               "--api-key", chat.api_key, "--model", chat.model, *extra])
+
+
+def test_estimate_counts_the_api_embedder_of_a_synthesis_stage_and_sends_nothing(parts, make_openai_server,
+                                                                                  tmp_path):
+    chat, embed = make_openai_server(handler=FakeModel()), make_openai_server()
+    out, cache, config = tmp_path / "out", tmp_path / "cache", tmp_path / "synth.toml"
+    config.write_text(f'[querygen]\nembed_base_url = "{embed.base_url}"\nembed_batch_size = 3\n[querygen.prices]\n'
+                      "test-model = { input = 1.0, output = 2.0 }\nemb = { input = 1000.0, output = 0.0 }\n",
+                      encoding="utf-8")
+    embedder = ["--embedder", "api", "--embed-model", "emb", "--embed-cache", str(cache), "--config", str(config)]
+    before = querygen(parts, out, chat, *embedder, "--estimate")
+    assert before.exit_code == 0, before.output
+    assert chat.log.total() == embed.log.total() == 0  # nothing sent: not the personas, not the passages
+    assert not out.exists() and not cache.exists()  # nothing written, the embedding cache neither
+    guess = estimated(before.output)
+    assert min(guess[f"estimate_embed_{name}"] for name in ("requests", "texts", "tokens", "cost_usd")) > 0
+    chat_cost = (guess["estimate_prompt_tokens"] * 1.0 + guess["estimate_completion_tokens"] * 2.0) / 1e6
+    assert guess["estimate_embed_cost_usd"] == pytest.approx(guess["estimate_embed_tokens"] * 1000.0 / 1e6, rel=0.01)
+    assert guess["estimate_cost_usd"] == pytest.approx(chat_cost + guess["estimate_embed_cost_usd"], rel=0.01)
+    assert querygen(parts, out, chat, *embedder).exit_code == 0
+    sent = json.loads((out / "_manifest.json").read_text())["endpoints"][embed.base_url]
+    # Every part is sampled whole: the personas once, then each part's passages in requests of 3.
+    assert guess["estimate_embed_requests"] == sent["requests"] == embed.log.total("embeddings")
+    assert guess["estimate_embed_texts"] == len(EmbeddingCache(cache, f"emb@{embed.base_url}"))
+    # The server counts a token per 4 characters, the estimator a CJK character (the personas') as one.
+    assert sent["cost_usd"] / 2 < guess["estimate_embed_cost_usd"] < sent["cost_usd"] * 2
+    after = estimated(querygen(parts, out, chat, *embedder, "--estimate").output)  # from the run's measures
+    assert after["estimate_tries_from_earlier_run"] == 1 and after["estimate_requests"] == chat.log.total("chat")
+    again = estimated(querygen(parts, tmp_path / "again", chat, *embedder, "--estimate").output)
+    assert again["estimate_embed_requests"] == again["estimate_embed_texts"] == 0  # all in the cache now
+    augment = runner.invoke(app, ["augment", *parts, "--out", str(tmp_path / "augment"), "--base-url", chat.base_url,
+                                  "--api-key", chat.api_key, "--model", chat.model, "-n", "2", *embedder, "--estimate"])
+    assert augment.exit_code == 0, augment.output
+    topic_band = estimated(augment.output)  # each record's source, then each output, in a request of its own
+    assert topic_band["estimate_embed_requests"] == topic_band["estimate_embed_texts"] == 7 + 7 * 2
+    assert embed.log.total("embeddings") == sent["requests"]  # the augment estimate sent nothing either
+    local = querygen(parts, out, chat, "--embedder", "local", "--embed-cache", str(tmp_path / "local"), "--estimate")
+    assert local.exit_code == 0, local.output
+    assert "estimate_embed" not in local.output and not (tmp_path / "local").exists()  # a local model sends nothing
+
+
+def test_run_estimate_scales_the_api_embedder_of_a_stage_estimated_on_stand_in_rows(parts, make_openai_server,
+                                                                                      tmp_path):
+    chat, embed = make_openai_server(handler=FakeModel()), make_openai_server()
+    embedder = {"embedder": "api", "embed_model": "emb", "embed_base_url": embed.base_url,
+                "embed_cache": str(tmp_path / "cache"), "embed_batch_size": 3}
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f"""name = "scored"
+{llm_table(chat)}[[stage]]
+use = "paraphrase"
+inputs = ["{parts[0]}"]
+num = 2
+[[stage]]
+use = "filter"
+{"".join(f'{key} = {json.dumps(value)}{chr(10)}' for key, value in embedder.items())}""", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    guess = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--estimate"])
+    assert guess.exit_code == 0, guess.output
+    assert chat.log.total() == embed.log.total() == 0 and not run_dir.exists()
+    scaled = estimated(guess.output.split("filter ->")[1])  # estimated on the rows paraphrase reads, times three
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in embedder.items() if key != "embed_batch_size"]
+    config = tmp_path / "synth.toml"
+    config.write_text("[filter]\nembed_batch_size = 3\n", encoding="utf-8")
+    direct = estimated(runner.invoke(app, ["filter", *parts, "--out", str(tmp_path / "f"), *flags, "--api-key",
+                                           chat.api_key, "--config", str(config), "--estimate"]).output)
+    assert scaled["estimate_from_earlier_estimate"] == 1 and scaled["estimate_rows"] == 21
+    for name in ("requests", "texts", "tokens"):
+        assert scaled[f"estimate_embed_{name}"] == pytest.approx(3 * direct[f"estimate_embed_{name}"], abs=1), name
+    assert runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir)]).exit_code == 0
+    sent = json.loads((run_dir / "final" / "_manifest.json").read_text())["endpoints"][embed.base_url]
+    assert sent["requests"] == embed.log.total("embeddings")
+    # Paraphrases are new texts of their records' length: the texts within a quarter. A part's call grows in
+    # size in a run but in number on stand-in rows, so the requests are at most half again a run's (18 for 14).
+    made = len(EmbeddingCache(tmp_path / "cache", f"emb@{embed.base_url}"))
+    assert scaled["estimate_embed_texts"] == pytest.approx(made, rel=0.25)
+    assert sent["requests"] <= scaled["estimate_embed_requests"] <= 1.5 * sent["requests"]

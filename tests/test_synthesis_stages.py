@@ -322,7 +322,7 @@ class _KeepJobs:
     def __init__(self) -> None:
         self.jobs: list[Any] = []
 
-    def add(self, jobs: list[Any], expected: Any) -> None:
+    def add(self, jobs: list[Any], expected: Any, embedded: Any) -> None:
         self.jobs += jobs
 
 

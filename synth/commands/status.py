@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
             table.add_row(s.name, f"{s.parts_done}/{total}", rows, rejects_text(s), usage_text(s),
                           str(s.failed) if s.failed else "-", s.rerun)
         console.print(table)
-        endpoints = [(s.name, url, e) for s in stages for url, e in s.endpoints.items()]
+        endpoints = [(name, url, e) for s in stages
+                     for name, used in ((s.name, s.endpoints), (f"{s.name} (audit)", s.audit_endpoints))
+                     for url, e in used.items()]
         if endpoints:
             console.print(endpoint_table(endpoints))
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from synth.embed.base import normalize
 from synth.errors import StageFailed, SynthError
-from synth.llm.engine import LLMEngine
+from synth.llm.engine import LLMEngine, counting
 from synth.llm.settings import LLMSettings, redact_url
 
 API_KEYS = ("api_key", "concurrency", "rpm", "tpm", "timeout", "max_attempts", "max_cost", "prices")
@@ -59,8 +59,11 @@ class APIEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of `texts`; a batch that still fails after the engine's retries stops the stage (exit 1)."""
         batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
-        results = self.engine.post_json_many("/embeddings", [{"model": self.model, "input": b} for b in batches],
-                                             journal=False)
+        # Counted apart from the part being made: its `llm_*` stats are its chat model's (an estimate reads them as
+        # tries per record); the embedder's requests and cost are its endpoint's, in the manifest's `endpoints`.
+        with counting():
+            results = self.engine.post_json_many("/embeddings", [{"model": self.model, "input": b} for b in batches],
+                                                 journal=False)
         failed = [r.error for r in results if not r.ok]
         if failed:
             raise StageFailed(f"{len(failed)} embedding request(s) failed ({failed[0]}); rerun to resume")

@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from synth.card import write_card
+from synth.embed import build_embedder
+from synth.embed.estimate import CountingEmbedder, embed_stats, with_embedding
 from synth.embed.options import EMBED_OPTIONS
 from synth.errors import UsageError
+from synth.executor import stage_lock
+from synth.filtering.duplicates import DuplicateFinder
 from synth.filtering.judge import JudgeAnswer, JudgePrompt, LLMJudge
 from synth.filtering.options import RULE_OPTIONS, check_rule_options, judge_used, rule_used
 from synth.filtering.settings import setting_for
@@ -24,10 +28,12 @@ from synth.llm.settings import LLM_OPTIONS, LLMSettings
 from synth.registry import Inputs, Option, StageSpec, pick
 from synth.schema import Task
 from synth.stage import StageSummary, run_stage
-from synth.store import read_manifest
+from synth.store import Manifest, PartRef, read_manifest
 
 AUDIT_FOLDER = "_audit"
 """Where `--audit N` writes the audit's files inside the filter's output."""
+AUDIT_ENDPOINTS = "audit_endpoints"
+"""The filter manifest's entry for the per-endpoint usage of its latest `--audit` (`synth status` shows it)."""
 EMBED_FLAGS = ("embedder", "embed_model", "embed_base_url", "embed_cache")
 JUDGE_FLAGS = ("model", "base_url", "api_key", "concurrency", "max_cost")
 BATCH_KEYS = ("batch_max_requests", "batch_max_bytes", "batch_poll", "batch_prices")
@@ -89,13 +95,16 @@ def run(options: dict[str, Any]) -> StageSummary:
         from synth.evaluation.audit_spec import AUDIT, audit, margin_stats
 
         found = audit(out, out / AUDIT_FOLDER, {**AUDIT.defaults(), **options, "per_bucket": options["audit"]})
+        with stage_lock(out):  # the audit's judge is no part of the filter's own `endpoints`: beside them
+            Manifest(out, FilterStage.name).set(AUDIT_ENDPOINTS, found["endpoints"])
         summary.stats.update({f"audit: {key}": value for key, value in margin_stats(found).items()})
     return summary
 
 
 def estimate(options: dict[str, Any]) -> StageSummary:
     """`--estimate`: the judge's requests for the sampled rows it is switched on for (before the other rules drop
-    any, so at most what a run sends); with `--audit N`, the audit's requests at most (N per bucket)."""
+    any, so at most what a run sends); with `--audit N`, the audit's requests at most (N per bucket); with the API
+    embedder, what `embedded` counts."""
     from synth.evaluation.audit import EDGES, ORDERS
 
     settings = LLMSettings.from_options({**options, "temperature": 0.0})
@@ -107,8 +116,31 @@ def estimate(options: dict[str, Any]) -> StageSummary:
     tokens = sum(prompt_tokens(prompt.render(row), count) for row in judged) if prompt else 0
     at_most = int(options["audit"]) * (len(EDGES) + 1) * len(ORDERS)
     audit = {"estimate_audit_requests_at_most": at_most} if audit_used(options) else {}
-    return estimate_summary("filter", Path(options["out"]), rows, sum(len(r) for _, r in sampled), len(judged),
-                            tokens, len(judged) * verdict_tokens(JudgeAnswer, count), settings, extra=audit)
+    sampled_rows = sum(len(r) for _, r in sampled)
+    summary = estimate_summary("filter", Path(options["out"]), rows, sampled_rows, len(judged), tokens,
+                               len(judged) * verdict_tokens(JudgeAnswer, count), settings, extra=audit)
+    if options.get("embedder") == "api":  # a local model sends nothing
+        embedder = embedded(options, sampled, CountingEmbedder(build_embedder(options), count))
+        sent = embedder.take(rows / sampled_rows if sampled_rows else 0.0)
+        summary.stats = with_embedding(summary.stats, embed_stats(sent, embedder))
+    return summary
+
+
+def embedded(options: dict[str, Any], sampled: list[tuple[PartRef, list[dict[str, Any]]]],
+             embedder: CountingEmbedder) -> CountingEmbedder:
+    """The sampled rows embedded into `embedder` as `FilterStage.prepare` embeds a run's: part by part the scores
+    the rows lack and the rules use (queries, then passages and negatives), then part by part the texts of the
+    records that embedding dedup compares. Exact for the sampled rows: every text is embedded before any record is
+    dropped. The caller scales the calls with the rows (exact when every part is sampled whole)."""
+    from synth.filtering.scoring import score_rows, vector_fn
+
+    stage = FilterStage(options, scorer=lambda rows: score_rows(embedder, rows))
+    for _, rows in sampled:
+        stage.part_scores(rows)
+    dedup = DuplicateFinder(options, vector_fn(embedder))
+    for _, rows in sampled:
+        dedup.prefetch(rows)
+    return embedder
 
 
 def distribution_stats(manifest: dict[str, Any]) -> dict[str, float]:
@@ -124,4 +156,5 @@ def distribution_stats(manifest: dict[str, Any]) -> dict[str, float]:
 
 FILTER = StageSpec(
     "filter", "Drop low-scoring pairs, false negatives, duplicates, over-long and wrong-language records.",
-    Inputs("Stage output directories to filter."), OPTIONS, run, needs_llm=needs_llm, out_folder="final")
+    Inputs("Stage output directories to filter."), OPTIONS, run, needs_llm=needs_llm,
+    api_embedder=lambda options: options.get("embedder") == "api", out_folder="final")

@@ -26,8 +26,11 @@ SAMPLE_ROWS = 200
 """Rows whose prompts are rendered: enough for a stable mean, few enough to estimate a billion-row stage at once."""
 SCALED = ("estimate_requests", "estimate_requests_at_most", "estimate_prompt_tokens", "estimate_completion_tokens",
           "estimate_cost_usd", "estimate_batch_cost_usd", "estimate_minutes_at_limits", "estimate_rows_out",
-          "estimate_texts")
-"""The estimate's numbers that grow with the rows (the others are per row or flags)."""
+          "estimate_texts", "estimate_embed_requests", "estimate_embed_texts", "estimate_embed_tokens",
+          "estimate_embed_cost_usd", "estimate_embed_minutes_at_limits")
+"""The estimate's numbers that grow with the rows (the others are per row or flags). On stand-in rows the
+embedder's are scaled whole: querygen's personas (embedded once per stage) too, and a call over a part's rows grows
+in number, not in size, so its requests are at most a run's."""
 ONE_SENTENCE = "The passage names the same event, place and date as the query asks about, so it answers it."
 """A judge's one-sentence reason, as long as a model's usually are: the answer an estimate counts for a verdict."""
 ESTIMATE_OPTIONS: tuple[Option, ...] = (

@@ -6,15 +6,13 @@ Texts already in the embedding cache, and texts repeated within the sample, are 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from synth.embed import build_embedder
-from synth.embed.cache import text_keys
 from synth.embed.cached import CachedEmbedder
+from synth.embed.estimate import online_settings, uncached
 from synth.embed.instructions import format_query
 from synth.errors import UsageError
 from synth.llm.estimate import SAMPLE_ROWS, cost_and_time, sample_rows, token_counter
@@ -31,15 +29,6 @@ def row_texts(task: Task, row: dict[str, Any], query_format: str, passages: bool
                 *(row.get("negatives") or [])]
     text = row.get("text")
     return [text] if passages and task == Task.PASSAGE and isinstance(text, str) and text.strip() else []
-
-
-def uncached(texts: Iterable[str], embedder: CachedEmbedder) -> list[str]:
-    """The distinct texts the cache does not hold: what a run would send."""
-    distinct = list(dict.fromkeys(texts))
-    if embedder.cache is None or not distinct:
-        return distinct
-    found = embedder.cache.find(text_keys(distinct))
-    return [text for text, position in zip(distinct, found.tolist(), strict=True) if position < 0]
 
 
 def estimate_mine(options: dict[str, Any]) -> StageSummary:
@@ -59,10 +48,9 @@ def estimate_mine(options: dict[str, Any]) -> StageSummary:
         corpus_texts, corpus_tokens = corpus_estimate([Path(p) for p in options.get("corpus") or []],
                                                       str(options["corpus_field"]), embedder, count)
         texts, tokens = texts + corpus_texts, tokens + corpus_tokens
-    settings = dataclasses.replace(embedder.backend.engine.settings, mode="online")  # embeddings are never batched
     requests = math.ceil(texts / int(options["embed_batch_size"]))
     stats = {"estimate_rows": rows, "estimate_rows_sampled": sampled_rows, "estimate_texts": round(texts),
-             **cost_and_time(requests, tokens, 0, settings), "estimate_rows_out": rows}
+             **cost_and_time(requests, tokens, 0, online_settings(embedder)), "estimate_rows_out": rows}
     stats.pop("estimate_batch_cost_usd", None)
     return StageSummary("mine", Path(options["out"]), rows_in=rows, stats=stats)
 

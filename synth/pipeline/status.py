@@ -13,6 +13,7 @@ from typing import Any
 
 from synth.errors import InputFileError, SynthError, UsageError
 from synth.executor import Decision, PartPlan, dry_run
+from synth.filtering.spec import AUDIT_ENDPOINTS
 from synth.lineage import batch_note, stage_usage
 from synth.pipeline.plan import load_plan
 from synth.pipeline.runner import RUN_FILE
@@ -37,6 +38,8 @@ class StageStatus:
     """Batch mode's batches and waiting time (`synth.lineage.batch_note`)."""
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per endpoint of the stage's latest run: requests, failures, latency percentiles, cost."""
+    audit_endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The same of the false-negative audit that the filter's latest `--audit` ran."""
     rerun: str = ""
 
 
@@ -79,6 +82,7 @@ def stage_status(stage: dict[str, Any]) -> StageStatus:
     status.usage = stage_usage(manifest)
     status.batches = batch_note(manifest)
     status.endpoints = manifest.get("endpoints") or {}
+    status.audit_endpoints = manifest.get(AUDIT_ENDPOINTS) or {}
     status.rerun = rerun_text(dry_run(plans, status.out, manifest)) if plans is not None else f"stop: {problem}"
     return status
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synth.embed.estimate import CountingEmbedder
 from synth.llm import LLMSettings
 from synth.registry import Option
 from synth.schema import Task
@@ -41,6 +42,11 @@ BANDS: tuple[Option, ...] = (
 embedding cosine to the source in [0.30, 0.90] when an embedder is configured."""
 
 TECHNIQUE = {Task.RETRIEVAL: "augment", Task.CLS: "augment_cls"}
+
+
+def joined(query: str, positive: str) -> str:
+    """A triple's query and positive as one text: what the topic checks compare with the source's."""
+    return f"{query}\n{positive}"
 
 
 class AugmentStage(SynthesisStage):
@@ -82,12 +88,12 @@ class AugmentStage(SynthesisStage):
                        or check_length(reference, text, tolerance))
             if failure:
                 return Failure(failure.rule, f"{name}: {failure.reason}")
-        joined = Measured(f"{item.query}\n{item.positive}")
+        topic = Measured(joined(item.query, item.positive))
         return (check_changed(query, new_query, float(self.options["min_change"]))
-                or self.topic_failure(source, joined)
+                or self.topic_failure(source, topic)
                 or check_distinct(negative, new_positive, float(self.options["min_change"]),
                                   "negative_equals_positive", "the new positive")
-                or check_near_duplicate(joined, job.measured_kept(lambda k: f"{k.query}\n{k.positive}"),
+                or check_near_duplicate(topic, job.measured_kept(lambda k: joined(k.query, k.positive)),
                                         float(self.options["min_change"])))
 
     def check_example(self, job: Job, item: Any) -> Failure | None:
@@ -99,6 +105,16 @@ class AugmentStage(SynthesisStage):
                 or self.topic_failure(text, output)
                 or check_near_duplicate(output, job.measured_kept(lambda k: k.text),
                                         float(self.options["min_change"])))
+
+    def embedded_for_answer(self, job: Job, answer: Any, embedder: CountingEmbedder) -> None:
+        """The topic band embeds the record's source at its first output, then each output that reaches it (new
+        text) in a call of its own."""
+        if "source" in job.measured:
+            source, outputs = job.measured["source"], [joined(item["query"], item["positive"]) for item in answer]
+        else:
+            source, outputs = job.measured["text"], [item["text"] for item in answer]
+        embedder.encode_each([source.text])
+        embedder.encode_each(outputs, new=True)
 
     def synthesise(self, task: Task, rows: list[dict[str, Any]]) -> Synthesised:
         if task not in TECHNIQUE:
@@ -113,7 +129,7 @@ class AugmentStage(SynthesisStage):
             if task == Task.RETRIEVAL:
                 context.update(query=row["query"], positive=row["positive"])
                 measured = {"query": Measured(row["query"]), "positive": Measured(row["positive"]),
-                            "source": Measured(f"{row['query']}\n{row['positive']}")}
+                            "source": Measured(joined(row["query"], row["positive"]))}
             else:
                 context.update(text=row["text"], label=row["label"])
                 measured = {"text": Measured(row["text"])}

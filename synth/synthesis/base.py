@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import ValidationError
 
+from synth.embed.estimate import CountingEmbedder
 from synth.errors import ConfigError
 from synth.llm import ChatRequest, ChatResult, LLMEngine, LLMSettings, endpoint_stats
 from synth.llm.accounting import as_part_stats
@@ -80,6 +81,10 @@ class SynthesisStage(Stage):
         """What `--estimate` counts as a job's answer; a stage whose answers are not rewrites of its record says."""
         return same_length_answer(job, row)
 
+    def embedded_for_answer(self, job: Job, answer: Any, embedder: CountingEmbedder) -> None:
+        """What a run embeds for one answer of a job, embedded into `--estimate`'s `embedder`: nothing, unless a
+        stage's checks embed its outputs."""
+
     def technique_config(self) -> dict[str, Any]:
         """The stage's own options that decide its output."""
         return {}
@@ -130,7 +135,7 @@ class SynthesisStage(Stage):
     def generate(self, jobs: list[Job], items_of: ItemsOf, check: Check) -> tuple[list[RejectedOutput], RoundStats]:
         """Regenerate until every job has its outputs or used `max_tries` requests; say why requests failed."""
         if self.sample is not None:
-            self.sample.add(jobs, self.expected_answer)
+            self.sample.add(jobs, self.expected_answer, self.embedded_for_answer)
             return [], RoundStats()
         engine = self.engine
         with RequestProgress(self.name, "records", len(jobs), enabled=engine.show_progress) as bar:
