@@ -8,7 +8,7 @@ import re
 import subprocess
 
 import pytest
-from helpers import SYNTH, estimated
+from helpers import SYNTH, estimated, synth_process
 from typer.testing import CliRunner
 
 from synth.cli import app
@@ -195,6 +195,29 @@ def test_filter_audit_option_puts_the_section_into_the_final_card(tmp_path, open
     assert openai_server.log.total("chat") == 24  # 3 in each of the four buckets that hold negatives, read twice
     assert "## False-negative audit" in (out / "README.md").read_text()
     assert json.loads((out / "_audit" / "audit.json").read_text())["judged"] == 12
+
+
+def test_filter_audit_takes_the_audits_settings_and_a_new_target_redoes_no_filtering(tmp_path, openai_server):
+    openai_server.handler = table_judge
+    source = write_stage(tmp_path / "mine", [mined_rows()])
+    out = tmp_path / "final"
+    flags = [str(source), "--out", str(out), "--dedup", "off", "--false-negative-margin", "off", "--audit", "3",
+             "--audit-seed", "7", *llm_flags(openai_server)]
+    result = runner.invoke(app, ["filter", *flags, "--audit-target", "0.5", "--audit-max-inconsistency", "0.9"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads((out / "_audit" / "audit.json").read_text())["settings"]
+    assert (settings["target"], settings["max_inconsistency"], settings["audit_seed"]) == (0.5, 0.9, 7)
+    sent = openai_server.log.total("chat")
+    again = runner.invoke(app, ["filter", *flags, "--audit-target", "0.01"])
+    assert again.exit_code == 0, again.output
+    assert "1 of 1 parts already finished: skipped" in again.output  # the audit's settings decide no kept row
+    settings = json.loads((out / "_audit" / "audit.json").read_text())["settings"]
+    assert (settings["target"], settings["max_inconsistency"]) == (0.01, 0.2)
+    assert openai_server.log.total("chat") == sent  # the same sample: every verdict from the journal
+    kept = sorted((out / "retrieval").iterdir())
+    bad = synth_process("filter", *flags, "--audit-max-inconsistency", "1.5")
+    assert bad.returncode != 0 and "max_inconsistency must be in [0, 1], got 1.5" in bad.stderr
+    assert sorted((out / "retrieval").iterdir()) == kept
 
 
 def test_audit_is_a_pipeline_stage_and_filter_audit_needs_the_llm(tmp_path):

@@ -10,6 +10,7 @@ from synth.embed import build_embedder
 from synth.embed.estimate import CountingEmbedder, embed_stats, with_embedding
 from synth.embed.options import EMBED_OPTIONS
 from synth.errors import UsageError
+from synth.evaluation.audit_spec import AUDIT_OPTIONS
 from synth.executor import stage_lock
 from synth.filtering.duplicates import DuplicateFinder
 from synth.filtering.judge import JudgeAnswer, JudgePrompt, LLMJudge
@@ -30,6 +31,8 @@ from synth.schema import Task
 from synth.stage import StageSummary, run_stage
 from synth.store import Manifest, PartRef, read_manifest
 
+AUDIT_SETTINGS = ("target", "max_inconsistency")
+"""`synth audit` options the filter's `--audit` takes as `--audit-target` and `--audit-max-inconsistency`."""
 AUDIT_FOLDER = "_audit"
 """Where `--audit N` writes the audit's files inside the filter's output."""
 AUDIT_ENDPOINTS = "audit_endpoints"
@@ -51,8 +54,18 @@ OPTIONS: tuple[Option, ...] = (
            config_only=True),
     Option("audit", int, 0, "Mined negatives per score-ratio bucket that the false-negative audit (`synth audit`) "
            "judges in the kept data, its section going into the card; 0 = off.", min=0),
+    *(o.but(key=f"audit_{o.key}", panel=None) for o in AUDIT_OPTIONS if o.key in AUDIT_SETTINGS),
+    *(o.but(panel=None) for o in AUDIT_OPTIONS if o.key == "audit_seed"),
     *ESTIMATE_OPTIONS,
 )
+
+
+def audit_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`synth audit`'s options from the filter's: `--audit N` per bucket, `--audit-target` and the others."""
+    from synth.evaluation.audit_spec import AUDIT
+
+    settings = {key: options[f"audit_{key}"] for key in AUDIT_SETTINGS if options.get(f"audit_{key}") is not None}
+    return {**AUDIT.defaults(), **options, **settings, "per_bucket": options["audit"]}
 
 
 def audit_used(options: dict[str, Any]) -> bool:
@@ -85,6 +98,10 @@ def run(options: dict[str, Any]) -> StageSummary:
     if not options.get("out"):
         raise UsageError("filter needs --out DIR")
     options = check_rule_options(options)
+    if audit_used(options):
+        from synth.evaluation.audit_spec import check
+
+        check(audit_options(options))  # before any filtering: a bad audit setting loses no work
     if options.get("estimate"):
         return estimate(options)
     out = Path(options["out"])
@@ -92,9 +109,9 @@ def run(options: dict[str, Any]) -> StageSummary:
     write_card(out)
     summary.stats.update(distribution_stats(read_manifest(out) or {}))
     if audit_used(options):
-        from synth.evaluation.audit_spec import AUDIT, audit, margin_stats
+        from synth.evaluation.audit_spec import audit, margin_stats
 
-        found = audit(out, out / AUDIT_FOLDER, {**AUDIT.defaults(), **options, "per_bucket": options["audit"]})
+        found = audit(out, out / AUDIT_FOLDER, audit_options(options))
         with stage_lock(out):  # the audit's judge is no part of the filter's own `endpoints`: beside them
             Manifest(out, FilterStage.name).set(AUDIT_ENDPOINTS, found["endpoints"])
         summary.stats.update({f"audit: {key}": value for key, value in margin_stats(found).items()})

@@ -71,10 +71,11 @@ class FilterStage(Stage):
 
     def config(self) -> dict[str, Any]:
         skip = {"inputs", "out", "api_key", "base_url", "embed_base_url", "concurrency", "rpm", "tpm", "timeout",
-                "max_attempts", "embed_batch_size", "embed_cache", "audit"}  # where, how fast, what is measured
+                "max_attempts", "embed_batch_size", "embed_cache"}  # where, how fast
         if self.judge is None:  # without the judge, LLM settings decide nothing
             skip |= {*LLM_OPTION_DEFAULTS, "prompts"}
-        return {k: v for k, v in sorted(self.options.items()) if k not in skip}
+        # `audit` and `audit_*`: the audit measures the kept data and changes none of it
+        return {k: v for k, v in sorted(self.options.items()) if k not in skip and not k.startswith("audit")}
 
     def setting(self, name: str, row: dict[str, Any]) -> Any:
         return setting_for(self.options[name], row["task"], row["origin"])
