@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,11 @@ class TextSimilarity:
 
     def __init__(self, options: dict[str, Any]):
         self.embedder = build_embedder(options)
+        self._worker: ThreadPoolExecutor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a cluster's worker: the thread stays here, the worker starts its own on first use.
+        return {**self.__dict__, "_worker": None}
 
     def vectors(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode_documents(texts)
@@ -33,6 +40,18 @@ class TextSimilarity:
         if not left:
             return np.empty(0, dtype=np.float32)
         return np.einsum("ij,ij->i", self.vectors(left), self.vectors(right))
+
+    async def apairwise(self, left: list[str], right: list[str]) -> np.ndarray:
+        """`pairwise` for a check on an event loop (the LLM engine's), computed on a thread of its own.
+
+        A local model's forward pass would stall every request in flight, and the API embedder refuses to wait for
+        its endpoint inside a running loop (it sends on its own engine's loop, from this thread). One thread, not a
+        pool: the cache and the model are never used by two threads at once, as when the check ran on the loop, and
+        each call embeds the same texts in the same batches as `pairwise` does, so the cosines are the same.
+        """
+        if self._worker is None:  # only ever called on the one loop thread: no race
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="synth-embed")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self.pairwise, left, right)
 
 
 def embedder_configured(options: dict[str, Any]) -> bool:
