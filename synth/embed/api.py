@@ -56,6 +56,11 @@ class APIEmbedder:
         """Per-endpoint requests, failures, latency and cost of this process's engine, for the stage's manifest."""
         return self.engine.endpoint_usage()
 
+    def close(self) -> None:
+        """Close the engine's HTTP sessions and loop (a later `embed` opens new ones), so none is left to the
+        garbage collector's warnings at exit."""
+        self.engine.close()
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of `texts`; a batch that still fails after the engine's retries stops the stage (exit 1)."""
         batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]

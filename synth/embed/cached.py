@@ -50,6 +50,12 @@ class CachedEmbedder:
         usage = getattr(self.backend, "endpoint_usage", None)
         return usage() if usage is not None else {}
 
+    def close(self) -> None:
+        """Close the backend's connections (the API backend's); a model in this process holds none."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
     def encode_queries(self, queries: Sequence[str], instructions: Sequence[str | None]) -> np.ndarray:
         """Unit vectors of queries, each formatted with its own instruction."""
         return self.encode([format_query(q, i, self.query_format) for q, i in zip(queries, instructions, strict=True)])

@@ -10,7 +10,6 @@ sees only its own answers, so the outputs are the same in whatever order the ans
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -158,7 +157,7 @@ async def _take(job: Job, result: Any, items_of: ItemsOf, check: Check, rejected
         stats.generated += 1
         job.seen.append(item)
         failure = check(job, item)
-        if inspect.isawaitable(failure):
+        if hasattr(failure, "__await__"):  # inspect.isawaitable, at a tenth of its cost per output
             failure = await failure
         if failure:
             rejected.append(RejectedOutput(job, item, failure))

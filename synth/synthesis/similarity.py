@@ -53,6 +53,17 @@ class TextSimilarity:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="synth-embed")
         return await asyncio.get_running_loop().run_in_executor(self._worker, self.pairwise, left, right)
 
+    def close(self) -> None:
+        """Stop the thread and the embedder's connections. A stage that failed leaves cosines queued or in flight:
+        the queued ones never start, and closing the embedder first cancels an API call in flight, where waiting
+        for it would hold the exit through all its retries."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=False, cancel_futures=True)
+        self.embedder.close()
+        if worker is not None:
+            worker.shutdown()
+
 
 def embedder_configured(options: dict[str, Any]) -> bool:
     return bool(options.get("embedder"))
