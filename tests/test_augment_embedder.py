@@ -83,7 +83,7 @@ def outcome(out: Path) -> tuple[list[str], list[tuple[str, str, str, str]]]:
 def test_augment_with_an_api_embedder_checks_the_band_over_http_and_embeds_each_text_once(records,
                                                                                             make_openai_server,
                                                                                             tmp_path):
-    chat, embed = make_openai_server(handler=FakeModel()), make_openai_server()
+    chat, embed = make_openai_server(handler=FakeModel()), make_openai_server(latency=0.1)
     cache = tmp_path / "cache"
     # The server's vectors are hashes of the texts: cosines scatter around 0, so this band keeps some and drops both
     # sides.
@@ -101,6 +101,7 @@ def test_augment_with_an_api_embedder_checks_the_band_over_http_and_embeds_each_
     # Each distinct text (a record's source, an output reaching the band) in a request of its own, once.
     assert sent == len(EmbeddingCache(cache, f"emb@{embed.base_url}")) > 0
     assert json.loads((tmp_path / "a" / "_manifest.json").read_text())["endpoints"][embed.base_url]["requests"] == sent
+    assert embed.log.peak_in_flight > 1  # the records' checks wait for their vectors side by side, not in turn
     again = augment(records, tmp_path / "b", chat, *band, *embedder)
     assert again.exit_code == 0, again.output
     assert embed.log.total("embeddings") == sent  # every vector from the cache
@@ -139,8 +140,9 @@ def test_an_unreachable_embedder_fails_the_stage_in_one_line_and_a_rerun_resumes
               "--min-topic-similarity", "0.0"]
     failed = synth_process(*common, *api_embedder(closed_port_url(), cache, tmp_path))
     assert failed.returncode == 1, failed.stderr
-    errors = [line for line in failed.stderr.splitlines() if "embedding request" in line]
-    assert len(errors) == 1 and "rerun to resume" in errors[0], failed.stderr
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "embedding request" in errors[0] and "rerun to resume" in errors[0], failed.stderr
+    assert "Traceback" not in failed.stderr and "Unclosed" not in failed.stderr  # no session left to the collector
     assert not list(iter_rows(out))
     answered = fake_chat.log.total("chat")
     assert answered > 0
