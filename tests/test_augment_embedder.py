@@ -71,6 +71,7 @@ def band_verdicts(out: Path, sources: dict[str, dict[str, Any]], options: dict[s
         expected = check_similarity_band(cosine(compared_texts(parent), compared_texts(json.loads(reject["record"]))),
                                          low, high)
         assert (reject["rule"], reject["reason"]) == expected
+    embedder.close()
     return len(made), len(banded)
 
 
