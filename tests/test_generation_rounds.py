@@ -126,3 +126,31 @@ def test_at_most_width_jobs_run_at_once_and_every_job_ends_the_same_as_all_at_on
     narrow = outcome(4)
     assert peak == 4
     assert narrow == outcome(50) and narrow[1]["kept"] == 50 and len(narrow[0]) == 17
+
+
+def test_an_awaited_check_keeps_and_rejects_what_the_same_check_does_at_once():
+    """A check that waits (augment's embedding band) while other jobs' answers are checked: each job still checks
+    its outputs one after another, so kept outputs, near-duplicates and rejects are those of the synchronous check."""
+
+    def answers() -> dict[int, list[ChatResult]]:
+        texts = ["ab", "good", "good", "fine", "x", "best"]  # a short one, a duplicate of a kept one, ...
+        return {i: [ok(texts[(i + t) % len(texts)]) for t in range(3)] for i in range(8)}
+
+    def no_short_or_repeat(job: Job, item: Answer) -> Failure | None:
+        if item.text in [k.text for k in job.kept]:
+            return Failure("near_duplicate_output", item.text)
+        return no_short(job, item)
+
+    async def waiting(job: Job, item: Answer) -> Failure | None:
+        await asyncio.sleep(0.001 * ((job.index * 7 + len(job.seen)) % 5))  # later jobs may finish first
+        return no_short_or_repeat(job, item)
+
+    outcomes = []
+    for check in (no_short_or_repeat, waiting):
+        send, _ = scripted(answers())
+        jobs = [job(i, wanted=2) for i in range(8)]
+        rejected, stats = run_rounds(jobs, send, lambda j, parsed: [parsed], check, max_tries=3)
+        outcomes.append(([[a.text for a in j.kept] for j in jobs],
+                         [(r.job.index, r.item.text, r.failure) for r in rejected], stats.as_dict()))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1] and any(kept for kept in outcomes[0][0])

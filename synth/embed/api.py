@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
 
 from synth.embed.base import normalize
 from synth.errors import StageFailed, SynthError
-from synth.llm.engine import LLMEngine, counting
+from synth.llm.engine import JsonResult, LLMEngine, counting
 from synth.llm.settings import LLMSettings, redact_url
 
 API_KEYS = ("api_key", "concurrency", "rpm", "tpm", "timeout", "max_attempts", "max_cost", "prices")
@@ -56,14 +57,37 @@ class APIEmbedder:
         """Per-endpoint requests, failures, latency and cost of this process's engine, for the stage's manifest."""
         return self.engine.endpoint_usage()
 
+    def close(self) -> None:
+        """Close the engine's HTTP sessions and loop (a later `embed` opens new ones), so none is left to the
+        garbage collector's warnings at exit."""
+        self.engine.close()
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of `texts`; a batch that still fails after the engine's retries stops the stage (exit 1)."""
-        batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        batches = self.batches(texts)
         # Counted apart from the part being made: its `llm_*` stats are its chat model's (an estimate reads them as
         # tries per record); the embedder's requests and cost are its endpoint's, in the manifest's `endpoints`.
         with counting():
-            results = self.engine.post_json_many("/embeddings", [{"model": self.model, "input": b} for b in batches],
-                                                 journal=False)
+            results = self.engine.post_json_many("/embeddings", self.bodies(batches), journal=False)
+        return self.vectors(results, batches)
+
+    async def aembed(self, texts: list[str]) -> np.ndarray:
+        """`embed` for a coroutine on another event loop (a stage's checks): sent on this engine's loop thread and
+        awaited there, so that loop serves its own requests meanwhile, and several calls are in flight at once."""
+        batches = self.batches(texts)
+        with counting():  # counted apart, as in `embed`
+            sent = self.engine.submit(self.engine.apost_json_many("/embeddings", self.bodies(batches), journal=False))
+        return self.vectors(await asyncio.wrap_future(sent), batches)
+
+    def batches(self, texts: list[str]) -> list[list[str]]:
+        return [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+
+    def bodies(self, batches: list[list[str]]) -> list[dict[str, Any]]:
+        return [{"model": self.model, "input": batch} for batch in batches]
+
+    @staticmethod
+    def vectors(results: list[JsonResult], batches: list[list[str]]) -> np.ndarray:
+        """The answers' vectors in order; a batch that still failed after the engine's retries stops the stage."""
         failed = [r.error for r in results if not r.ok]
         if failed:
             raise StageFailed(f"{len(failed)} embedding request(s) failed ({failed[0]}); rerun to resume")

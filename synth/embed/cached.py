@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,26 @@ class EmbedStats:
 
     cache_hits: int = 0
     embedded: int = 0
+
+
+@dataclass
+class _Lookup:
+    """Texts to encode as their distinct keys (`first` text of each, `inverse` back to the texts), and which of
+    those the cache lacks."""
+
+    texts: list[str]
+    keys: np.ndarray
+    first: np.ndarray
+    inverse: np.ndarray
+    missing: np.ndarray
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        """The missing keys' positions, `size` at a time."""
+        for start in range(0, len(self.missing), size):
+            yield self.missing[start : start + size]
+
+    def texts_of(self, chunk: np.ndarray) -> list[str]:
+        return [self.texts[i] for i in self.first[chunk]]
 
 
 class CachedEmbedder:
@@ -50,6 +70,12 @@ class CachedEmbedder:
         usage = getattr(self.backend, "endpoint_usage", None)
         return usage() if usage is not None else {}
 
+    def close(self) -> None:
+        """Close the backend's connections (the API backend's); a model in this process holds none."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
     def encode_queries(self, queries: Sequence[str], instructions: Sequence[str | None]) -> np.ndarray:
         """Unit vectors of queries, each formatted with its own instruction."""
         return self.encode([format_query(q, i, self.query_format) for q, i in zip(queries, instructions, strict=True)])
@@ -60,20 +86,35 @@ class CachedEmbedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of final texts, each distinct text embedded at most once across runs."""
-        if not texts:
-            return np.empty((0, 0), dtype=np.float32)
+        lookup = self._look_up(texts)
+        for chunk in lookup.chunks(self.flush_texts):
+            self._store(lookup, chunk, self.backend.embed(lookup.texts_of(chunk)))
+        return self._vectors(lookup)
+
+    async def aencode(self, texts: list[str], embed: Callable[[list[str]], Awaitable[np.ndarray]]) -> np.ndarray:
+        """`encode` for a coroutine, the missing texts embedded by awaiting `embed` (the backend's, off the loop):
+        the cache is read and written on the caller's loop thread, as `encode` does on its thread."""
+        lookup = self._look_up(texts)
+        for chunk in lookup.chunks(self.flush_texts):
+            self._store(lookup, chunk, await embed(lookup.texts_of(chunk)))
+        return self._vectors(lookup)
+
+    def _look_up(self, texts: list[str]) -> _Lookup:
         keys = text_keys(texts)
         unique_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        found = self._find(unique_keys)
-        missing = np.flatnonzero(found < 0)
+        missing = np.flatnonzero(self._find(unique_keys) < 0)
         self.stats.cache_hits += len(unique_keys) - len(missing)
-        for start in range(0, len(missing), self.flush_texts):
-            chunk = missing[start : start + self.flush_texts]
-            vectors = normalize(self.backend.embed([texts[i] for i in first[chunk]]))
-            self._put(unique_keys[chunk], vectors)
-            self.stats.embedded += len(chunk)
-        unique_vectors = self._gather(unique_keys)
-        return unique_vectors[inverse.reshape(-1)]
+        return _Lookup(texts, unique_keys, first, inverse, missing)
+
+    def _store(self, lookup: _Lookup, chunk: np.ndarray, vectors: np.ndarray) -> None:
+        """Vectors of a chunk of the missing texts, into the cache at once (a crash loses at most one chunk)."""
+        self._put(lookup.keys[chunk], normalize(vectors))
+        self.stats.embedded += len(chunk)
+
+    def _vectors(self, lookup: _Lookup) -> np.ndarray:
+        if not lookup.texts:
+            return np.empty((0, 0), dtype=np.float32)
+        return self._gather(lookup.keys)[lookup.inverse.reshape(-1)]
 
     def _find(self, keys: np.ndarray) -> np.ndarray:
         if self.cache is not None:

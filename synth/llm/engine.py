@@ -28,6 +28,7 @@ through one engine at once.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import threading
 import time
@@ -322,6 +323,11 @@ class LLMEngine:
         else:
             work.close()
             raise RuntimeError("chat_many/post_json_many called inside an event loop: use achat_many/apost_json_many")
+        return self.submit(work).result()
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start `work` on the engine's loop thread (started on first use), counting into the caller's scope; a
+        coroutine on another loop awaits it with `asyncio.wrap_future` without blocking its own loop."""
         with self._start_lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
@@ -334,7 +340,7 @@ class LLMEngine:
             _SCOPE.set(scope)
             return await work
 
-        return asyncio.run_coroutine_threadsafe(scoped(), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(scoped(), self._loop)
 
     def _count(self, name: str, n: int = 1) -> None:
         """Add to a counter of the engine and of the current part's scope."""

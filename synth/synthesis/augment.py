@@ -6,6 +6,7 @@ source must sit in a band (above it is a rewrite, below it left the field).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from synth.embed.estimate import CountingEmbedder
@@ -25,7 +26,7 @@ from synth.synthesis.checks import (
     check_similarity_band,
     check_topic_shift,
 )
-from synth.synthesis.generation import Job
+from synth.synthesis.generation import Job, Verdict
 from synth.synthesis.outputs import AugmentClsOutput, AugmentOutput, schema_json
 from synth.synthesis.similarity import OPTIONAL_EMBED_OPTIONS, TextSimilarity, embed_config, embedder_configured
 from synth.synthesis.spec import DROP_SOURCE, band, synthesis_spec
@@ -66,16 +67,26 @@ class AugmentStage(SynthesisStage):
         return {"lang": "en", "query": "q", "positive": "p", "text": "t", "label": "l", "num": 2, "avoid": ["{}"],
                 "length_tolerance": float(self.options["length_tolerance"]), "output_schema": schema_json(model)}
 
-    def topic_failure(self, source: Measured, output: Measured) -> Failure | None:
-        """Lexical overlap bound always; embedding similarity band when an embedder is configured."""
+    def topic_failure(self, source: Measured, output: Measured,
+                      then: Callable[[], Failure | None]) -> Verdict:
+        """Lexical overlap bound always; embedding similarity band when an embedder is configured; `then` (the
+        checks after the topic's) once both passed. Without an embedder it all runs at once (the default path, as
+        fast as before); with one, the band is awaited (`banded`), so the check is an awaitable."""
         failure = check_topic_shift(source, output, float(self.options["max_topic_overlap"]))
-        if failure or self.similarity is None:
+        if failure:
             return failure
-        similarity = float(self.similarity.pairwise([source.text], [output.text])[0])
-        return check_similarity_band(similarity, float(self.options["min_topic_similarity"]),
-                                     float(self.options["max_topic_similarity"]))
+        if self.similarity is None:
+            return then()
+        return self.banded(self.similarity, source, output, then)
 
-    def check_triple(self, job: Job, item: Any) -> Failure | None:
+    async def banded(self, similarity: TextSimilarity, source: Measured, output: Measured,
+                     then: Callable[[], Failure | None]) -> Failure | None:
+        """The cosine band, embedded off the loop (`TextSimilarity.apairwise`), then `then`."""
+        cosine = float((await similarity.apairwise([source.text], [output.text]))[0])
+        return check_similarity_band(cosine, float(self.options["min_topic_similarity"]),
+                                     float(self.options["max_topic_similarity"])) or then()
+
+    def check_triple(self, job: Job, item: Any) -> Verdict:
         query, positive, source = (job.measured[k] for k in ("query", "positive", "source"))
         tolerance = float(self.options["length_tolerance"])
         lang = job.context["lang"]
@@ -90,21 +101,20 @@ class AugmentStage(SynthesisStage):
                 return Failure(failure.rule, f"{name}: {failure.reason}")
         topic = Measured(joined(item.query, item.positive))
         return (check_changed(query, new_query, float(self.options["min_change"]))
-                or self.topic_failure(source, topic)
-                or check_distinct(negative, new_positive, float(self.options["min_change"]),
-                                  "negative_equals_positive", "the new positive")
-                or check_near_duplicate(topic, job.measured_kept(lambda k: joined(k.query, k.positive)),
-                                        float(self.options["min_change"])))
+                or self.topic_failure(source, topic, lambda: (
+                    check_distinct(negative, new_positive, float(self.options["min_change"]),
+                                   "negative_equals_positive", "the new positive")
+                    or check_near_duplicate(topic, job.measured_kept(lambda k: joined(k.query, k.positive)),
+                                            float(self.options["min_change"])))))
 
-    def check_example(self, job: Job, item: Any) -> Failure | None:
+    def check_example(self, job: Job, item: Any) -> Verdict:
         text, output = job.measured["text"], Measured(item.text)
         return (check_nonempty(output, "text") or check_no_new_markup(text, output)
                 or check_language(job.context["lang"], output, text)
                 or check_length(text, output, float(self.options["length_tolerance"]))
                 or check_changed(text, output, float(self.options["min_change"]))
-                or self.topic_failure(text, output)
-                or check_near_duplicate(output, job.measured_kept(lambda k: k.text),
-                                        float(self.options["min_change"])))
+                or self.topic_failure(text, output, lambda: check_near_duplicate(
+                    output, job.measured_kept(lambda k: k.text), float(self.options["min_change"]))))
 
     def embedded_for_answer(self, job: Job, answer: Any, embedder: CountingEmbedder) -> None:
         """The topic band embeds the record's source at its first output, then each output that reaches it (new

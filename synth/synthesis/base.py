@@ -121,10 +121,12 @@ class SynthesisStage(Stage):
                                     self.similarity.embedder.endpoint_usage() if self.similarity else {}])
 
     def close(self) -> None:
-        """Close the engine (its accounting is already in every part's stats)."""
+        """Close the engine (its accounting is already in every part's stats) and the similarity's embedder."""
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+        if self.similarity is not None:
+            self.similarity.close()
 
     async def ask(self, job: Job, prompt: str) -> ChatResult:
         """A job's next request; the try number is a parameter so a retry is never answered from the journal."""

@@ -24,8 +24,12 @@ from synth.synthesis.text import Measured
 
 ItemsOf = Callable[["Job", BaseModel], list[Any]]
 """The outputs inside one parsed answer (`answer.items`, or the answer itself)."""
-Check = Callable[["Job", Any], "Failure | None"]
-"""Why one output of a job fails, or None; it sees `job.kept`, so it can catch near-duplicates."""
+Verdict = Failure | Awaitable[Failure | None] | None
+"""Why an output fails, or None; or, from a check that waits on I/O (augment's embedding band), an awaitable of it:
+the loop serves the other requests meanwhile, and the job checks its next output only once it is answered, so
+`job.kept` is what it would have been."""
+Check = Callable[["Job", Any], Verdict]
+"""Why one output of a job fails (a `Verdict`); it sees `job.kept`, so it can catch near-duplicates."""
 
 STOPPED_RULES = {"length": "answer_cut", "content_filter": "content_filtered"}
 """The reject rule of an answer the model stopped early, by its finish_reason."""
@@ -120,7 +124,7 @@ async def run_jobs(
         while job.open and job.tries < max_tries:
             result = await ask(job, render_job(job))
             job.tries += 1
-            _take(job, result, items_of, check, rejects, stats)
+            await _take(job, result, items_of, check, rejects, stats)
         if on_done is not None:
             on_done()
 
@@ -136,8 +140,8 @@ async def run_jobs(
     return [r for rejects in rejected for r in rejects], stats
 
 
-def _take(job: Job, result: Any, items_of: ItemsOf, check: Check, rejected: list[RejectedOutput],
-          stats: RoundStats) -> None:
+async def _take(job: Job, result: Any, items_of: ItemsOf, check: Check, rejected: list[RejectedOutput],
+                stats: RoundStats) -> None:
     """Check one answer of a job: keep the items that pass, reject the others, or mark the job failed."""
     if not result.ok:
         if _is_invalid_answer(result):
@@ -153,6 +157,8 @@ def _take(job: Job, result: Any, items_of: ItemsOf, check: Check, rejected: list
         stats.generated += 1
         job.seen.append(item)
         failure = check(job, item)
+        if hasattr(failure, "__await__"):  # inspect.isawaitable, at a tenth of its cost per output
+            failure = await failure
         if failure:
             rejected.append(RejectedOutput(job, item, failure))
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,11 @@ class TextSimilarity:
 
     def __init__(self, options: dict[str, Any]):
         self.embedder = build_embedder(options)
+        self._worker: ThreadPoolExecutor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to a cluster's worker: the thread stays here, the worker starts its own on first use.
+        return {**self.__dict__, "_worker": None}
 
     def vectors(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode_documents(texts)
@@ -33,6 +40,36 @@ class TextSimilarity:
         if not left:
             return np.empty(0, dtype=np.float32)
         return np.einsum("ij,ij->i", self.vectors(left), self.vectors(right))
+
+    async def apairwise(self, left: list[str], right: list[str]) -> np.ndarray:
+        """`pairwise` for a check on an event loop (the LLM engine's), each side embedded off that loop.
+
+        The API embedder refuses to wait for its endpoint inside a running loop, and a local model's forward pass
+        would stall every request in flight. So the cache is read and written here, on the loop (one thread, as
+        when the check ran synchronously), and only what it lacks is embedded elsewhere: by the API embedder on its
+        own engine's loop, several checks' requests in flight at once, or by the local model on one thread of its
+        own (the model is never run by two threads at once). Each side is one call with the same texts as
+        `pairwise`'s, so the vectors, and the cosines, are the same.
+        """
+        vectors = [await self.embedder.aencode(list(side), self._embed_elsewhere) for side in (left, right)]
+        return np.einsum("ij,ij->i", *vectors)
+
+    async def _embed_elsewhere(self, texts: list[str]) -> np.ndarray:
+        backend = self.embedder.backend
+        aembed = getattr(backend, "aembed", None)
+        if aembed is not None:
+            return await aembed(texts)
+        if self._worker is None:  # only ever called on the one loop thread: no race
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="synth-embed")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, backend.embed, texts)
+
+    def close(self) -> None:
+        """Stop the model's thread (cosines still queued there never start: a stage that failed does not wait for
+        them) and the embedder's connections (an API call in flight is cancelled)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(cancel_futures=True)
+        self.embedder.close()
 
 
 def embedder_configured(options: dict[str, Any]) -> bool:
