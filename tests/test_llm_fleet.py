@@ -236,18 +236,16 @@ def test_estimate_counts_with_the_models_tokenizer_and_shows_batch_prices(parts,
     assert missing.exit_code != 0 and "not found" in str(missing.exception or missing.output)
 
 
+def paraphrase_then(path: Path, server: Any, parts: list[str], stage: str) -> Path:
+    """A pipeline file: two paraphrases of each record of the first input part, then the stage table `stage`."""
+    path.write_text(f'name = "two"\n{llm_table(server)}[[stage]]\nuse = "paraphrase"\ninputs = ["{parts[0]}"]\n'
+                    f"num = 2\n[[stage]]\n{stage}", encoding="utf-8")
+    return path
+
+
 def test_run_estimate_chains_a_stage_whose_input_is_not_made_yet(parts, make_openai_server, tmp_path):
     server = make_openai_server(handler=FakeModel())
-    pipeline = tmp_path / "pipeline.toml"
-    pipeline.write_text(f"""name = "chain"
-{llm_table(server)}[[stage]]
-use = "paraphrase"
-inputs = ["{parts[0]}"]
-num = 2
-[[stage]]
-use = "llm-negatives"
-num = 1
-""", encoding="utf-8")
+    pipeline = paraphrase_then(tmp_path / "pipeline.toml", server, parts, 'use = "llm-negatives"\nnum = 1\n')
     run_dir = tmp_path / "run"
     guess = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--estimate"])
     assert guess.exit_code == 0, guess.output
@@ -314,15 +312,8 @@ def test_run_estimate_scales_the_api_embedder_of_a_stage_estimated_on_stand_in_r
     chat, embed = make_openai_server(handler=FakeModel()), make_openai_server()
     embedder = {"embedder": "api", "embed_model": "emb", "embed_base_url": embed.base_url,
                 "embed_cache": str(tmp_path / "cache"), "embed_batch_size": 3}
-    pipeline = tmp_path / "pipeline.toml"
-    pipeline.write_text(f"""name = "scored"
-{llm_table(chat)}[[stage]]
-use = "paraphrase"
-inputs = ["{parts[0]}"]
-num = 2
-[[stage]]
-use = "filter"
-{"".join(f'{key} = {json.dumps(value)}{chr(10)}' for key, value in embedder.items())}""", encoding="utf-8")
+    pipeline = paraphrase_then(tmp_path / "pipeline.toml", chat, parts, 'use = "filter"\n' + "".join(
+        f"{key} = {json.dumps(value)}\n" for key, value in embedder.items()))
     run_dir = tmp_path / "run"
     guess = runner.invoke(app, ["run", str(pipeline), "--out", str(run_dir), "--estimate"])
     assert guess.exit_code == 0, guess.output
