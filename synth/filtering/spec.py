@@ -10,7 +10,8 @@ from synth.embed import build_embedder
 from synth.embed.estimate import CountingEmbedder, embed_stats, with_embedding
 from synth.embed.options import EMBED_OPTIONS
 from synth.errors import UsageError
-from synth.evaluation.audit_spec import AUDIT_OPTIONS
+from synth.evaluation.audit_spec import AUDIT, AUDIT_OPTIONS, audit, margin_stats
+from synth.evaluation.audit_spec import check as check_audit
 from synth.executor import stage_lock
 from synth.filtering.duplicates import DuplicateFinder
 from synth.filtering.judge import JudgeAnswer, JudgePrompt, LLMJudge
@@ -62,8 +63,6 @@ OPTIONS: tuple[Option, ...] = (
 
 def audit_options(options: dict[str, Any]) -> dict[str, Any]:
     """`synth audit`'s options from the filter's: `--audit N` per bucket, `--audit-target` and the others."""
-    from synth.evaluation.audit_spec import AUDIT
-
     settings = {key: options[f"audit_{key}"] for key in AUDIT_SETTINGS if options.get(f"audit_{key}") is not None}
     return {**AUDIT.defaults(), **options, **settings, "per_bucket": options["audit"]}
 
@@ -99,9 +98,7 @@ def run(options: dict[str, Any]) -> StageSummary:
         raise UsageError("filter needs --out DIR")
     options = check_rule_options(options)
     if audit_used(options):
-        from synth.evaluation.audit_spec import check
-
-        check(audit_options(options))  # before any filtering: a bad audit setting loses no work
+        check_audit(audit_options(options))  # before any filtering: a bad audit setting loses no work
     if options.get("estimate"):
         return estimate(options)
     out = Path(options["out"])
@@ -109,8 +106,6 @@ def run(options: dict[str, Any]) -> StageSummary:
     write_card(out)
     summary.stats.update(distribution_stats(read_manifest(out) or {}))
     if audit_used(options):
-        from synth.evaluation.audit_spec import audit, margin_stats
-
         found = audit(out, out / AUDIT_FOLDER, audit_options(options))
         with stage_lock(out):  # the audit's judge is no part of the filter's own `endpoints`: beside them
             Manifest(out, FilterStage.name).set(AUDIT_ENDPOINTS, found["endpoints"])
