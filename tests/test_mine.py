@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import faiss
 import numpy as np
 import pytest
-from helpers import SYNTH, estimated
+from helpers import SYNTH, estimated, synth_process
 from typer.testing import CliRunner
 
 from synth.cli import app
@@ -177,6 +177,18 @@ def test_api_embedder_against_the_loopback_server(tmp_path, openai_server):
     mine(*args[:2], str(tmp_path / "again"), *args[3:])  # a new output dir, same cache: no request at all
     assert sum(n for (endpoint, _), n in openai_server.log.received.items() if "embeddings" in endpoint) == sent
     assert "endpoints" not in json.loads((tmp_path / "again" / "_manifest.json").read_text())
+
+
+def test_mine_and_filter_with_the_api_embedder_close_its_connections(tmp_path, openai_server):
+    """Run as a user runs them: no "Unclosed client session" warnings from the embedder's HTTP session at exit."""
+    src = make_input(tmp_path / "in")
+    api = ["--embedder", "api", "--embed-model", "emb", "--embed-base-url", openai_server.base_url, "--api-key",
+           openai_server.api_key]
+    for stage, out in (("mine", "mined"), ("filter", "final")):
+        result = synth_process(stage, src, "--out", tmp_path / out, *api, "--embed-cache", tmp_path / f"c-{out}")
+        assert result.returncode == 0, result.stderr
+        assert "Unclosed" not in result.stderr + result.stdout
+    assert openai_server.log.total("embeddings") > 0
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,10 @@ class LazyEmbedder:
         """An API embedder's per-endpoint usage in this process, for the stage's manifest."""
         return self.embedder.endpoint_usage() if self.embedder is not None else {}
 
+    def close(self) -> None:
+        if self.embedder is not None:
+            self.embedder.close()
+
 
 def score_rows(embedder: CachedEmbedder, rows: list[dict[str, Any]]) -> list[tuple[float, list[float]]]:
     """(query-positive cosine, query-negative cosines) of retrieval rows, in one batched call."""

@@ -247,6 +247,8 @@ class FilterStage(Stage):
     def close(self) -> None:
         if self.judge:
             self.judge.close()
+        if self.embedder is not None:
+            self.embedder.close()
 
     def finish(self, out: Path) -> dict[str, Any]:
         """Score distributions before and after, and the resolved thresholds, beside the per-part entries."""

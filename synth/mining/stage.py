@@ -92,3 +92,7 @@ class MineStage(Stage):
 
     def endpoint_usage(self) -> dict[str, Any]:
         return self.embedder.endpoint_usage()
+
+    def close(self) -> None:
+        """Close an API embedder's HTTP session (a later part opens a new one); a local model stays loaded."""
+        self.embedder.close()
