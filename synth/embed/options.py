@@ -28,3 +28,9 @@ EMBED_OPTIONS: tuple[Option, ...] = (
 )
 EMBED_DEFAULTS: dict[str, Any] = defaults_of(EMBED_OPTIONS)
 """The shared embedding option keys with their defaults."""
+
+
+def api_embedder(options: dict[str, Any]) -> bool:
+    """Whether the stage's embedder sends its texts to an endpoint (`--embedder api`): what `--estimate` counts and
+    bills; a local model sends nothing."""
+    return options.get("embedder") == "api"

@@ -8,7 +8,7 @@ from typing import Any
 from synth.card import write_card
 from synth.embed import build_embedder
 from synth.embed.estimate import CountingEmbedder, embed_stats, with_embedding
-from synth.embed.options import EMBED_OPTIONS
+from synth.embed.options import EMBED_OPTIONS, api_embedder
 from synth.errors import UsageError
 from synth.evaluation.audit_spec import AUDIT, AUDIT_OPTIONS, audit, margin_stats
 from synth.evaluation.audit_spec import check as check_audit
@@ -131,7 +131,7 @@ def estimate(options: dict[str, Any]) -> StageSummary:
     sampled_rows = sum(len(r) for _, r in sampled)
     summary = estimate_summary("filter", Path(options["out"]), rows, sampled_rows, len(judged), tokens,
                                len(judged) * verdict_tokens(JudgeAnswer, count), settings, extra=audit)
-    if options.get("embedder") == "api":  # a local model sends nothing
+    if api_embedder(options):
         embedder = embedded(options, sampled, CountingEmbedder(build_embedder(options), count))
         sent = embedder.take(rows / sampled_rows if sampled_rows else 0.0)
         summary.stats = with_embedding(summary.stats, embed_stats(sent, embedder))
@@ -169,4 +169,4 @@ def distribution_stats(manifest: dict[str, Any]) -> dict[str, float]:
 FILTER = StageSpec(
     "filter", "Drop low-scoring pairs, false negatives, duplicates, over-long and wrong-language records.",
     Inputs("Stage output directories to filter."), OPTIONS, run, needs_llm=needs_llm,
-    api_embedder=lambda options: options.get("embedder") == "api", out_folder="final")
+    api_embedder=api_embedder, out_folder="final")

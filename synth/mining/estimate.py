@@ -14,6 +14,7 @@ from synth.embed import build_embedder
 from synth.embed.cached import CachedEmbedder
 from synth.embed.estimate import online_settings, uncached
 from synth.embed.instructions import format_query
+from synth.embed.options import api_embedder
 from synth.errors import UsageError
 from synth.llm.estimate import SAMPLE_ROWS, cost_and_time, sample_rows, token_counter
 from synth.mining.corpus import SkippedRows, read_corpus_file
@@ -33,7 +34,7 @@ def row_texts(task: Task, row: dict[str, Any], query_format: str, passages: bool
 
 def estimate_mine(options: dict[str, Any]) -> StageSummary:
     """Texts to embed, requests of `embed_batch_size` texts, tokens, cost from `prices` and minutes at the limits."""
-    if options.get("embedder") != "api":
+    if not api_embedder(options):
         raise UsageError("mine --estimate counts the requests of --embedder api; a local model sends none")
     embedder = build_embedder(options)
     count = token_counter(options.get("tokenizer"))

@@ -7,7 +7,7 @@ from typing import Any
 
 from synth.embed import build_embedder
 from synth.embed.api import API_KEYS
-from synth.embed.options import EMBED_OPTIONS
+from synth.embed.options import EMBED_OPTIONS, api_embedder
 from synth.embed.options import PANEL as EMBED_PANEL
 from synth.errors import ConfigError, UsageError
 from synth.llm.estimate import ESTIMATE_OPTIONS
@@ -91,4 +91,4 @@ MINE = StageSpec(
     (Option("out", Path, None, "Output directory.", flags=("--out", "-o")), *EMBED_OPTIONS, *MINE_OPTIONS,
      *pick(LLM_OPTIONS, *API_KEYS),  # the API keys and limits are read by --embedder api only
      *(o.but(panel=EMBED_PANEL) for o in ESTIMATE_OPTIONS)),
-    run, api_embedder=lambda options: options.get("embedder") == "api")
+    run, api_embedder=api_embedder)

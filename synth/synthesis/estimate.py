@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.embed.estimate import CountingEmbedder, EmbedCount, embed_stats, with_embedding
+from synth.embed.options import api_embedder
 from synth.llm.estimate import answer_tokens, estimate_summary, prompt_tokens, sample_rows, token_counter
 from synth.llm.settings import LLMSettings
 from synth.llm.tokens import estimate_text_tokens
@@ -96,7 +97,7 @@ def estimate_stage(stage: Any, inputs: list[Path], settings: LLMSettings, tokeni
     summary = estimate_summary(stage.name, Path(stage.out), total_rows, sample.rows, sample.jobs,
                                sample.prompt_tokens, sample.answer_tokens, settings, stage.max_tries,
                                {"estimate_rows_out": round((added + kept) * scale)})
-    if sample.embedder is not None and stage.options.get("embedder") == "api":  # a local model sends nothing
+    if sample.embedder is not None and api_embedder(stage.options):
         sent = once + sample.embedder.take(scale)
         summary.stats = with_embedding(summary.stats, embed_stats(sent, sample.embedder))
     return summary

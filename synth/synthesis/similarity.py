@@ -39,7 +39,7 @@ class TextSimilarity:
         """Cosine of left[i] with right[i]."""
         if not left:
             return np.empty(0, dtype=np.float32)
-        return np.einsum("ij,ij->i", self.vectors(left), self.vectors(right))
+        return _rowwise_cosine(self.vectors(left), self.vectors(right))
 
     async def apairwise(self, left: list[str], right: list[str]) -> np.ndarray:
         """`pairwise` for a check on an event loop (the LLM engine's), each side embedded off that loop.
@@ -51,8 +51,10 @@ class TextSimilarity:
         own (the model is never run by two threads at once). Each side is one call with the same texts as
         `pairwise`'s, so the vectors, and the cosines, are the same.
         """
+        if not left:
+            return np.empty(0, dtype=np.float32)
         vectors = [await self.embedder.aencode(list(side), self._embed_elsewhere) for side in (left, right)]
-        return np.einsum("ij,ij->i", *vectors)
+        return _rowwise_cosine(*vectors)
 
     async def _embed_elsewhere(self, texts: list[str]) -> np.ndarray:
         backend = self.embedder.backend
@@ -70,6 +72,11 @@ class TextSimilarity:
         if worker is not None:
             worker.shutdown(cancel_futures=True)
         self.embedder.close()
+
+
+def _rowwise_cosine(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Cosine of left[i] with right[i] (unit vectors: their dot product)."""
+    return np.einsum("ij,ij->i", left, right)
 
 
 def embedder_configured(options: dict[str, Any]) -> bool:
